@@ -1,0 +1,24 @@
+# The two set-up commands of README.md: `make demo` (main job) and `make test` (test suite).
+# Each builds .venv on first use: PyTorch pinned to the 2.13.0 CPU wheel, then microlatent itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/microlatent demo --out outputs/demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -n 2 -q
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) outputs

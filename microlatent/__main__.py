@@ -1,0 +1,3 @@
+from microlatent.cli import main
+
+main()

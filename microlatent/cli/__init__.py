@@ -1,0 +1,39 @@
+"""The ``microlatent`` command line: one click group, one module per command family."""
+
+import sys
+
+import click
+
+from microlatent import __version__
+from microlatent.errors import MicrolatentError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="microlatent")
+def cli():
+    """Small, reversible latent representations of microstructures."""
+
+
+def _register_commands():
+    # Imported here so `microlatent --help` stays quick and each family lives in its own module.
+    from microlatent.cli.data import data
+    from microlatent.cli.stats import stats
+
+    cli.add_command(data)
+    cli.add_command(stats)
+
+
+def main(argv=None):
+    """Console-script entry point: user errors become one line on stderr and exit status 2."""
+    _register_commands()
+    try:
+        cli.main(args=argv, prog_name="microlatent", standalone_mode=False)
+    except MicrolatentError as err:
+        click.echo(f"microlatent: error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("microlatent: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)

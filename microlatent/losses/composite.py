@@ -1,0 +1,71 @@
+"""Losses composed from config: a mapping of term name to weight (or to {weight, **params}).
+
+    {"mse": 1.0, "cess": {"weight": 1.0, "crop": 50}, "kl": 1e-4}
+
+is Cai et al.'s eq. 10 with a cropped CESS and a beta-weighted KL term. Every experiment of the papers
+is such a mapping, not code.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from microlatent.errors import InputError
+from microlatent.losses import terms
+
+# name -> (function, what it is called with)
+TERMS = {
+    "mse": (terms.mse, "images"),
+    "msess": (terms.msess, "images"),
+    "cess": (terms.cess, "images"),
+    "clamp": (terms.clamp, "recon"),
+    "kl": (terms.kl, "latent"),
+    "style": (None, "images"),  # bound lazily: it needs VGG-19 weights
+}
+
+
+class CompositeLoss:
+    """Weighted sum of loss terms. ``loss(recon, target, mu, logvar) -> (total, {name: value})``."""
+
+    def __init__(self, config):
+        if not isinstance(config, dict) or not config:
+            raise InputError(f"loss config must be a non-empty mapping of term name to weight, got {config!r}")
+        self.terms = []
+        for name, spec in config.items():
+            if name not in TERMS:
+                raise InputError(f"unknown loss term {name!r}; known terms: {', '.join(TERMS)}")
+            params = dict(spec) if isinstance(spec, dict) else {"weight": spec}
+            weight = params.pop("weight", 1.0)
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+                raise InputError(f"loss term {name!r}: weight must be a number, got {weight!r}")
+            function, kind = TERMS[name]
+            if name == "style":
+                from microlatent.losses.style import StyleLoss
+
+                function = StyleLoss(**params)
+                params = {}
+            else:
+                allowed = list(inspect.signature(function).parameters)[{"images": 2, "recon": 1, "latent": 2}[kind]:]
+                unknown = sorted(set(params) - set(allowed))
+                if unknown:
+                    raise InputError(f"loss term {name!r}: unknown option(s) {unknown}; options: {['weight', *allowed]}")
+            self.terms.append((name, float(weight), function, kind, params))
+
+    @property
+    def names(self):
+        return [name for name, *_ in self.terms]
+
+    def __call__(self, recon, target, mu=None, logvar=None):
+        total, parts = 0.0, {}
+        for name, weight, function, kind, params in self.terms:
+            if kind == "images":
+                value = function(recon, target, **params)
+            elif kind == "recon":
+                value = function(recon, **params)
+            else:
+                if mu is None:
+                    raise InputError(f"loss term {name!r} needs the latent mean and log-variance")
+                value = function(mu, logvar, **params)
+            parts[name] = value.detach()
+            total = total + weight * value
+        return total, parts

@@ -1,0 +1,56 @@
+"""Loss terms of the papers. Images are (N, 1, H, W) or (N, H, W) phase-1 probabilities in [0, 1];
+every term returns a scalar averaged over the batch.
+
+Statistics terms compare 2-point statistics of the input (target) and the reconstruction; with all
+ordered phase pairs f(., . | r) is a probability distribution over pairs at every offset r.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from microlatent.stats import two_point
+
+# Smallest statistic the cross-entropy takes the log of: FFT roundoff can give values <= 0.
+LOG_FLOOR = 1e-6
+
+
+def mse(recon, target):
+    """Mean squared error on pixels (Cai eq. 6)."""
+    return torch.mean((recon - target) ** 2)
+
+
+def msess(recon, target, periodic=True, pairs="all", crop=None):
+    """MSE on statistics, Cai eq. 7: mean over offsets r of sum over pairs of (f_in - f_recon)^2."""
+    f_in = two_point(target, periodic=periodic, pairs=pairs, crop=crop, validate=False)
+    f_recon = two_point(recon, periodic=periodic, pairs=pairs, crop=crop, validate=False)
+    return ((f_in - f_recon) ** 2).sum(1).mean()
+
+
+def cess(recon, target, periodic=True, crop=None):
+    """Cross-entropy on statistics, Cai eq. 8 (eq. 11 with ``crop``):
+    -(1/|Omega_r|) sum_r sum_{h,h'} f_in(h,h'|r) log f_recon(h,h'|r), over all ordered pairs.
+
+    Its minimum over reconstructions is reached at f_recon = f_in, where it equals the entropy of
+    f_in; ``cess`` is not zero there.
+    """
+    f_in = two_point(target, periodic=periodic, pairs="all", crop=crop, validate=False)
+    f_recon = two_point(recon, periodic=periodic, pairs="all", crop=crop, validate=False)
+    return -(f_in * torch.log(f_recon.clamp_min(LOG_FLOOR))).sum(1).mean()
+
+
+def clamp(recon, sigma=0.05):
+    """Clamp loss, Cai eq. 9: negative log-likelihood of a two-component Gaussian mixture at 0 and 1,
+    -log(exp(-x^2 / 2 sigma) + exp(-(x - 1)^2 / 2 sigma)), averaged over pixels (eq. 9 sums; a mean
+    keeps weights independent of image size) and shifted so that a binary image scores 0."""
+    x = recon
+    log_mix = torch.logaddexp(-x**2 / (2 * sigma), -((x - 1) ** 2) / (2 * sigma))
+    best = math.log1p(math.exp(-1 / (2 * sigma)))  # log_mix at x = 0 or 1
+    return (best - log_mix).mean()
+
+
+def kl(mu, logvar):
+    """KL divergence of N(mu, exp(logvar)) from N(0, I), summed over latent dimensions, mean over batch."""
+    return -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp()) / mu.shape[0]
