@@ -58,3 +58,31 @@ def save_figure(fig, path):
     plt.close(fig)
     os.replace(partial, path)
     return path
+
+
+def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, phase=1):
+    """Save a figure with one row per sample: the input and each model's reconstruction, each beside
+    the centred autocorrelation of ``phase`` (one colour scale per row, set by the input).
+
+    inputs : (N, H, W) in [0, 1]; recons_by_model : {model name: (N, H, W)}; names : N strings.
+    """
+    inputs = np.asarray(inputs, dtype=np.float32)
+    columns = [("input", inputs), *((name, np.asarray(r, dtype=np.float32)) for name, r in recons_by_model.items())]
+    rows = len(inputs)
+    fig, axes = plt.subplots(rows, 2 * len(columns), figsize=(2.1 * 2 * len(columns), 2.2 * rows), squeeze=False)
+    ry, rx = offsets(inputs.shape[1:], periodic)
+    extent = (rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5)
+    stats = {name: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0]
+             for name, images in columns}
+    for i in range(rows):
+        vmax = float(stats["input"][i].max())
+        for j, (name, images) in enumerate(columns):
+            image_ax, stats_ax = axes[i, 2 * j], axes[i, 2 * j + 1]
+            image_ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            image_ax.set_title(f"{name}" if j else f"{names[i]}", fontsize=8)
+            stats_ax.imshow(stats[name][i], cmap="viridis", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
+            stats_ax.set_title(f"f({phase},{phase}|r)", fontsize=8)
+            image_ax.set_axis_off()
+            stats_ax.tick_params(labelsize=5)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -105,3 +105,22 @@ def test_composite_loss_is_the_weighted_sum_of_its_terms():
 def test_composite_loss_rejects_bad_config(config, message):
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         CompositeLoss(config)
+
+
+def test_style_loss_is_eq_2_of_texturevae_with_vgg_features():
+    from microlatent.losses.style import StyleLoss, gram
+
+    loss = StyleLoss(layers=("conv1_1", "pool1"), layer_weights=(1.0, 0.5), vgg_weights="random")
+    target, recon = batch(20, shape=(2, 1, 32, 32), binary=True).float(), batch(21, shape=(2, 1, 32, 32)).float()
+    features_t, features_r = loss.vgg(target, loss.layers), loss.vgg(recon, loss.layers)
+    expected = 0.0
+    for name, weight in (("conv1_1", 1.0), ("pool1", 0.5)):
+        c, m = features_t[name].shape[1], features_t[name].shape[2] * features_t[name].shape[3]
+        g_t = torch.einsum("nik,njk->nij", features_t[name].flatten(2), features_t[name].flatten(2))
+        g_r = gram(features_r[name])
+        expected += weight * ((g_t - g_r) ** 2).sum((1, 2)).mean() / (4 * c**2 * m**2)
+    assert loss(recon, target).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss(target, target).item() == 0
+    assert loss.weights_source.startswith("random")
+    with pytest.raises(InputError, match="unknown VGG-19 layer"):
+        StyleLoss(layers=("conv9_9",), vgg_weights="random")

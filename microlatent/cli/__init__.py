@@ -18,9 +18,10 @@ def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
     from microlatent.cli.stats import stats
+    from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
-    cli.add_command(data)
-    cli.add_command(stats)
+    for command in (data, stats, train, finetune, configs, encode, decode, reconstruct):
+        cli.add_command(command)
 
 
 def main(argv=None):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from microlatent.errors import InputError
 from microlatent.stats import two_point
 
 # Smallest statistic the cross-entropy takes the log of: FFT roundoff can give values <= 0.
@@ -26,7 +28,15 @@ def msess(recon, target, periodic=True, pairs="all", crop=None):
     """MSE on statistics, Cai eq. 7: mean over offsets r of sum over pairs of (f_in - f_recon)^2."""
     f_in = two_point(target, periodic=periodic, pairs=pairs, crop=crop, validate=False)
     f_recon = two_point(recon, periodic=periodic, pairs=pairs, crop=crop, validate=False)
-    return ((f_in - f_recon) ** 2).sum(1).mean()
+    return msess_from_stats(f_in, f_recon)
+
+
+def msess_from_stats(f_target, f_recon, reduction="mean"):
+    """Cai eq. 7 on statistics maps (N, K, H', W') (or (K, H', W')) of the same pairs and offsets:
+    mean over offsets of the sum over pairs of (f_target - f_recon)^2. Tensors or NumPy arrays;
+    ``reduction="none"`` keeps one value per map of a batch, ``"mean"`` averages the batch."""
+    per_map = ((f_target - f_recon) ** 2).sum(-3).mean((-2, -1))
+    return _reduce(per_map, reduction)
 
 
 def cess(recon, target, periodic=True, crop=None):
@@ -38,7 +48,27 @@ def cess(recon, target, periodic=True, crop=None):
     """
     f_in = two_point(target, periodic=periodic, pairs="all", crop=crop, validate=False)
     f_recon = two_point(recon, periodic=periodic, pairs="all", crop=crop, validate=False)
-    return -(f_in * torch.log(f_recon.clamp_min(LOG_FLOOR))).sum(1).mean()
+    return cess_from_stats(f_in, f_recon)
+
+
+def cess_from_stats(f_target, f_recon, reduction="mean"):
+    """Cai eq. 8 on statistics maps (N, K, H', W') (or (K, H', W')) of all ordered pairs:
+    -mean over offsets of sum over pairs of f_target log f_recon, with f_recon floored at
+    ``LOG_FLOOR``. Tensors or NumPy arrays; ``reduction`` as in :func:`msess_from_stats`."""
+    if isinstance(f_recon, torch.Tensor):
+        log_recon = torch.log(f_recon.clamp_min(LOG_FLOOR))
+    else:
+        log_recon = np.log(np.maximum(f_recon, LOG_FLOOR))
+    per_map = -(f_target * log_recon).sum(-3).mean((-2, -1))
+    return _reduce(per_map, reduction)
+
+
+def _reduce(per_map, reduction):
+    if reduction == "none":
+        return per_map
+    if reduction == "mean":
+        return per_map.mean()
+    raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
 
 def clamp(recon, sigma=0.05):

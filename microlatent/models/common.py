@@ -1,0 +1,77 @@
+"""Pieces every model shares: the reparameterisation trick, input checks, and the VAE base class.
+
+Every model is a ``VAE``: ``encode(x) -> (mu, logvar)``, ``decode(z) -> recon``,
+``forward(x) -> (recon, mu, logvar)``, ``latent_shape(image_size)`` and a ``config`` dict (its
+constructor arguments plus ``"name"``) from which ``build_model`` rebuilds it.
+"""
+
+import torch
+import torch.nn as nn
+
+from microlatent.errors import InputError
+
+# Value of a "where do the initial weights come from" argument (resnet_vae's ``pretrained``,
+# texture_vae's ``vgg_weights``) meaning: do not load or warn, the weights come from a checkpoint.
+# ``load_model`` passes it; people need not.
+FROM_CHECKPOINT = "<checkpoint>"
+
+
+def reparameterize(mu, logvar):
+    """Sample z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); differentiable in mu and logvar.
+
+    mu, logvar: tensors of one shape, e.g. (N, C, h, w) or (N, D). Returns a tensor of that shape.
+    logvar is clamped to [-30, 20] here (only here) so that a diverging encoder cannot overflow exp.
+    """
+    return mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * torch.randn_like(mu)
+
+
+def check_images(x, name, channels=(1,), multiple=None, size=None):
+    """Raise InputError unless x is a float tensor (N, C, H, W) with C in channels.
+
+    multiple: H and W must be divisible by it; size: (H, W) must equal (size, size).
+    Returns (H, W).
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name}: expected a torch.Tensor of images (N, 1, H, W), got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] not in channels:
+        want = " or ".join(f"(N, {c}, H, W)" for c in channels)
+        raise InputError(f"{name}: expected images {want}, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"{name}: expected a floating-point tensor in [0, 1], got dtype {x.dtype}")
+    h, w = x.shape[-2:]
+    if size is not None and (h, w) != (size, size):
+        raise InputError(f"{name}: expects {size} x {size} images, got {h} x {w}")
+    if multiple is not None and (h % multiple or w % multiple or h == 0 or w == 0):
+        raise InputError(f"{name}: image size {h} x {w} is not divisible by {multiple}")
+    return h, w
+
+
+def check_positive_int(name, **values):
+    """Raise InputError unless every value is an int >= 1 (bools refused)."""
+    for key, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise InputError(f"{name}: {key} must be a positive integer, got {v!r}")
+
+
+class VAE(nn.Module):
+    """Base class: subclasses define encode, decode, latent_shape and set self.config.
+
+    forward(x) -> (recon, mu, logvar). In training mode z is sampled with the reparameterisation
+    trick; in eval mode z = mu, so eval-mode forward is deterministic.
+    """
+
+    name = None
+
+    @staticmethod
+    def reparameterize(mu, logvar):
+        """z = mu + exp(logvar / 2) * eps; see microlatent.models.common.reparameterize."""
+        return reparameterize(mu, logvar)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+    def num_parameters(self, trainable_only=False):
+        """Number of parameters (of those with requires_grad, if trainable_only)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,207 @@
+"""ResNet VAE (Hashemi, Guerzhoy, Paulson 2024; spatial-stats-vae/spatial-stats-vae resnet_vae.py).
+
+encoder  grey (N, 1, H, W) -> repeat to 3 channels -> ImageNet mean/std normalisation
+         -> ResNet (bottleneck blocks, layers [3, 8, 36, 3] = ResNet-152) -> global average pool
+         -> fc1 (F -> 1024) + BN + ReLU -> fc2 (1024 -> 1024) + BN + ReLU
+         -> fc3_mu, fc3_logvar (1024 -> latent_dim = 9)
+decoder  fc4 (latent -> 1024) + BN + ReLU -> fc5 (1024 -> 64*4*4) + BN + ReLU -> (N, 64, 4, 4)
+         -> ConvT(64, 32, 3, stride 2) + BN + ReLU -> ConvT(32, 8, 3, stride 2) + BN + ReLU
+         -> ConvT(8, 3, 3, stride 2) + BN (4 -> 9 -> 19 -> 39 pixels)
+         -> bilinear resize to image_size -> 1x1 conv (3 -> 1) -> sigmoid
+(The reference code maps grey to RGB with a learned 1x1 conv; here the channel is repeated, so
+pretrained ImageNet filters see a grey RGB image.)
+
+The ResNet's parameter names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
+``layer1.0.downsample.0``) so a torchvision ``resnet152`` state_dict (.pth) loads into
+``model.encoder`` directly; its ``fc.*`` keys are ignored. Without one the model trains from scratch,
+warns, and has ``pretrained = False``.
+
+BatchNorm1d in the FC layers needs batches of >= 2 images in training mode.
+"""
+
+import os
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from microlatent.errors import DataError, InputError
+from microlatent.models.common import FROM_CHECKPOINT, VAE, check_images, check_positive_int
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET152_LAYERS = (3, 8, 36, 3)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's Bottleneck (v1.5, stride on the 3x3 conv): (N, c_in, H, W) -> (N, 4 planes, H/s, W/s)."""
+
+    expansion = 4
+
+    def __init__(self, c_in, planes, stride=1):
+        super().__init__()
+        c_out = planes * self.expansion
+        self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """Bottleneck ResNet without its fc: (N, 3, H, W) -> (N, 32 * base_width) features.
+
+    layers (3, 8, 36, 3) and base_width 64 give torchvision's resnet152 (2048 features).
+    """
+
+    def __init__(self, layers=RESNET152_LAYERS, base_width=64):
+        super().__init__()
+        w = base_width
+        self.conv1 = nn.Conv2d(3, w, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        c_in, stages = w, []
+        for i, n in enumerate(layers):
+            planes, stride = w * 2**i, (1 if i == 0 else 2)
+            blocks = [Bottleneck(c_in, planes, stride)]
+            c_in = planes * Bottleneck.expansion
+            blocks += [Bottleneck(c_in, planes) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.num_features = c_in
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def load_torchvision_resnet(encoder, path):
+    """Load a torchvision-format ResNet state_dict file into encoder; fc.* keys are ignored.
+
+    Raises DataError (one line naming the file) if it is missing, unreadable or does not match.
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"pretrained ResNet weights not found: {path}")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"cannot read pretrained ResNet weights {path}: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise DataError(f"{path} is not a state_dict of tensors")
+    sd = {k.removeprefix("module."): v for k, v in sd.items() if not k.removeprefix("module.").startswith("fc.")}
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in own]
+    wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = [f"{label} {len(ks)} (e.g. {ks[0]})" for label, ks in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if ks]
+        raise DataError(f"{path} does not match this ResNet encoder: " + ", ".join(parts))
+    for k in own:  # old torchvision files lack BatchNorm's num_batches_tracked
+        sd.setdefault(k, own[k])
+    encoder.load_state_dict(sd, strict=True)
+
+
+class ResnetVAE(VAE):
+    """ResNet-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (default 224, >= 32).
+
+    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
+    pretrained: path to a torchvision resnet state_dict (.pth) or None (train from scratch, warns).
+    """
+
+    name = "resnet_vae"
+
+    def __init__(self, latent_dim=9, layers=RESNET152_LAYERS, base_width=64, fc_hidden=1024,
+                 image_size=224, pretrained=None):
+        super().__init__()
+        layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
+        if not isinstance(layers, tuple) or len(layers) != 4:
+            raise InputError(f"{self.name}: layers must be 4 block counts, e.g. [3, 8, 36, 3], got {layers!r}")
+        check_positive_int(self.name, latent_dim=latent_dim, base_width=base_width, fc_hidden=fc_hidden,
+                           image_size=image_size, **{f"layers[{i}]": n for i, n in enumerate(layers)})
+        if image_size < 32:
+            raise InputError(f"{self.name}: image_size must be >= 32 (ResNet downsamples by 32), got {image_size}")
+        if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
+            raise InputError(f"{self.name}: pretrained must be a path to a .pth file or None, got {pretrained!r}")
+        pretrained = None if pretrained is None else (pretrained if pretrained == FROM_CHECKPOINT else os.fspath(pretrained))
+        self.config = dict(name=self.name, latent_dim=latent_dim, layers=list(layers), base_width=base_width,
+                           fc_hidden=fc_hidden, image_size=image_size, pretrained=pretrained)
+        self.latent_dim, self.image_size = latent_dim, image_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+        self.encoder = ResNet(layers, base_width)
+        self.fc1 = nn.Linear(self.encoder.num_features, fc_hidden)
+        self.bn1 = nn.BatchNorm1d(fc_hidden, momentum=0.01)
+        self.fc2 = nn.Linear(fc_hidden, fc_hidden)
+        self.bn2 = nn.BatchNorm1d(fc_hidden, momentum=0.01)
+        self.fc3_mu = nn.Linear(fc_hidden, latent_dim)
+        self.fc3_logvar = nn.Linear(fc_hidden, latent_dim)
+
+        self.fc4 = nn.Linear(latent_dim, fc_hidden)
+        self.fc_bn4 = nn.BatchNorm1d(fc_hidden)
+        self.fc5 = nn.Linear(fc_hidden, 64 * 4 * 4)
+        self.fc_bn5 = nn.BatchNorm1d(64 * 4 * 4)
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 3, stride=2), nn.BatchNorm2d(32, momentum=0.01), nn.ReLU(),
+            nn.ConvTranspose2d(32, 8, 3, stride=2), nn.BatchNorm2d(8, momentum=0.01), nn.ReLU(),
+            nn.ConvTranspose2d(8, 3, 3, stride=2), nn.BatchNorm2d(3, momentum=0.01),
+        )
+        self.contract_channels = nn.Conv2d(3, 1, 1)
+
+        if pretrained == FROM_CHECKPOINT:
+            self.pretrained, self.weights_source = None, FROM_CHECKPOINT  # load_model sets both
+        elif pretrained is not None:
+            load_torchvision_resnet(self.encoder, pretrained)
+            self.pretrained, self.weights_source = True, pretrained
+        else:
+            self.pretrained, self.weights_source = False, "scratch"
+            warnings.warn("resnet_vae: no pretrained ResNet weights given; the encoder trains from scratch "
+                          "(pass pretrained='resnet152.pth' for ImageNet weights)", stacklevel=2)
+
+    def latent_shape(self, image_size=None):
+        """(latent_dim,); image_size, if given, must be this model's image_size."""
+        if image_size is not None and image_size != self.image_size and image_size != (self.image_size,) * 2:
+            raise InputError(f"{self.name}: built for {self.image_size} x {self.image_size} images, got {image_size}")
+        return (self.latent_dim,)
+
+    def encode(self, x):
+        check_images(x, self.name, size=self.image_size)
+        if self.training and x.shape[0] < 2:
+            raise InputError(f"{self.name}: training-mode batches need >= 2 images (BatchNorm), got 1")
+        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+        h = F.relu(self.bn1(self.fc1(self.encoder(x))))
+        h = F.relu(self.bn2(self.fc2(h)))
+        return self.fc3_mu(h), self.fc3_logvar(h)
+
+    def decode(self, z):
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise InputError(f"{self.name}: decode expects latents (N, {self.latent_dim}), got {shape}")
+        if self.training and z.shape[0] < 2:
+            raise InputError(f"{self.name}: training-mode batches need >= 2 latents (BatchNorm), got 1")
+        h = F.relu(self.fc_bn4(self.fc4(z)))
+        h = F.relu(self.fc_bn5(self.fc5(h))).view(-1, 64, 4, 4)
+        h = F.interpolate(self.deconv(h), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.contract_channels(h))

@@ -1,0 +1,123 @@
+"""TAESD-style convolutional VAE (Cai et al. 2025, Sec. 3.3 and Fig. 5; madebyollin/taesd).
+
+Stages of skip-connected conv Blocks; each encoder stage downsamples by 2 (conv stride 2, no bias),
+each decoder stage upsamples by 2 (nearest + conv, no bias). With 4 stages a 224 x 224 image maps to
+a 14 x 14 x latent_channels grid of (mu, logvar); generally (H / 16, W / 16).
+
+Layout (w = width, d = depth, L = latent_channels; every conv 3x3 unless said):
+    encoder  conv(1, w), d x Block, 4 x [conv(w, w, stride 2, no bias), d x Block], conv(w, 2L)
+             -> split into mu, logvar, each (N, L, H/16, W/16)
+    decoder  tanh(z / 3) * 3, conv(L, w), ReLU, 4 x [d x Block, nearest x2, conv(w, w, no bias)],
+             d x Block, conv(w, 1), sigmoid -> (N, 1, H, W), probability of phase 1
+Block(n_in, n_out) = ReLU(conv-ReLU-conv-ReLU-conv(x) + skip(x)); skip = 1x1 conv (no bias) when
+n_in != n_out, else identity. This is TAESD's encoder/decoder with 4 instead of 3 stages, d Blocks per
+stage instead of 3 (Cai et al.'s "depth"), one grey input/output channel, 2L encoder outputs and a
+sigmoid at the end.
+
+Defaults: width 64 (TAESD), depth 1 (Cai et al. Fig. 5), latent_channels 4 (TAESD); about 1.4 M
+parameters.
+"""
+
+import torch
+import torch.nn as nn
+
+from microlatent.errors import InputError
+from microlatent.models.common import VAE, check_images, check_positive_int
+
+
+INITIAL_LOGVAR = -4.0
+
+
+def conv(n_in, n_out, **kwargs):
+    return nn.Conv2d(n_in, n_out, 3, padding=1, **kwargs)
+
+
+class Clamp(nn.Module):
+    """Soft clamp of latents to (-3, 3): tanh(x / 3) * 3."""
+
+    def forward(self, x):
+        return torch.tanh(x / 3) * 3
+
+
+class Block(nn.Module):
+    """(N, n_in, H, W) -> (N, n_out, H, W): ReLU(conv-ReLU-conv-ReLU-conv(x) + skip(x))."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.conv = nn.Sequential(conv(n_in, n_out), nn.ReLU(), conv(n_out, n_out), nn.ReLU(), conv(n_out, n_out))
+        self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
+        self.fuse = nn.ReLU()
+
+    def forward(self, x):
+        return self.fuse(self.conv(x) + self.skip(x))
+
+
+def Encoder(latent_channels=4, width=64, depth=1, stages=4):
+    """(N, 1, H, W) -> (N, 2 * latent_channels, H / 2**stages, W / 2**stages)."""
+    layers = [conv(1, width)] + [Block(width, width) for _ in range(depth)]
+    for _ in range(stages):
+        layers += [conv(width, width, stride=2, bias=False)] + [Block(width, width) for _ in range(depth)]
+    return nn.Sequential(*layers, conv(width, 2 * latent_channels))
+
+
+def Decoder(latent_channels=4, width=64, depth=1, stages=4):
+    """(N, latent_channels, h, w) -> (N, 1, h * 2**stages, w * 2**stages), values in (0, 1)."""
+    layers = [Clamp(), conv(latent_channels, width), nn.ReLU()]
+    for _ in range(stages):
+        layers += [Block(width, width) for _ in range(depth)]
+        layers += [nn.Upsample(scale_factor=2), conv(width, width, bias=False)]
+    layers += [Block(width, width) for _ in range(depth)]
+    return nn.Sequential(*layers, conv(width, 1), nn.Sigmoid())
+
+
+class TaesdVAE(VAE):
+    """TAESD-style VAE for grey images (N, 1, H, W) in [0, 1], H and W divisible by 2**stages (16).
+
+    encode(x) -> mu, logvar, each (N, latent_channels, H / 16, W / 16); decode(z) -> (N, 1, H, W).
+    """
+
+    name = "taesd_vae"
+
+    def __init__(self, latent_channels=4, width=64, depth=1, stages=4):
+        super().__init__()
+        check_positive_int(self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
+        self.config = dict(name=self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
+        self.latent_channels, self.factor = latent_channels, 2**stages
+        self.encoder = Encoder(latent_channels, width, depth, stages)
+        self.decoder = Decoder(latent_channels, width, depth, stages)
+        self._initialise()
+
+    def _initialise(self):
+        """He initialisation for the convs that feed a ReLU, PyTorch's default for the two output convs
+        (mu/logvar and the pixel logits, so the first reconstruction sits near 0.5), and a narrow
+        initial posterior (logvar = -4).
+
+        With PyTorch's default init everywhere the signal shrinks through the unnormalised stack: mu
+        starts ~1e-3 while the sampling noise has std 1, and training sits on a plateau at the mean.
+        """
+        outputs = (self.encoder[-1], self.decoder[-2])  # decoder[-1] is the sigmoid
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d) and not any(module is out for out in outputs):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        with torch.no_grad():
+            self.encoder[-1].bias[self.latent_channels :] = INITIAL_LOGVAR
+
+    def latent_shape(self, image_size):
+        """(C, h, w) of the latent of an image_size (int or (H, W)) image."""
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if h % self.factor or w % self.factor or h <= 0 or w <= 0:
+            raise InputError(f"{self.name}: image size {h} x {w} is not divisible by {self.factor}")
+        return (self.latent_channels, h // self.factor, w // self.factor)
+
+    def encode(self, x):
+        check_images(x, self.name, multiple=self.factor)
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z):
+        if not isinstance(z, torch.Tensor) or z.ndim != 4 or z.shape[1] != self.latent_channels:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise InputError(f"{self.name}: decode expects latents (N, {self.latent_channels}, h, w), got {shape}")
+        return self.decoder(z)

@@ -1,0 +1,89 @@
+"""TextureVAE (Sardeshmukh, Reddy, Gautham, Bhattacharyya 2021, Sec. 3.3 and Fig. 2).
+
+encoder  frozen pretrained VGG-19 conv layers up to vgg_layer (default pool5: 128 x 128 -> 512 x 4 x 4),
+         flattened, then two trained fully connected heads: fc_mu, fc_logvar -> (N, latent_dim)
+decoder  fc (latent_dim -> w x S/16 x S/16) + LeakyReLU(0.3), then four blocks
+         [3x3 conv (c -> c/2), nearest upsampling x2, LeakyReLU(0.3)] (w -> w/16 channels,
+         S/16 -> S), then 3x3 conv (w/16 -> 1) + sigmoid -> (N, 1, S, S)
+The paper gives the four conv / upsample / LeakyReLU(0.3) blocks and 3x3 filters; the FC layer that
+starts the decoder, the channel widths (w = decoder_width, halved per block) and the final 1-channel
+conv + sigmoid are this implementation's choices. It trains with a Gram (style) loss on pool1-pool4
+and conv1_1 instead of pixel reconstruction; the loss lives elsewhere. Latent 64 (the paper tried
+8-64), 128 x 128 patches.
+"""
+
+import torch
+import torch.nn as nn
+
+from microlatent.errors import InputError
+from microlatent.models.common import VAE, check_images, check_positive_int
+from microlatent.models.vgg import CHANNELS, LAYERS, VGG19
+
+
+def UpBlock(n_in, n_out):
+    """(N, n_in, h, w) -> (N, n_out, 2h, 2w): 3x3 conv, nearest upsampling, LeakyReLU(0.3)."""
+    return nn.Sequential(nn.Conv2d(n_in, n_out, 3, padding=1), nn.Upsample(scale_factor=2), nn.LeakyReLU(0.3))
+
+
+class TextureVAE(VAE):
+    """VGG-19-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (128).
+
+    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
+    The VGG is frozen (no gradients to its weights); only fc_mu, fc_logvar and the decoder train.
+    vgg_weights / vgg_pooling: see microlatent.models.vgg.VGG19; weights_source says which weights.
+    """
+
+    name = "texture_vae"
+
+    def __init__(self, latent_dim=64, image_size=128, vgg_layer="pool5", vgg_pooling="max", vgg_weights="auto",
+                 decoder_width=512):
+        super().__init__()
+        check_positive_int(self.name, latent_dim=latent_dim, image_size=image_size, decoder_width=decoder_width)
+        if vgg_layer not in LAYERS:
+            raise InputError(f"{self.name}: unknown vgg_layer {vgg_layer!r}; valid: {', '.join(LAYERS)}")
+        n_pools = sum(n.startswith("pool") for n in LAYERS[: LAYERS.index(vgg_layer) + 1])
+        if image_size % 16 or image_size % 2**n_pools:
+            raise InputError(f"{self.name}: image_size {image_size} must be divisible by 16 and by 2**{n_pools}")
+        if decoder_width % 16:
+            raise InputError(f"{self.name}: decoder_width must be divisible by 16, got {decoder_width}")
+        self.config = dict(name=self.name, latent_dim=latent_dim, image_size=image_size, vgg_layer=vgg_layer,
+                           vgg_pooling=vgg_pooling, vgg_weights=vgg_weights if isinstance(vgg_weights, str) else str(vgg_weights),
+                           decoder_width=decoder_width)
+        self.latent_dim, self.image_size, self.vgg_layer = latent_dim, image_size, vgg_layer
+
+        self.vgg = VGG19(weights=vgg_weights, pooling=vgg_pooling, last_layer=vgg_layer)
+        n_features = CHANNELS[vgg_layer] * (image_size // 2**n_pools) ** 2
+        self.fc_mu = nn.Linear(n_features, latent_dim)
+        self.fc_logvar = nn.Linear(n_features, latent_dim)
+
+        w, s = decoder_width, image_size // 16
+        self.fc = nn.Sequential(nn.Linear(latent_dim, w * s * s), nn.LeakyReLU(0.3), nn.Unflatten(1, (w, s, s)))
+        self.blocks = nn.Sequential(UpBlock(w, w // 2), UpBlock(w // 2, w // 4), UpBlock(w // 4, w // 8),
+                                    UpBlock(w // 8, w // 16))
+        self.conv_out = nn.Conv2d(w // 16, 1, 3, padding=1)
+
+    @property
+    def weights_source(self):
+        """Where the frozen VGG-19 weights came from (see VGG19.weights_source)."""
+        return self.vgg.weights_source
+
+    @weights_source.setter
+    def weights_source(self, value):
+        self.vgg.weights_source = value
+
+    def latent_shape(self, image_size=None):
+        """(latent_dim,); image_size, if given, must be this model's image_size."""
+        if image_size is not None and image_size != self.image_size and image_size != (self.image_size,) * 2:
+            raise InputError(f"{self.name}: built for {self.image_size} x {self.image_size} images, got {image_size}")
+        return (self.latent_dim,)
+
+    def encode(self, x):
+        check_images(x, self.name, size=self.image_size)
+        h = self.vgg(x, [self.vgg_layer])[self.vgg_layer].flatten(1)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z):
+        if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise InputError(f"{self.name}: decode expects latents (N, {self.latent_dim}), got {shape}")
+        return torch.sigmoid(self.conv_out(self.blocks(self.fc(z))))
