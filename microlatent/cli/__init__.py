@@ -17,10 +17,13 @@ def cli():
 def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
+    from microlatent.cli.demo import demo
+    from microlatent.cli.properties import homogenize, properties
     from microlatent.cli.stats import stats
     from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
-    for command in (data, stats, train, finetune, configs, encode, decode, reconstruct):
+    data.add_command(homogenize)
+    for command in (demo, data, stats, train, finetune, configs, encode, decode, reconstruct, properties):
         cli.add_command(command)
 
 

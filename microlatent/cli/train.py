@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from microlatent.data.sources import load_images
-from microlatent.errors import DataError, InputError
+from microlatent.errors import DataError
 
 _SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                     help="Override a config value, e.g. --set optim.epochs=5 --set loss.kl=1e-3 (repeatable).")
@@ -59,67 +59,60 @@ def configs():
 @_DEVICE
 def encode(checkpoint, source, out, classes, split, limit, device):
     """Encode the microstructures in SOURCE (HDF5, image, folder or .npy) to latent means and log-variances."""
-    model, device = _model(checkpoint, device)
-    names, mu, logvar = [], [], []
-    for batch, batch_names in _batches(source, model, classes, split, limit):
-        with torch.no_grad():
-            m, lv = model.encode(batch.to(device))
-        mu.append(m.cpu().numpy())
-        logvar.append(lv.cpu().numpy())
-        names.extend(batch_names)
-    _save_npz(out, mu=np.concatenate(mu), logvar=np.concatenate(logvar), names=np.array(names))
-    click.echo(f"wrote {out}: {len(names)} latent codes of shape {mu[0].shape[1:]}")
+    from microlatent.evaluation import encode as encode_images, load_trained_model
+
+    images, names = load_images(source, classes=classes or None, split=split, limit=limit)
+    mu, logvar = encode_images(load_trained_model(checkpoint, device), images)
+    _save_npz(out, mu=mu, logvar=logvar, names=np.array(names))
+    click.echo(f"wrote {out}: {len(names)} latent codes of shape {mu.shape[1:]}")
 
 
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("latents", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help=".npz of decoded images (N, H, W); a PNG grid beside it.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help=".npz of decoded images (N, H, W); a PNG beside it.")
 @click.option("--threshold", type=float, default=None, help="Also threshold the decoded probabilities at this value.")
 @_DEVICE
 def decode(checkpoint, latents, out, threshold, device):
     """Decode latent codes (the 'mu' array of an `encode` .npz) back to microstructures."""
-    model, device = _model(checkpoint, device)
+    from microlatent.evaluation import decode as decode_latents, load_trained_model
+    from microlatent.plotting import plot_images_with_statistics
+
     try:
-        z = torch.from_numpy(np.load(latents)["mu"]).float()
+        z = np.load(latents)["mu"]
     except (OSError, KeyError, ValueError) as err:
         raise DataError(f"{latents}: not an .npz with a 'mu' array ({err})") from None
-    with torch.no_grad():
-        images = torch.cat([model.decode(chunk.to(device)).cpu() for chunk in z.split(64)])[:, 0].numpy()
+    images = decode_latents(load_trained_model(checkpoint, device), z)
     if threshold is not None:
         images = (images > threshold).astype(np.float32)
     _save_npz(out, images=images)
-    from microlatent.plotting import plot_images_with_statistics
-
     figure = plot_images_with_statistics(images[:12], [f"decoded {i}" for i in range(min(12, len(images)))],
                                          Path(out).with_suffix(".png"))
-    click.echo(f"wrote {out} ({images.shape}) and {figure}")
+    click.echo(f"wrote {out} {images.shape} and {figure}")
 
 
 @click.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", "source", type=click.Path(path_type=Path), required=True,
+              help="HDF5 file, image, folder or .npy of inputs.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG figure; an .npz of reconstructions beside it.")
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
-@click.option("--n", "limit", type=click.IntRange(min=1), default=2, show_default=True, help="Images per class.")
+@click.option("--n", "limit", type=click.IntRange(min=1), default=1, show_default=True, help="Images per class.")
 @_DEVICE
-def reconstruct(checkpoint, source, out, classes, split, limit, device):
-    """Reconstruct microstructures through the model and draw inputs and reconstructions with their statistics."""
-    from microlatent.plotting import plot_reconstructions
+def reconstruct(checkpoints, source, out, classes, split, limit, device):
+    """Reconstruct inputs through one or more models (CHECKPOINTS) and draw them with their statistics."""
+    from microlatent.evaluation import reconstruction_figure
 
-    model, device = _model(checkpoint, device)
-    inputs, recons, names = [], [], []
-    for batch, batch_names in _batches(source, model, classes, split, limit):
-        with torch.no_grad():
-            recon, _, _ = model(batch.to(device))
-        inputs.append(batch[:, 0].numpy())
-        recons.append(recon[:, 0].cpu().numpy())
-        names.extend(batch_names)
-    inputs, recons = np.concatenate(inputs), np.concatenate(recons)
-    plot_reconstructions(inputs, {Path(checkpoint).parent.name or "model": recons}, names, out)
-    _save_npz(Path(out).with_suffix(".npz"), inputs=inputs, reconstructions=recons, names=np.array(names))
-    click.echo(f"wrote {out}")
+    labels = {_label(path): path for path in checkpoints}
+    figure = reconstruction_figure(labels, source, out, classes=classes or None, split=split, limit=limit, device=device)
+    click.echo(f"wrote {figure}")
+
+
+def _label(checkpoint):
+    """A model's name in figures: its run folder's name."""
+    path = Path(checkpoint)
+    return path.parent.name if path.name in ("model.pt", "checkpoint.pt") else path.stem
 
 
 def _run(config, overrides, out, device, resume):
@@ -134,33 +127,6 @@ def _run(config, overrides, out, device, resume):
     except Interrupted as stop:
         raise click.ClickException(str(stop)) from None
     click.echo(f"done: {run / 'model.pt'}")
-
-
-def _model(checkpoint, device):
-    """The checkpoint's model in eval mode on the device, with ``trained_size``: the image side its
-    training config resized to (None: as stored)."""
-    from microlatent.models import load_checkpoint, load_model
-    from microlatent.training import resolve_device
-
-    device = resolve_device(device or "auto")
-    model = load_model(checkpoint).to(device).eval()
-    extra = load_checkpoint(checkpoint).get("extra") or {}
-    model.trained_size = ((extra.get("config") or {}).get("data") or {}).get("size")
-    return model, device
-
-
-def _batches(source, model, classes, split, limit, batch_size=32):
-    """(N, 1, H, W) float tensors of SOURCE's images, resized to what the model was trained on."""
-    images, names = load_images(source, classes=classes or None, split=split, limit=limit)
-    size = model.trained_size
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        if len({im.shape for im in chunk}) > 1:
-            raise InputError(f"{source}: images of different sizes cannot be batched")
-        batch = torch.from_numpy(np.stack(chunk))[:, None]
-        if size and batch.shape[-1] != size:
-            batch = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-        yield batch, names[start : start + batch_size]
 
 
 def _save_npz(path, **arrays):
