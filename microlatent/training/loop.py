@@ -185,34 +185,20 @@ def _initial_model(config, resume_from):
 
 def _datasets(data_cfg):
     from microlatent.data import MicrostructureDataset
+    from microlatent.data.make import ensure_dataset
 
     if data_cfg["path"] is None:
         raise InputError("config data.path is not set: name an HDF5 file in the MICRO2D layout")
     path = Path(data_cfg["path"])
-    if data_cfg["generate"] and not path.exists():
-        make_dataset(path, data_cfg["generate"])
+    if data_cfg["generate"]:
+        spec = dict(data_cfg["generate"])
+        if "kind" not in spec or "n" not in spec:
+            raise InputError(f"config data.generate needs kind and n; it has {sorted(spec)}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dataset(path, spec.pop("kind"), spec.pop("n"), **spec)  # generates only what is missing
     kwargs = dict(classes=data_cfg["classes"], seed=data_cfg["split_seed"],
                   split_fractions=tuple(data_cfg["split_fractions"]), size=data_cfg["size"])
     return MicrostructureDataset(path, split="train", **kwargs), MicrostructureDataset(path, split="val", **kwargs)
-
-
-def make_dataset(path, generate: dict):
-    """Write the generated set ``generate`` ({kind, n, size, seed, **params}) to ``path``, whole or not at
-    all (it is written beside the target and renamed, so an interrupted run leaves no half file)."""
-    from microlatent.data.make import write_generated
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.unlink(missing_ok=True)
-    spec = dict(generate)
-    try:
-        kind, n = spec.pop("kind"), spec.pop("n")
-    except KeyError as missing:
-        raise InputError(f"config data.generate needs {missing}; it has {sorted(generate)}") from None
-    write_generated(partial, kind, n, **spec)
-    partial.replace(path)
-    return path
 
 
 def _load_batch(dataset, indices, device):

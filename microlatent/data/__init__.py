@@ -1,0 +1,62 @@
+"""Data sets: synthetic generators, MICRO2D-layout HDF5 storage, a lazy PyTorch dataset, import.
+
+Generators (``microlatent.data.generators``)
+    :func:`generate` (``"lines"``, ``"circles"``, ``"micro2d-like"`` or one MICRO2D class),
+    :func:`iter_batches`, the :data:`GENERATORS` registry (one function per class) and
+    :func:`parse_label` for the ``key=value; ...`` label strings.
+Storage (``microlatent.data.store``)
+    MICRO2D's HDF5 layout, ``f[C][C]`` images and ``f[C][C + " - labels"]``:
+    :func:`write_class`, :func:`list_classes`, :func:`read_images`, :func:`read_labels`,
+    :func:`file_info`; :func:`write_generated` streams generated classes into a file and
+    :func:`ensure_dataset` does so only for classes not already there with the same arguments.
+Training
+    :class:`MicrostructureDataset`, lazy, split per class, optional resize.
+Import
+    :func:`import_images` thresholds a folder of PNG/TIFF images into the same layout.
+"""
+
+from microlatent.data.dataset import MicrostructureDataset, split_indices
+from microlatent.data.generators import (
+    GENERATORS,
+    KINDS,
+    MICRO2D_CLASSES,
+    generate,
+    iter_batches,
+    parse_label,
+    resolve_kind,
+)
+from microlatent.data.importing import import_images
+from microlatent.data.make import ensure_dataset, write_generated
+from microlatent.data.store import (
+    file_info,
+    list_classes,
+    read_images,
+    read_labels,
+    read_property,
+    write_class,
+    write_class_batches,
+    write_property,
+)
+
+__all__ = [
+    "GENERATORS",
+    "KINDS",
+    "MICRO2D_CLASSES",
+    "MicrostructureDataset",
+    "ensure_dataset",
+    "file_info",
+    "generate",
+    "import_images",
+    "iter_batches",
+    "list_classes",
+    "parse_label",
+    "read_images",
+    "read_labels",
+    "read_property",
+    "resolve_kind",
+    "split_indices",
+    "write_class",
+    "write_class_batches",
+    "write_generated",
+    "write_property",
+]

@@ -1,0 +1,86 @@
+"""Images from wherever a command line names them: an HDF5 file, an image file, a folder, a .npy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from microlatent.data import store
+from microlatent.data.dataset import split_indices
+from microlatent.data.importing import IMAGE_SUFFIXES, binarise, read_image
+from microlatent.errors import DataError, InputError
+
+
+def load_images(source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu"):
+    """Binary microstructures and a name for each, from ``source``:
+
+    - an HDF5 file in the MICRO2D layout: images of ``classes`` (default all) in ``split`` (split by
+      ``seed`` as ``MicrostructureDataset`` does), the first ``limit`` of each class (or of all, with
+      ``per_class=False``); names are "Class[index]";
+    - a PNG/TIFF image, thresholded (Otsu by default) unless already 0/1; a folder of them;
+    - a .npy array (H, W) or (N, H, W) of values in [0, 1].
+
+    Returns (list of (H, W) float32 arrays in [0, 1], list of str). Sizes may differ between image
+    files of a folder.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: no PNG/TIFF images in this folder")
+        files = files[:limit] if limit else files
+        return [_image_file(p, threshold) for p in files], [p.name for p in files]
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return [_image_file(path, threshold)], [path.name]
+    if path.suffix.lower() == ".npy":
+        return _npy(path, limit)
+    return _hdf5(path, classes, split, limit, per_class, seed)
+
+
+def _image_file(path, threshold):
+    grey = read_image(str(path))
+    if np.isin(grey, (0.0, 1.0)).all():
+        return grey.astype(np.float32)
+    return binarise(grey, threshold, invert=False)[0].astype(np.float32)
+
+
+def _npy(path, limit):
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise DataError(f"{path}: expected an array (H, W) or (N, H, W), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.number) or array.min() < 0 or array.max() > 1:
+        raise DataError(f"{path}: values must be numbers in [0, 1]")
+    array = array[:limit] if limit else array
+    return [a.astype(np.float32) for a in array], [f"{path.name}[{i}]" for i in range(len(array))]
+
+
+def _hdf5(path, classes, split, limit, per_class, seed):
+    names = store.list_classes(path)
+    if classes:
+        classes = [classes] if isinstance(classes, str) else list(classes)
+        missing = [c for c in classes if c not in names]
+        if missing:
+            raise DataError(f"{path}: no class {missing[0]!r} (classes: {', '.join(names)})")
+        names = classes
+    images, labels = [], []
+    for name in names:
+        count = store.class_size(path, name)[0]
+        indices = split_indices(count, name, split, seed=seed)
+        if limit and per_class:
+            indices = indices[:limit]
+        if limit and not per_class:
+            indices = indices[: max(0, limit - len(images))]
+        if len(indices):
+            images.extend(store.read_images(path, name, indices).astype(np.float32))
+            labels.extend(f"{name}[{i}]" for i in indices)
+    if not images:
+        raise InputError(f"{path}: no images in split {split!r} of {', '.join(names)}")
+    return images, labels

@@ -1,0 +1,84 @@
+"""Importing folders of PNG/TIFF images."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from microlatent.data import generate, import_images, parse_label, read_images, read_labels
+from microlatent.errors import DataError
+
+
+@pytest.fixture()
+def truth():
+    return generate("GRF", 4, size=40, seed=3, corr_length=(2, 5))["GRF"][0]
+
+
+def _noisy_grey(binary, seed):
+    rng = np.random.default_rng(seed)
+    grey = 60 + 140 * binary + rng.normal(0, 12, binary.shape)
+    return np.clip(grey, 0, 255).astype(np.uint8)
+
+
+def _write_pngs(folder, truth):
+    folder.mkdir()
+    for k, binary in enumerate(truth):
+        Image.fromarray(_noisy_grey(binary, k)).save(folder / f"img_{k:02d}.png")
+
+
+def test_noisy_greyscale_pngs_threshold_to_the_truth(tmp_path, truth):
+    folder = tmp_path / "scans"
+    _write_pngs(folder, truth)
+    (folder / ".hidden").write_text("ignored")
+    out = tmp_path / "imported.h5"
+    assert import_images(folder, out) == "scans"
+    assert np.array_equal(read_images(out, "scans"), truth)
+    labels = [parse_label(s) for s in read_labels(out, "scans")]
+    assert [p["file"] for p in labels] == [f"img_{k:02d}.png" for k in range(4)]
+    assert all(p["threshold"] == "otsu" and 60 < 255 * p["threshold_value"] < 200 for p in labels)
+
+
+def test_rgb_tiff_fixed_threshold_invert_and_name(tmp_path, truth):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    grey = _noisy_grey(truth[0], 0)
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(folder / "a.png")  # RGB
+    tifffile.imwrite(folder / "b.tif", grey.astype(np.uint16) * 257)  # 16-bit
+    tifffile.imwrite(folder / "c.tiff", grey.astype(np.float32) / 255)  # float in [0, 1]
+    out = tmp_path / "o.h5"
+    import_images(folder, out, name="M", threshold=0.5)
+    assert np.array_equal(read_images(out, "M"), np.stack([truth[0]] * 3))
+    import_images(folder, out, name="M", threshold=0.5, invert=True)
+    assert np.array_equal(read_images(out, "M"), 1 - np.stack([truth[0]] * 3))
+
+
+def test_images_of_different_sizes(tmp_path, truth):
+    folder = tmp_path / "sizes"
+    _write_pngs(folder, truth)
+    Image.fromarray(np.zeros((30, 41), np.uint8)).save(folder / "img_99.png")
+    with pytest.raises(DataError) as err:
+        import_images(folder, tmp_path / "o.h5")
+    message = str(err.value)
+    assert "\n" not in message and "img_99.png" in message
+    assert "30x41" in message and "40x40" in message and "img_00.png" in message
+
+
+def test_a_file_that_is_not_an_image(tmp_path, truth):
+    folder = tmp_path / "junk"
+    _write_pngs(folder, truth)
+    (folder / "notes.txt").write_text("hello")
+    with pytest.raises(DataError) as err:
+        import_images(folder, tmp_path / "o.h5")
+    assert "notes.txt" in str(err.value) and "not a readable image" in str(err.value)
+    (folder / "notes.txt").unlink()
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    with pytest.raises(DataError, match="broken.png"):
+        import_images(folder, tmp_path / "o.h5")
+
+
+def test_missing_or_empty_folder(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        import_images(tmp_path / "absent", tmp_path / "o.h5")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        import_images(tmp_path / "empty", tmp_path / "o.h5")
