@@ -138,13 +138,28 @@ def test_numpy_and_torch_types_and_shapes():
 def test_chunked_batches_match_one_at_a_time(monkeypatch):
     import sys
 
-    module = sys.modules["microlatent.stats.two_point"]
+    module = sys.modules["microlatent.stats.correlation"]
 
     rng = np.random.default_rng(8)
     x = rng.random((5, 8, 6))
     whole = two_point(x, periodic=False, pairs="all")
-    monkeypatch.setattr(module, "_CHUNK_COMPLEX_ELEMENTS", 1)  # force one image per chunk
+    monkeypatch.setattr(module, "_CHUNK_BYTES", 1)  # force one image per chunk
     np.testing.assert_allclose(two_point(x, periodic=False, pairs="all"), whole, atol=1e-14)
+    tensor = torch.tensor(x, requires_grad=True)
+    with_grad = two_point(tensor, periodic=False, pairs="all", validate=False)
+    assert with_grad.requires_grad
+    np.testing.assert_allclose(with_grad.detach().numpy(), whole, atol=1e-14)
+
+
+def test_float32_non_periodic_maps_are_accurate_at_offsets_with_few_pairs():
+    """Corner offsets have a single pair; float32 FFT roundoff divided by 1 must not show there."""
+    x = (np.random.default_rng(11).random((2, 64, 64)) < 0.4).astype(np.float32)
+    f32 = two_point(x, periodic=False, pairs="all")
+    f64 = two_point(x.astype(np.float64), periodic=False, pairs="all")
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, f64, atol=1e-6)
+    corner = x[:, 0, 0] * x[:, -1, -1]  # f(1,1 | r = (-(H-1), -(W-1))): the one pair is x[H-1,W-1], x[0,0]
+    np.testing.assert_allclose(f32[:, 3, 0, 0], corner, atol=1e-6)
 
 
 @pytest.mark.parametrize("periodic", [True, False])

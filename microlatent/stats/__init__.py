@@ -2,6 +2,6 @@
 scikit-learn style transformer."""
 
 from microlatent.stats.estimator import TwoPointStatistics
-from microlatent.stats.two_point import offsets, resolve_pairs, two_point, volume_fraction
+from microlatent.stats.correlation import offsets, resolve_pairs, two_point, volume_fraction
 
 __all__ = ["TwoPointStatistics", "offsets", "resolve_pairs", "two_point", "volume_fraction"]

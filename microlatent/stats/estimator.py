@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from microlatent.stats.two_point import two_point
+from microlatent.stats.correlation import two_point
 
 
 @dataclass

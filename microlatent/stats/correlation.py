@@ -22,8 +22,8 @@ import torch
 
 from microlatent.errors import InputError
 
-# Complex elements one chunk of the batch may hold in its spectra (~256 MiB in complex64).
-_CHUNK_COMPLEX_ELEMENTS = 32 * 1024 * 1024
+# Bytes of working memory (spectra and uncropped maps) one chunk of the batch may use.
+_CHUNK_BYTES = 256 * 1024 * 1024
 
 
 def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool = True):
@@ -36,7 +36,8 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
         case), values in [0, 1]; phase 0 is 1 - x. (N, 1, H, W) is read the same way.
         (N, C, H, W) with C >= 2: probability of each of C phases.
         NumPy in gives NumPy out (float64 stays float64, anything else becomes float32); a tensor in
-        gives a tensor out on the same device, float32 or float64, differentiable.
+        gives a tensor out on the same device, float32 or float64, differentiable. Non-periodic sums are
+        accumulated in float64 whatever the input (see Returns).
     periodic : bool
         True: x + r wraps around (output H' x W' = H x W, offsets -(H//2) .. (H-1)//2).
         False: no wrap (output (2H-1) x (2W-1), offsets -(H-1) .. H-1).
@@ -52,7 +53,7 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     Returns
     -------
     (N, K, H', W') array or tensor, one map per pair, zero offset at [H'//2, W'//2]. FFT roundoff can
-    leave values ~1e-7 (float32) outside [0, 1].
+    leave values ~1e-7 (float32 periodic) or ~1e-15 (non-periodic, summed in float64) outside [0, 1].
     """
     tensor, to_numpy = _as_float_tensor(x)
     images, two_phase = _as_batch(tensor)
@@ -62,17 +63,26 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
         _check_probabilities(images)
     height, width = images.shape[-2:]
     crop_hw = _resolve_crop(crop, height, width, periodic)
+    out_dtype = images.dtype
+    if not periodic:
+        # Each offset is divided by its own pair count, down to 1 at the corners: float32 FFT roundoff
+        # (~1e-7 of the whole image's sum) would grow to ~1e-3 there, so sum in float64.
+        images = images.double()
 
     compute = _two_phase_chunk if two_phase else _multi_phase_chunk
-    spectra_per_image = (1 if two_phase else len({h for pair in pair_list for h in pair}))
     padded = (height, width) if periodic else (_fast_size(2 * height - 1), _fast_size(2 * width - 1))
-    per_image = spectra_per_image * padded[0] * (padded[1] // 2 + 1)
-    chunk = max(1, _CHUNK_COMPLEX_ELEMENTS // per_image)
-    out = torch.cat(
-        [compute(images[i : i + chunk], pair_list, periodic, padded, crop_hw)
-         for i in range(0, images.shape[0], chunk)]
-    )
-    return out.detach().cpu().numpy() if to_numpy else out
+    spectra = 1 if two_phase else len({h for pair in pair_list for h in pair})
+    per_image = images.element_size() * padded[0] * (2 * spectra * (padded[1] // 2 + 1) + (len(pair_list) + 1) * padded[1])
+    chunk = max(1, _CHUNK_BYTES // per_image)
+    chunks = (compute(images[i : i + chunk], pair_list, periodic, padded, crop_hw).to(out_dtype)
+              for i in range(0, images.shape[0], chunk))
+    if images.requires_grad and torch.is_grad_enabled():
+        out = torch.cat(list(chunks))
+    else:  # fill one preallocated output: no second copy of the whole result
+        out = torch.empty((images.shape[0], len(pair_list), *crop_hw), dtype=out_dtype, device=images.device)
+        for i, part in zip(range(0, images.shape[0], chunk), chunks):
+            out[i : i + len(part)] = part
+    return out.cpu().numpy() if to_numpy else out
 
 
 def resolve_pairs(pairs, n_phases: int) -> list[tuple[int, int]]:
@@ -141,12 +151,12 @@ def _two_phase_chunk(p1, pairs, periodic, padded, crop_hw):
     else:
         count, first, second = _window_sums(p1, crop_hw)
     maps = {
-        (1, 1): raw,
-        (1, 0): first - raw,
-        (0, 1): second - raw,
-        (0, 0): count - first - second + raw,
+        (1, 1): lambda: raw,
+        (1, 0): lambda: first - raw,
+        (0, 1): lambda: second - raw,
+        (0, 0): lambda: count - first - second + raw,
     }
-    return torch.stack([maps[pair] for pair in pairs], dim=1) / count
+    return torch.stack([maps[pair]() for pair in pairs], dim=1) / count
 
 
 def _multi_phase_chunk(phases, pairs, periodic, padded, crop_hw):
