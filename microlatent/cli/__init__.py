@@ -18,12 +18,13 @@ def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
+    from microlatent.cli.evaluate import compare, evaluate
     from microlatent.cli.properties import homogenize, properties
     from microlatent.cli.stats import stats
     from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
     data.add_command(homogenize)
-    for command in (demo, data, stats, train, finetune, configs, encode, decode, reconstruct, properties):
+    for command in (demo, data, stats, train, finetune, configs, encode, decode, reconstruct, evaluate, compare, properties):
         cli.add_command(command)
 
 

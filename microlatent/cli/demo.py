@@ -3,7 +3,8 @@
 1. generate a small MICRO2D-like set (64 x 64, every class) and a figure of one example of every
    generator (lines, circles, the ten MICRO2D-like classes) beside its autocorrelation;
 2. train the MSE model of Cai et al. (cai_mse_cpu) and finetune it with CESS (cai_cess_finetune_cpu);
-3. draw test-split reconstructions of both models with their autocorrelations.
+3. draw test-split reconstructions of both models with their autocorrelations, and write the
+   evaluation report comparing them (report.html, report.md, metrics.json, figures/).
 
 Re-running continues where an interrupted run stopped: finished steps are skipped, an interrupted
 training run resumes from its checkpoint.
@@ -45,7 +46,7 @@ def demo(out, do_train, device, overrides):
     from microlatent.evaluation import reconstruction_figure
     from microlatent.training import Interrupted, load_config, train
 
-    data_path = out / "data" / "micro2d_like_64.h5"
+    data_path = out / "data" / "micro2d_like_256.h5"
     runs = {}
     for name, init_from in (("cai_mse_cpu", None), ("cai_cess_finetune_cpu", "cai_mse_cpu")):
         config = load_config(name, overrides)
@@ -66,3 +67,8 @@ def demo(out, do_train, device, overrides):
     figure = reconstruction_figure({name: run / "model.pt" for name, run in runs.items()}, data_path,
                                    out / "reconstructions.png", split="test", limit=1, device=device)
     click.echo(f"reconstructions of test images by both models: {figure}")
+    from microlatent.evaluation import write_report
+
+    report = write_report({name: run / "model.pt" for name, run in runs.items()}, data_path, out / "report",
+                          split="test", device=device)
+    click.echo(f"evaluation report: {report} (tables: {report.with_name('report.md')})")

@@ -1,0 +1,261 @@
+"""Per-sample metrics of reconstructions, and the comparisons the papers draw from them.
+
+Arrays in, arrays out: images are (N, H, W) in [0, 1] (phase-1 probabilities), one value per sample
+comes back as an (N,) float64 array.
+
+Statistics-space losses (Cai et al. 2025, eq. 7-8) are the training terms of
+:mod:`microlatent.losses.terms` with one value per sample (``reduction="none"``): periodic 2-point
+statistics of all ordered phase pairs, CESS with the same log floor as training. They are computed
+in float64.
+
+Volume fraction difference (Hashemi et al. 2024, B.1)::
+
+    |vf(input) - vf(threshold(recon))| / vf(input) x 100,   threshold(v) = 1 if v >= t else 0.
+
+Threshold mapping: Hashemi et al. draw lines dark (0) on white (1) and threshold at 0.05, so a pixel is
+a line pixel only when its value is below 0.05. Our line phase is 1 (bright), i.e. our value is one
+minus theirs: their "line if value < 0.05" is our "phase 1 if value > 0.95". We use ``v >= t`` with
+t = 0.95 for the lines set (identical except for pixels exactly at 0.95) and t = 0.5, the unbiased
+choice, for MICRO2D-like sets (see :func:`default_threshold`). We do not round to 4 decimals as they do.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from microlatent.errors import InputError
+from microlatent.losses.terms import cess_from_stats, msess_from_stats
+from microlatent.stats import two_point
+
+# Thresholds of the volume fraction difference, in our convention (phase 1 iff value >= t).
+LINES_THRESHOLD = 0.95  # = Hashemi et al.'s 0.05 on dark lines
+DEFAULT_THRESHOLD = 0.5
+_STATS_BATCH = 64
+
+
+def _as_batch(images, name="images"):
+    array = np.asarray(images, dtype=np.float64)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3:
+        raise InputError(f"{name}: expected (N, H, W) images, got shape {array.shape}")
+    return array
+
+
+def _pair(inputs, recons):
+    inputs, recons = _as_batch(inputs, "inputs"), _as_batch(recons, "reconstructions")
+    if inputs.shape != recons.shape:
+        raise InputError(f"inputs {inputs.shape} and reconstructions {recons.shape} differ in shape")
+    return inputs, recons
+
+
+def default_threshold(class_name: str | None) -> float:
+    """Threshold of the volume fraction difference for a class: 0.95 for ``lines`` (Hashemi et al.'s
+    0.05 on dark lines, mapped to our bright-line convention), 0.5 otherwise."""
+    return LINES_THRESHOLD if class_name is not None and class_name.lower() == "lines" else DEFAULT_THRESHOLD
+
+
+def image_mse(inputs, recons):
+    """Mean squared pixel error of each reconstruction against its input: (N,)."""
+    inputs, recons = _pair(inputs, recons)
+    return ((recons - inputs) ** 2).mean(axis=(1, 2))
+
+
+def statistics_losses(inputs, recons, periodic=True, crop=None):
+    """Per-sample CESS and MSESS (Cai eq. 8 and 7) of reconstructions against inputs.
+
+    Returns {"cess": (N,), "msess": (N,)} in float64; statistics of all ordered phase pairs.
+    """
+    inputs, recons = _pair(inputs, recons)
+    cess, msess = [], []
+    for start in range(0, len(inputs), _STATS_BATCH):
+        f_in = two_point(inputs[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
+        f_rec = two_point(recons[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
+        cess.append(cess_from_stats(f_in, f_rec, reduction="none"))
+        msess.append(msess_from_stats(f_in, f_rec, reduction="none"))
+    empty = np.zeros(0)
+    return {"cess": np.concatenate(cess) if cess else empty, "msess": np.concatenate(msess) if msess else empty}
+
+
+def reconstruction_metrics(inputs, recons, periodic=True):
+    """CESS, log CESS, MSESS and image MSE of each reconstruction: {name: (N,)}."""
+    losses = statistics_losses(inputs, recons, periodic=periodic)
+    return {
+        "cess": losses["cess"],
+        "log_cess": np.log(losses["cess"]),
+        "msess": losses["msess"],
+        "mse": image_mse(inputs, recons),
+    }
+
+
+def threshold_images(images, threshold=DEFAULT_THRESHOLD):
+    """Hashemi et al. B.2 in our convention: 1 where value >= threshold, else 0 (float64)."""
+    return (_as_batch(images) >= threshold).astype(np.float64)
+
+
+def volume_fraction_difference(inputs, recons, threshold=DEFAULT_THRESHOLD):
+    """Hashemi et al. B.1: |vf(input) - vf(recon >= threshold)| / vf(input) x 100, per sample (N,).
+
+    ``threshold`` is a number or one per sample. The input's volume fraction is its mean (the phase-1
+    pixel count over the pixel count for a binary input). NaN where the input has no phase 1.
+    """
+    inputs, recons = _pair(inputs, recons)
+    threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(inputs),))
+    vf_in = inputs.mean(axis=(1, 2))
+    vf_thr = (recons >= threshold[:, None, None]).mean(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(vf_in > 0, np.abs(vf_in - vf_thr) / vf_in * 100.0, np.nan)
+
+
+def win_matrix(losses: dict):
+    """Cai et al. Fig. 11: share of samples on which model A has a strictly lower loss than model B.
+
+    losses: {model: (N,) per-sample losses, the same samples in the same order for every model}.
+    Returns (labels, (M, M) float64 matrix) with matrix[a, b] = mean(loss_a < loss_b) over samples
+    where both are finite; ties count for neither; the diagonal is NaN.
+    """
+    labels = list(losses)
+    values = [np.asarray(losses[k], dtype=np.float64) for k in labels]
+    if len({v.shape for v in values}) > 1:
+        raise InputError("win matrix: every model needs one loss per sample of the same samples")
+    matrix = np.full((len(labels), len(labels)), np.nan)
+    for a, la in enumerate(values):
+        for b, lb in enumerate(values):
+            if a != b:
+                valid = np.isfinite(la) & np.isfinite(lb)
+                matrix[a, b] = float(np.mean(la[valid] < lb[valid])) if valid.any() else np.nan
+    return labels, matrix
+
+
+def summarize(values) -> dict:
+    """Summary of per-sample values, ignoring NaN: n (finite values), mean, std, median, quantiles
+    q05 q25 q75 q95, min, max. NaN statistics (JSON null) when there are no finite values."""
+    array = np.asarray(values, dtype=np.float64).ravel()
+    finite = array[np.isfinite(array)]
+    keys = ("mean", "std", "median", "q05", "q25", "q75", "q95", "min", "max")
+    if finite.size == 0:
+        return {"n": 0, **{k: math.nan for k in keys}}
+    q05, q25, median, q75, q95 = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {
+        "n": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std()),
+        "median": float(median), "q05": float(q05), "q25": float(q25), "q75": float(q75), "q95": float(q95),
+        "min": float(finite.min()), "max": float(finite.max()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics space: features, nearest neighbours, mean distance to a set (Hashemi et al. B.3, B).
+# ---------------------------------------------------------------------------------------------------
+
+
+def autocorrelation_features(images, periodic=True):
+    """Flattened centred autocorrelation f(1, 1 | r) of each image: (N, H' W') float64 (Hashemi et
+    al.'s statistics space: the autocorrelation of the line phase, periodic)."""
+    images = _as_batch(images)
+    parts = [two_point(images[s : s + _STATS_BATCH], periodic=periodic, pairs=[(1, 1)], validate=False)[:, 0]
+             for s in range(0, len(images), _STATS_BATCH)]
+    return np.concatenate(parts).reshape(len(images), -1) if parts else np.zeros((0, 0))
+
+
+def flatten(images):
+    """(N, H, W) -> (N, H W) float64: the image space as feature vectors."""
+    images = _as_batch(images)
+    return images.reshape(len(images), -1)
+
+
+def _chunks(references):
+    if isinstance(references, np.ndarray):
+        references = [references]
+    for chunk in references:
+        chunk = np.asarray(chunk, dtype=np.float64)
+        yield chunk.reshape(len(chunk), -1)
+
+
+class NearestSearch:
+    """Nearest reference vector (least mean squared difference) of each query, over references fed in
+    chunks with :meth:`update` (for sets larger than memory); references are numbered in the order
+    fed, ties go to the lowest number. :meth:`result` -> ((Q,) int64 indices, (Q,) float64 MSEs)."""
+
+    def __init__(self, queries):
+        queries = np.asarray(queries, dtype=np.float64)
+        self.queries = queries.reshape(len(queries), -1)
+        self.norms = (self.queries**2).sum(1)
+        self.best = np.full(len(self.queries), np.inf)
+        self.index = np.full(len(self.queries), -1, dtype=np.int64)
+        self.seen = 0
+
+    def update(self, chunk):
+        chunk = np.asarray(chunk, dtype=np.float64)
+        chunk = chunk.reshape(len(chunk), -1)
+        if len(chunk) == 0:
+            return self
+        if chunk.shape[1] != self.queries.shape[1]:
+            raise InputError(f"nearest neighbours: queries have {self.queries.shape[1]} features, references {chunk.shape[1]}")
+        distances = (self.norms[:, None] - 2 * self.queries @ chunk.T + (chunk**2).sum(1)[None, :]) / chunk.shape[1]
+        local = distances.argmin(1)
+        value = distances[np.arange(len(self.queries)), local]
+        better = value < self.best
+        self.best[better], self.index[better] = value[better], local[better] + self.seen
+        self.seen += len(chunk)
+        return self
+
+    def result(self):
+        if self.seen == 0:
+            raise InputError("nearest neighbours: no reference vectors")
+        return self.index.copy(), np.maximum(self.best, 0.0)
+
+
+def nearest_neighbours(queries, references):
+    """Index into ``references`` of each query's nearest vector (least mean squared difference) and
+    that mean squared difference. references: an (R, D) array or an iterable of (r, D) chunks, indexed
+    in order. Ties go to the lowest index. Returns ((Q,) int64, (Q,) float64)."""
+    search = NearestSearch(queries)
+    for chunk in _chunks(references):
+        search.update(chunk)
+    return search.result()
+
+
+class SetMoments:
+    """Running mean vector m and mean squared norm q (per feature) of a set of vectors, so that the mean
+    over the set of the MSE between x and each member is exact without pairwise distances:
+
+        mean_j mean_d (x_d - s_jd)^2 = mean_d x_d^2 - 2 mean_d x_d m_d + q.
+    """
+
+    def __init__(self):
+        self.count, self.total, self.total_sq = 0, None, 0.0
+
+    def update(self, vectors):
+        vectors = np.asarray(vectors, dtype=np.float64)
+        vectors = vectors.reshape(len(vectors), -1)
+        if len(vectors) == 0:
+            return self
+        self.total = vectors.sum(0) if self.total is None else self.total + vectors.sum(0)
+        self.total_sq += float((vectors**2).mean(1).sum())
+        self.count += len(vectors)
+        return self
+
+    def mean_mse(self, queries):
+        """(Q,) mean over the set of the MSE between each query and each member."""
+        if not self.count:
+            raise InputError("mean MSE to a set: the set is empty")
+        queries = np.asarray(queries, dtype=np.float64)
+        queries = queries.reshape(len(queries), -1)
+        mean = self.total / self.count
+        if queries.shape[1] != mean.shape[0]:
+            raise InputError(f"mean MSE to a set: queries have {queries.shape[1]} features, the set {mean.shape[0]}")
+        value = (queries**2).mean(1) - 2 * (queries @ mean) / queries.shape[1] + self.total_sq / self.count
+        return np.maximum(value, 0.0)
+
+
+def mean_mse_to_set(queries, references):
+    """Hashemi et al.'s overfitting measure: for each query, the mean of its MSE to every member of
+    ``references`` ((R, D) array or iterable of chunks). (Q,) float64."""
+    moments = SetMoments()
+    for chunk in _chunks(references):
+        moments.update(chunk)
+    return moments.mean_mse(queries)

@@ -1,0 +1,687 @@
+"""The evaluation report: trained checkpoints + a data split -> the papers' numbers and figures.
+
+``write_report({label: checkpoint}, data, out_dir)`` writes into ``out_dir``::
+
+    report.html        tables and figures, to open in a browser
+    report.md          the same as Markdown (tables ready to paste into a README)
+    metrics.json       every number of the report (per-sample values, summaries, matrices)
+    per_sample.csv     one row per (model, sample) with every per-sample metric
+    summary.csv        one row per (model, class, metric) with mean, median, quantiles
+    figures/*.png      the figures
+
+What is measured (details in :mod:`~microlatent.evaluation.metrics`, :mod:`~.lines`, :mod:`~.texture`,
+:mod:`~.latent`):
+
+* per sample, each reconstruction against the input as the model saw it (resized to its training
+  size): CESS, log CESS, MSESS, image MSE, the volume fraction difference (Hashemi B.1), STSIM-2 and
+  the VGG-19 Gram distance;
+* lines classes: orientation and line count of the reconstruction against the label, and the line
+  count of the training image nearest in statistics space to the original (Hashemi B.3) and to the
+  reconstruction (Hashemi C.2);
+* overfitting check (Hashemi B): for reconstructions of training and of validation images, the
+  mean MSE to every image of their own split, in image and in statistics space;
+* across models: the win matrix of CESS (Cai Fig. 11), histograms of CESS and log CESS (Figs. 9-10);
+* pictures: reconstruction grids per class with autocorrelations and log-statistics differences
+  (Cai Fig. 12), the highest-CESS outliers (Fig. 7), latent traversals (TextureVAE Fig. 6), samples
+  from the prior and an interpolation between two microstructures.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from microlatent.errors import InputError
+from microlatent.evaluation import figures
+from microlatent.evaluation.inference import encode, load_trained_model, model_batches, reconstruct
+from microlatent.evaluation.latent import (
+    TRAVERSAL_VALUES,
+    interpolation,
+    most_used_units,
+    prior_samples,
+    traversal,
+)
+from microlatent.evaluation.lines import line_measurements, line_truth
+from microlatent.evaluation.metrics import (
+    NearestSearch,
+    SetMoments,
+    autocorrelation_features,
+    default_threshold,
+    flatten,
+    reconstruction_metrics,
+    summarize,
+    volume_fraction_difference,
+    win_matrix,
+)
+from microlatent.evaluation.samples import DEFAULT_FRACTIONS, is_hdf5, iter_split, load_split, sample_split
+
+# Per-sample metrics, in table order: key -> (title, which statistic the tables show).
+METRICS = {
+    "cess": ("CESS", "median"),
+    "log_cess": ("log CESS", "mean"),
+    "msess": ("MSESS", "median"),
+    "mse": ("image MSE", "median"),
+    "vf_diff": ("VF diff %", "median"),
+    "stsim2": ("STSIM-2", "mean"),
+    "gram": ("Gram dist.", "median"),
+}
+
+
+def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class=None, device="auto", *,
+                 classes=None, threshold=None, line_threshold=0.5, texture=True, vgg_weights="auto", overfit_samples=1000,
+                 reference_limit_per_class=None, grid_per_class=2, outliers=6, traversal_units=4, log=None):
+    """Evaluate the models ``checkpoints`` ({label: checkpoint path}) on ``split`` of ``data`` and
+    write the report into ``out_dir``. Returns the path of ``report.html`` (``report.md`` beside it).
+
+    data : HDF5 file in the MICRO2D layout (or an image, folder or .npy: no split, labels or
+        overfitting check); None: the first checkpoint's training data (config ``data.path``).
+    split, limit_per_class, classes : which images (the first ``limit_per_class`` of each class).
+        The split is cut with the first checkpoint's ``data.split_seed`` / ``split_fractions``.
+    threshold : volume fraction difference threshold for every class; None: 0.95 for lines (Hashemi
+        et al.'s 0.05 on dark lines), 0.5 otherwise. line_threshold : where lines are counted in
+        reconstructions (phase 1 where value >= it).
+    texture : compute STSIM-2 and the Gram distance (the slow metrics: ~0.45 s per sample at 224 px on
+        one CPU core); vgg_weights : VGG-19 weights of the Gram distance (see StyleLoss).
+    overfit_samples : reconstructions per split (train, val) of the overfitting check (0: skip);
+        reference_limit_per_class : cap on the images per class of the sets they are compared with and
+        of the training set searched for nearest neighbours (None: all).
+    log : callable taking one line of progress (e.g. ``click.echo``), or None.
+    """
+    say = log or (lambda line: None)
+    if not checkpoints:
+        raise InputError("write_report: give at least one checkpoint")
+    checkpoints = {str(label): Path(path) for label, path in checkpoints.items()}
+    out_dir = Path(out_dir)
+    figure_dir = out_dir / "figures"
+    figure_dir.mkdir(parents=True, exist_ok=True)
+
+    first_config = _checkpoint_config(next(iter(checkpoints.values())))
+    data_config = first_config.get("data") or {}
+    if data is None:
+        data = data_config.get("path")
+        if not data:
+            raise InputError("no data given and the first checkpoint's config names no data.path")
+    split_seed = int(data_config.get("split_seed", 0) or 0)
+    fractions = tuple(data_config.get("split_fractions") or DEFAULT_FRACTIONS)
+    samples = load_split(data, split, limit_per_class, classes, split_seed, fractions)
+    hdf5 = is_hdf5(data)
+    say(f"evaluating {len(checkpoints)} model(s) on {len(samples)} {samples.source['split']} images of {data}")
+
+    class_names = samples.class_names()
+    thresholds = {c: float(threshold) if threshold is not None else default_threshold(c) for c in class_names}
+    truth = [line_truth(label) for label in samples.labels]
+    line_positions = np.array([i for i, (o, _) in enumerate(truth) if o is not None], dtype=np.int64)
+
+    keep = sorted({int(i) for c in class_names for i in samples.where(c)[:grid_per_class]})
+    models, runs = {}, {}
+    gram = None
+    for label, checkpoint in checkpoints.items():
+        say(f"{label}: reconstructing and measuring")
+        model = load_trained_model(checkpoint, device)
+        if texture and gram is None:
+            from microlatent.evaluation.texture import GramDistance
+
+            gram = GramDistance(vgg_weights=vgg_weights, device=next(model.parameters()).device)
+        models[label] = model
+        runs[label] = _evaluate_model(model, samples, thresholds, truth, line_positions, gram if texture else None,
+                                      keep, outliers, line_threshold=line_threshold)
+
+    lines = None
+    if len(line_positions):
+        say("lines: nearest training images in statistics space")
+        lines = _lines_section(samples, truth, line_positions, runs, models, data, hdf5, split_seed, fractions,
+                               reference_limit_per_class)
+    results = {
+        "meta": _meta(checkpoints, models, samples, data, thresholds, texture, gram, split_seed, fractions,
+                      {label: run["input_size"] for label, run in runs.items()}),
+        "line_threshold": line_threshold,
+        "samples": [{"name": n, "class": c, "index": i, "label": lab}
+                    for n, c, i, lab in zip(samples.names, samples.classes, samples.indices, samples.labels)],
+        "per_sample": {label: run["values"] for label, run in runs.items()},
+        "summary": {label: _summaries(run["values"], samples) for label, run in runs.items()},
+    }
+    labels, matrix = win_matrix({label: run["values"]["cess"] for label, run in runs.items()})
+    results["win_matrix"] = {"metric": "cess", "models": labels, "matrix": matrix}
+    if lines is not None:
+        results["lines"] = lines
+    if hdf5 and overfit_samples:
+        say("overfitting check")
+        results["overfitting"] = _overfitting(models, data, classes, split_seed, fractions, overfit_samples,
+                                              reference_limit_per_class)
+
+    say("figures")
+    results["figures"] = _figures(results, runs, models, samples, figure_dir, grid_per_class, outliers, traversal_units)
+    return _write_outputs(results, out_dir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measuring.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _checkpoint_config(checkpoint):
+    from microlatent.models import load_checkpoint
+
+    return (load_checkpoint(checkpoint).get("extra") or {}).get("config") or {}
+
+
+def _stsim2_or_nan(inputs, recons, device):
+    from microlatent.evaluation.texture import stsim2_batch
+
+    if min(inputs.shape[1:]) < 32:
+        return np.full(len(inputs), np.nan)  # the 3-scale pyramid needs >= 32 px
+    return stsim2_batch(inputs, recons, device=device)
+
+
+def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, keep, n_outliers, chunk=256,
+                    line_threshold=0.5):
+    """Per-sample metrics of one model, in chunks of ``chunk`` images so that memory stays bounded;
+    keeps (input as seen, reconstruction) only of the samples ``keep``, of the ``n_outliers`` with the
+    highest CESS, and the reconstructions of lines samples (for the nearest-neighbour search)."""
+    device = next(model.parameters()).device
+    n = len(samples)
+    parts, kept, top, line_recons = [], {}, {}, {}
+    line_set = set(int(i) for i in line_positions)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        inputs, recons = reconstruct(model, samples.images[start:stop])
+        values = reconstruction_metrics(inputs, recons)
+        values["vf_diff"] = volume_fraction_difference(inputs, recons, [thresholds[c] for c in samples.classes[start:stop]])
+        if gram is not None:
+            values["stsim2"] = _stsim2_or_nan(inputs, recons, device)
+            values["gram"] = gram(inputs, recons)
+        parts.append(values)
+        for i in range(start, stop):
+            if i in keep:
+                kept[i] = (inputs[i - start].copy(), recons[i - start].copy())
+            if i in line_set:
+                line_recons[i] = recons[i - start].copy()
+        # running top-n by CESS for the outlier figure
+        for i in range(start, stop):
+            top[i] = (values["cess"][i - start], inputs[i - start].copy(), recons[i - start].copy())
+        for i in sorted(top, key=lambda k: (-np.nan_to_num(top[k][0], nan=-np.inf), k))[n_outliers:]:
+            del top[i]
+    values = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    line_recons = np.stack([line_recons[int(i)] for i in line_positions]) if len(line_positions) else None
+    if line_recons is not None:
+        values.update(_line_values(line_recons, truth, line_positions, n, line_threshold))
+    outliers = sorted(top, key=lambda k: (-np.nan_to_num(top[k][0], nan=-np.inf), k))
+    return {"values": values, "kept": kept, "outliers": [(i, top[i][1], top[i][2]) for i in outliers],
+            "line_recons": line_recons, "input_size": list(inputs.shape[1:])}
+
+
+def _line_values(line_recons, truth, positions, n, threshold=0.5):
+    """Per-sample line metrics of one model's reconstructions of the lines samples at ``positions``
+    (NaN for samples of other classes)."""
+    out = {key: np.full(n, np.nan) for key in ("orientation_correct", "count_correct", "lines_counted", "count_error")}
+    orientations, counts = line_measurements(line_recons, threshold)
+    for k, i in enumerate(positions):
+        true_orientation, true_count = truth[i]
+        out["orientation_correct"][i] = float(orientations[k] == true_orientation)
+        out["count_correct"][i] = float(counts[k] == true_count)
+        out["lines_counted"][i] = counts[k]
+        out["count_error"][i] = counts[k] - true_count
+    return out
+
+
+def _resized(model, images):
+    """Images as ``model`` sees them (resized to its training size), (N, H, W) float32 on the CPU."""
+    parts = [batch[:, 0].cpu().numpy() for batch in model_batches(model, images, batch_size=256)]
+    return np.concatenate(parts) if parts else np.zeros((0, 1, 1), dtype=np.float32)
+
+
+def _lines_section(samples, truth, positions, runs, models, data, hdf5, split_seed, fractions, reference_limit):
+    """Hashemi B.3 (and C.2): line counts of the training images nearest in statistics space."""
+    true_counts = np.array([truth[i][1] for i in positions])
+    _, input_counts = line_measurements([samples.images[i] for i in positions])
+    section = {
+        "positions": positions, "true_count": true_counts, "input_count": input_counts,
+        "input_count_accuracy": float(np.mean(input_counts == true_counts)),
+        "models": {},
+    }
+    for label, run in runs.items():
+        values = run["values"]
+        section["models"][label] = {
+            "n": int(len(positions)),
+            "orientation_accuracy": float(np.mean(values["orientation_correct"][positions])),
+            "count_accuracy": float(np.mean(values["count_correct"][positions])),
+            "mean_abs_count_error": float(np.mean(np.abs(values["count_error"][positions]))),
+            "lines_counted": values["lines_counted"][positions].astype(np.int64),
+        }
+    line_classes = list(dict.fromkeys(samples.classes[i] for i in positions))
+    if not hdf5:
+        return section
+    # B.3: the training image nearest to each original (as stored) in statistics space; C.2: the one
+    # nearest to each reconstruction, with the training images resized as the model saw them.
+    to_original = NearestSearch(autocorrelation_features([samples.images[i] for i in positions]))
+    sizes = {label: getattr(models[label], "trained_size", None) for label in runs}
+    to_recon = {label: NearestSearch(autocorrelation_features(run["line_recons"])) for label, run in runs.items()}
+    ref_counts, ref_names = [], []
+    for name, indices, images, labels in iter_split(data, "train", line_classes, split_seed, fractions, reference_limit):
+        ref_counts += [line_truth(label)[1] if line_truth(label)[1] is not None else -1 for label in labels]
+        ref_names += [f"{name}[{i}]" for i in indices]
+        to_original.update(autocorrelation_features(images))
+        resized = {}
+        for label in runs:
+            if sizes[label] not in resized:
+                resized[sizes[label]] = autocorrelation_features(_resized(models[label], images))
+            to_recon[label].update(resized[sizes[label]])
+    if not ref_counts:
+        return section
+    ref_counts = np.array(ref_counts)
+    index, distance = to_original.result()
+    section.update({
+        "reference": {"split": "train", "n": len(ref_counts), "classes": line_classes},
+        "nearest_train": [ref_names[k] for k in index], "nearest_train_distance": distance,
+        "nearest_train_count": ref_counts[index],
+        "nearest_train_count_accuracy": float(np.mean(ref_counts[index] == true_counts)),
+    })
+    for label, run in runs.items():
+        index, _ = to_recon[label].result()
+        correct = np.full(len(samples), np.nan)
+        correct[positions] = ref_counts[index] == true_counts
+        run["values"]["nearest_to_recon_count_correct"] = correct
+        section["models"][label]["nearest_to_recon"] = [ref_names[k] for k in index]
+        section["models"][label]["nearest_to_recon_count"] = ref_counts[index]
+        section["models"][label]["nearest_to_recon_count_accuracy"] = float(np.mean(ref_counts[index] == true_counts))
+    return section
+
+
+def _ks(a, b):
+    from scipy.stats import ks_2samp
+
+    result = ks_2samp(a, b)
+    return {"statistic": float(result.statistic), "pvalue": float(result.pvalue)}
+
+
+def _overfitting(models, data, classes, split_seed, fractions, n, reference_limit):
+    """Hashemi B: each reconstruction's mean MSE to every image of its own split, train vs val."""
+    moments = {}  # (split, trained size) -> {"image": SetMoments, "stats": SetMoments}
+
+    def set_moments(model, split):
+        key = (split, getattr(model, "trained_size", None))
+        if key not in moments:
+            image_m, stats_m = SetMoments(), SetMoments()
+            for _, _, images, _ in iter_split(data, split, classes, split_seed, fractions, reference_limit):
+                resized = _resized(model, images)
+                image_m.update(flatten(resized))
+                stats_m.update(autocorrelation_features(resized))
+            moments[key] = {"image": image_m, "stats": stats_m}
+        return moments[key]
+
+    out = {}
+    drawn = {}
+    for label, model in models.items():
+        entry = {}
+        for split in ("train", "val"):
+            if split not in drawn:
+                try:
+                    drawn[split] = sample_split(data, split, n, classes, split_seed, fractions)
+                except InputError:
+                    drawn[split] = None
+            if drawn[split] is None:
+                continue
+            _, recons = reconstruct(model, drawn[split].images)
+            reference = set_moments(model, split)
+            entry[split] = {
+                "n": len(recons), "reference_n": reference["image"].count, "names": drawn[split].names,
+                "image": reference["image"].mean_mse(flatten(recons)),
+                "stats": reference["stats"].mean_mse(autocorrelation_features(recons)),
+            }
+        if "train" in entry and "val" in entry:
+            entry["ks_image"] = _ks(entry["train"]["image"], entry["val"]["image"])
+            entry["ks_stats"] = _ks(entry["train"]["stats"], entry["val"]["stats"])
+        for split in ("train", "val"):
+            if split in entry:
+                entry[split]["image_summary"] = summarize(entry[split]["image"])
+                entry[split]["stats_summary"] = summarize(entry[split]["stats"])
+        out[label] = entry
+    return out
+
+
+def _summaries(values, samples):
+    by_class = {c: samples.where(c) for c in samples.class_names()}
+    return {
+        "all": {key: summarize(v) for key, v in values.items()},
+        "by_class": {c: {key: summarize(np.asarray(v)[idx]) for key, v in values.items()} for c, idx in by_class.items()},
+    }
+
+
+def _meta(checkpoints, models, samples, data, thresholds, texture, gram, split_seed, fractions, input_sizes):
+    from microlatent import __version__
+
+    model_info = {}
+    for label, checkpoint in checkpoints.items():
+        config = _checkpoint_config(checkpoint)
+        model = models[label]
+        model_info[label] = {
+            "checkpoint": str(checkpoint), "model": model.config.get("name"), "model_config": model.config,
+            "config_name": config.get("name"), "loss": config.get("loss"),
+            "init_from": (config.get("train") or {}).get("init_from"),
+            "trained_size": model.trained_size, "input_size": input_sizes.get(label),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        }
+    counts = {c: int(len(samples.where(c))) for c in samples.class_names()}
+    return {
+        "created": datetime.datetime.now().isoformat(timespec="seconds"), "microlatent": __version__,
+        "data": str(data), "split": samples.source.get("split"), "split_seed": split_seed,
+        "split_fractions": list(fractions), "n_samples": len(samples), "samples_per_class": counts,
+        "models": model_info,
+        "statistics": "periodic 2-point statistics, all ordered phase pairs (CESS, MSESS); "
+                      "autocorrelation f(1,1|r) for nearest neighbours and the overfitting check",
+        "vf_thresholds": thresholds,
+        "vf_threshold_rule": "phase 1 where value >= threshold; 0.95 for lines = Hashemi et al.'s 0.05 on dark lines",
+        "texture": {"computed": bool(texture), "stsim2": "complex steerable pyramid (pyrtools), 3 scales x 4 "
+                    "orientations + residuals, 7x7 windows, C=0.001 on [0, 255]",
+                    "gram_weights": getattr(gram, "weights_source", None)},
+        "traversal": "one latent unit over linspace(-4, 4, 10); spatial latents: one channel set to the "
+                     "value at every position; units with the largest variance of mu",
+        "win_matrix": "share of samples where model A (row) has strictly lower CESS than model B (column)",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "model"
+
+
+def _to_shape(images, shape):
+    images = np.asarray(images, dtype=np.float32)
+    if images.shape[1:] == tuple(shape):
+        return images
+    tensor = torch.from_numpy(images)[:, None]
+    return F.interpolate(tensor, size=tuple(shape), mode="bilinear", antialias=True).clamp(0, 1)[:, 0].numpy()
+
+
+def _figures(results, runs, models, samples, figure_dir, grid_per_class, outliers, traversal_units):
+    made = []
+
+    def add(path, caption, section):
+        made.append({"path": str(Path(path).relative_to(figure_dir.parent)), "caption": caption, "section": section})
+
+    labels = list(runs)
+    for c in samples.class_names():
+        idx = samples.where(c)[:grid_per_class]
+        reference = np.stack([runs[labels[0]]["kept"][i][0] for i in idx])  # inputs as the first model saw them
+        recons = {label: _to_shape(np.stack([runs[label]["kept"][i][1] for i in idx]), reference.shape[1:])
+                  for label in labels}
+        path = figures.statistics_grid_figure(reference, recons, [samples.names[i] for i in idx],
+                                              figure_dir / f"grid_{_slug(c)}.png")
+        add(path, f"{c}: input and reconstructions; centred autocorrelation f(1,1|r); log f(recon) - log f(input)",
+            "Reconstructions")
+    cess = {label: runs[label]["values"]["cess"] for label in labels}
+    add(figures.histograms_figure({"CESS (largest quintile cut off)": cess}, figure_dir / "cess_hist.png", "CESS",
+                                  cutoff_quantile=0.8), "Histogram of CESS with medians (Cai et al. Fig. 9)", "Distributions")
+    add(figures.histograms_figure({"log CESS": {k: np.log(v) for k, v in cess.items()}}, figure_dir / "log_cess_hist.png",
+                                  "log CESS"), "Histogram of log CESS (Cai et al. Fig. 10)", "Distributions")
+    add(figures.histograms_figure({"volume fraction difference": {k: runs[k]["values"]["vf_diff"] for k in labels}},
+                                  figure_dir / "vf_diff_hist.png", "|vf - vf thresholded| / vf x 100",
+                                  cutoff_quantile=0.95),
+        "Volume fraction difference, % (Hashemi et al. Fig. 2; largest 5 % cut off)", "Distributions")
+    if "stsim2" in runs[labels[0]]["values"]:
+        add(figures.histograms_figure({"STSIM-2": {k: runs[k]["values"]["stsim2"] for k in labels},
+                                       "VGG-19 Gram distance": {k: runs[k]["values"]["gram"] for k in labels}},
+                                      figure_dir / "texture_hist.png", "score", cutoff_quantile=None),
+            "Texture similarity: STSIM-2 (1 = same) and Gram distance (0 = same)", "Distributions")
+    if len(labels) > 1:
+        matrix = results["win_matrix"]
+        add(figures.win_matrix_figure(matrix["models"], matrix["matrix"], figure_dir / "win_matrix.png"),
+            "Share of samples on which model A (row) has lower CESS than model B (column) (Cai et al. Fig. 11)",
+            "Comparison")
+    for label in labels:
+        run, slug = runs[label], _slug(label)
+        top = run["outliers"]
+        add(figures.outliers_figure(np.stack([x for _, x, _ in top]), np.stack([r for _, _, r in top]),
+                                    [samples.names[i] for i, _, _ in top], run["values"]["cess"][[i for i, _, _ in top]],
+                                    figure_dir / f"outliers_{slug}.png", k=outliers, title=label),
+            f"{label}: the {outliers} samples with the highest CESS (Cai et al. Fig. 7)", "Outliers")
+    if "lines" in results:
+        lines = results["lines"]
+        panels = {f"reconstruction: {label}": lines["models"][label]["lines_counted"] for label in labels}
+        if "nearest_train_count" in lines:
+            panels["nearest training image (statistics)"] = lines["nearest_train_count"]
+        add(figures.line_count_figure(lines["true_count"], panels, figure_dir / "line_counts.png"),
+            "Lines counted vs lines in the original (Hashemi et al. Fig. 3)", "Lines")
+    if "overfitting" in results:
+        for label, entry in results["overfitting"].items():
+            if "train" in entry and "val" in entry:
+                panels = {f"{label}: image space": {"train recon vs train set": entry["train"]["image"],
+                                                    "val recon vs val set": entry["val"]["image"]},
+                          f"{label}: statistics space": {"train recon vs train set": entry["train"]["stats"],
+                                                         "val recon vs val set": entry["val"]["stats"]}}
+                add(figures.histograms_figure(panels, figure_dir / f"overfitting_{_slug(label)}.png", "mean MSE to the set",
+                                              density=True),
+                    f"{label}: overfitting check (Hashemi et al. Figs. 4-5)", "Overfitting")
+    for label in labels:
+        _latent_figures(models[label], label, samples, figure_dir, traversal_units, add)
+    return made
+
+
+def _latent_figures(model, label, samples, figure_dir, units, add):
+    """Traversal of the first sample, prior samples and an interpolation for one model."""
+    slug = _slug(label)
+    probe = samples.images[: min(len(samples), 256)]
+    mu, _ = encode(model, probe)
+    chosen = most_used_units(mu, units)
+    rows = traversal(model, samples.images[0], chosen)
+    kind = "channel (set at every position)" if mu.ndim == 4 else "dimension"
+    original = _resized(model, [samples.images[0]])[0]
+    add(figures.traversal_figure(original, rows, TRAVERSAL_VALUES, figure_dir / f"traversal_{slug}.png",
+                                 title=f"{label}: {samples.names[0]}, one latent {kind} over [-4, 4]",
+                                 row_label="channel" if mu.ndim == 4 else "dim"),
+        f"{label}: latent traversals of {samples.names[0]}, the {len(chosen)} most used latent {kind}s "
+        "(TextureVAE Fig. 6)", "Latent space")
+    drawn = prior_samples(model, mu.shape[1:], n=6, seed=0)
+    other = next((i for i, c in enumerate(samples.classes) if c != samples.classes[0]), len(samples) - 1)
+    t, path_images = interpolation(model, samples.images[0], samples.images[other], steps=6)
+    groups = {"z ~ N(0, I)": (drawn, [f"prior #{i}" for i in range(len(drawn))]),
+              "interpolation": (path_images, [f"t = {v:.2f}" for v in t])}
+    add(figures.image_rows_figure(groups, figure_dir / f"latent_samples_{slug}.png"),
+        f"{label}: decoded samples from the prior (top) and decoded (1 - t) mu({samples.names[0]}) + "
+        f"t mu({samples.names[other]}) (bottom), each above its autocorrelation", "Latent space")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing.
+# ---------------------------------------------------------------------------------------------------
+
+
+def _clean(value):
+    """JSON-ready: arrays to lists, numpy scalars to Python, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _fmt(value, digits=4):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def _share(value):
+    return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _tables(results):
+    """[(title, note, headers, rows)] of the report, built from the JSON-ready results only."""
+    tables = []
+    labels = list(results["summary"])
+    present = [k for k in METRICS if k in results["summary"][labels[0]]["all"]]
+    headers = ["model", "n", "CESS mean", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]]
+    rows = []
+    for label in labels:
+        s = results["summary"][label]["all"]
+        rows.append([label, _fmt(s["cess"]["n"]), _fmt(s["cess"]["mean"]), *[_fmt(s[k][METRICS[k][1]]) for k in present]])
+    note = f"{results['meta']['split']} split of {results['meta']['data']}; lower is better except STSIM-2."
+    tables.append(("All samples", note, headers, rows))
+    if len(labels) > 1:
+        m = results["win_matrix"]
+        rows = [[a, *[_share(m["matrix"][i][j]) for j in range(len(m["models"]))]] for i, a in enumerate(m["models"])]
+        tables.append(("Win matrix (CESS)", "Share of samples on which the row model has lower CESS than the column model.",
+                       ["A \\ B", *m["models"]], rows))
+    rows = []
+    for c in results["meta"]["samples_per_class"]:
+        for label in labels:
+            s = results["summary"][label]["by_class"][c]
+            rows.append([c, label, _fmt(s["cess"]["n"]), *[_fmt(s[k][METRICS[k][1]]) for k in present]])
+    tables.append(("Per class", None, ["class", "model", "n", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]], rows))
+    if "lines" in results:
+        lines = results["lines"]
+        headers = ["model", "n", "orientation right", "line count right", "mean abs. count error",
+                   "nearest train to recon: count right"]
+        rows = [[label, _fmt(v["n"]), _share(v["orientation_accuracy"]), _share(v["count_accuracy"]),
+                 _fmt(v["mean_abs_count_error"]), _share(v.get("nearest_to_recon_count_accuracy"))]
+                for label, v in lines["models"].items()]
+        n = len(lines["true_count"])
+        rows.append(["originals (counter check)", _fmt(n), "–", _share(lines["input_count_accuracy"]), "–", "–"])
+        if lines.get("nearest_train_count_accuracy") is not None:
+            rows.append(["nearest train image to the original (B.3)", _fmt(n), "–",
+                         _share(lines["nearest_train_count_accuracy"]), "–", "–"])
+        note = (f"Orientation and line count against the labels (Hashemi et al. B, B.3); lines counted after "
+                f"thresholding at {results['line_threshold']}.")
+        tables.append(("Lines", note, headers, rows))
+    if "overfitting" in results:
+        headers = ["model", "n train / val", "image: train median", "image: val median", "image KS p",
+                   "stats: train median", "stats: val median", "stats KS p"]
+        rows = []
+        for label, e in results["overfitting"].items():
+            if "train" not in e or "val" not in e:
+                continue
+            rows.append([label, f"{e['train']['n']} / {e['val']['n']}",
+                         _fmt(e["train"]["image_summary"]["median"]), _fmt(e["val"]["image_summary"]["median"]),
+                         _fmt(e["ks_image"]["pvalue"], 3),
+                         _fmt(e["train"]["stats_summary"]["median"]), _fmt(e["val"]["stats_summary"]["median"]),
+                         _fmt(e["ks_stats"]["pvalue"], 3)])
+        if rows:
+            tables.append(("Overfitting check",
+                           "Mean MSE of each reconstruction to every image of its own split (Hashemi et al. B); "
+                           "similar train and val distributions (large KS p) = no sign of overfitting.", headers, rows))
+    return tables
+
+
+def _markdown(results, tables):
+    meta = results["meta"]
+    lines = ["# Evaluation report", "",
+             f"Data `{meta['data']}`, split **{meta['split']}**, {meta['n_samples']} samples "
+             f"({', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items())}). Created {meta['created']}.", "",
+             "| model | checkpoint | architecture | config | loss | image size | parameters |", "|---|---|---|---|---|---|---|"]
+    for label, m in meta["models"].items():
+        loss = ", ".join(str(k) for k in (m["loss"] or {}))
+        lines.append(f"| {label} | `{m['checkpoint']}` | {m['model']} | {m['config_name'] or '–'} | {loss or '–'} | "
+                     f"{'x'.join(map(str, m['input_size'] or [])) or '–'} | {m['parameters']} |")
+    lines.append("")
+    for title, note, headers, rows in tables:
+        lines += [f"## {title}", ""]
+        if note:
+            lines += [note, ""]
+        lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+        lines.append("")
+    lines += ["## Figures", ""]
+    for section in dict.fromkeys(f["section"] for f in results["figures"]):
+        lines += [f"### {section}", ""]
+        for figure in (f for f in results["figures"] if f["section"] == section):
+            lines += [f"![{figure['caption']}]({figure['path']})", "", f"*{figure['caption']}*", ""]
+    lines += ["## Definitions", ""]
+    for key in ("statistics", "vf_threshold_rule", "win_matrix", "traversal"):
+        lines.append(f"- {key}: {meta[key]}")
+    lines.append(f"- texture: {meta['texture']}")
+    lines += ["", "Every number is in `metrics.json` (per-sample values in `per_sample.csv`).", ""]
+    return "\n".join(lines)
+
+
+def _html(results, tables):
+    meta = results["meta"]
+    esc = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>microlatent evaluation</title><style>",
+             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
+             "figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}</style></head><body>",
+             "<h1>Evaluation report</h1>",
+             f"<p>Data <code>{esc(meta['data'])}</code>, split <b>{esc(str(meta['split']))}</b>, {meta['n_samples']} samples "
+             f"({esc(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created {esc(meta['created'])}. "
+             "Every number is in <a href='metrics.json'>metrics.json</a> and <a href='per_sample.csv'>per_sample.csv</a>.</p>",
+             "<table><tr>" + "".join(f"<th>{h}</th>" for h in ("model", "checkpoint", "architecture", "config", "loss",
+                                                              "image size", "parameters")) + "</tr>"]
+    for label, m in meta["models"].items():
+        loss = ", ".join(str(k) for k in (m["loss"] or {}))
+        size = "x".join(map(str, m["input_size"] or [])) or "–"
+        parts.append(f"<tr><td>{esc(label)}</td><td><code>{esc(m['checkpoint'])}</code></td><td>{esc(str(m['model']))}</td>"
+                     f"<td>{esc(str(m['config_name'] or '–'))}</td><td>{esc(loss or '–')}</td><td>{size}</td>"
+                     f"<td>{m['parameters']}</td></tr>")
+    parts.append("</table>")
+    for title, note, headers, rows in tables:
+        parts.append(f"<h2>{esc(title)}</h2>")
+        if note:
+            parts.append(f"<p>{esc(note)}</p>")
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+        parts.append("</table>")
+    for section in dict.fromkeys(f["section"] for f in results["figures"]):
+        parts.append(f"<h2>{esc(section)}</h2>")
+        for figure in (f for f in results["figures"] if f["section"] == section):
+            parts.append(f"<figure><img src='{esc(figure['path'])}' alt='{esc(figure['caption'])}'>"
+                         f"<figcaption>{esc(figure['caption'])}</figcaption></figure>")
+    parts.append("<h2>Definitions</h2><ul>")
+    for key in ("statistics", "vf_threshold_rule", "win_matrix", "traversal"):
+        parts.append(f"<li>{esc(key)}: {esc(meta[key])}</li>")
+    parts.append(f"<li>texture: {esc(json.dumps(meta['texture']))}</li></ul></body></html>")
+    return "\n".join(parts)
+
+
+def _write_outputs(results, out_dir):
+    results = _clean(results)
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=1))
+    samples = results["samples"]
+    keys = sorted({k for values in results["per_sample"].values() for k in values})
+    with open(out_dir / "per_sample.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "name", "class", "index", *keys])
+        for label, values in results["per_sample"].items():
+            for i, sample in enumerate(samples):
+                writer.writerow([label, sample["name"], sample["class"], sample["index"],
+                                 *["" if values.get(k) is None or values[k][i] is None else repr(values[k][i]) for k in keys]])
+    stat_keys = ["n", "mean", "std", "median", "q05", "q25", "q75", "q95", "min", "max"]
+    with open(out_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "class", "metric", *stat_keys])
+        for label, summary in results["summary"].items():
+            groups = [("all", summary["all"]), *summary["by_class"].items()]
+            for group, metrics in groups:
+                for metric, stats in metrics.items():
+                    writer.writerow([label, group, metric, *["" if stats[k] is None else repr(stats[k]) for k in stat_keys]])
+    tables = _tables(results)
+    (out_dir / "report.md").write_text(_markdown(results, tables))
+    path = out_dir / "report.html"
+    path.write_text(_html(results, tables))
+    return path
