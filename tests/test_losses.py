@@ -124,3 +124,9 @@ def test_style_loss_is_eq_2_of_texturevae_with_vgg_features():
     assert loss.weights_source.startswith("random")
     with pytest.raises(InputError, match="unknown VGG-19 layer"):
         StyleLoss(layers=("conv9_9",), vgg_weights="random")
+
+
+def test_composite_loss_reports_where_style_weights_came_from():
+    loss = CompositeLoss({"mse": 1.0, "style": {"vgg_weights": "random", "layers": ["conv1_1"]}})
+    assert loss.provenance == {"style": "random(seed=0)"}
+    assert CompositeLoss({"mse": 1.0}).provenance == {}

@@ -1,6 +1,7 @@
 """The training loop: learning, exact resume, interruption, finetuning, config checking."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,8 @@ def test_resumed_run_matches_uninterrupted_run(tiny_data, tmp_path):
     assert [float(r["val_loss"]) for r in whole_epochs] == pytest.approx([float(r["val_loss"]) for r in split_epochs], rel=1e-6)
     assert [float(r["train_loss"]) for r in whole_epochs] == pytest.approx([float(r["train_loss"]) for r in split_epochs], rel=1e-6)
     assert len(rows(tmp_path / "split" / "steps.csv")) == len(rows(tmp_path / "whole" / "steps.csv"))
+    metadata = json.loads((tmp_path / "whole" / "run.json").read_text())
+    assert metadata["model"] == whole.config and metadata["parameters"] == sum(p.numel() for p in whole.parameters())
 
 
 def test_sigterm_checkpoints_and_the_run_resumes(tiny_data, tmp_path):

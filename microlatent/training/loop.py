@@ -2,6 +2,7 @@
 
 A run folder holds
     config.yaml      the full config the run used
+    run.json         versions, device, parameter count, where pretrained weights came from
     checkpoint.pt    model + optimiser + scheduler + RNG state + position, written atomically at the end
                      of every epoch and when the run is interrupted (Ctrl-C, SIGTERM)
     model.pt         the final model (the same checkpoint format; ``load_model`` reads either)
@@ -87,6 +88,7 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     )
     scheduler = _scheduler(optimizer, sched_cfg, batches_per_epoch)
     loss_fn = CompositeLoss(config["loss"])
+    _write_metadata(out_dir / "run.json", model, loss_fn, device, config)
     use_amp = config["train"]["amp"] and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
 
@@ -148,6 +150,23 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     log.close()
     save_model(model, out_dir / "model.pt", extra={"config": config, "epoch": epoch, "step": step})
     return out_dir
+
+
+def _write_metadata(path, model, loss_fn, device, config):
+    """run.json: versions, device, parameter count and where pretrained weights came from (or that
+    they were random), so a result can be traced without the console output."""
+    import json
+
+    from microlatent import __version__
+
+    metadata = {
+        "name": config["name"], "microlatent": __version__, "torch": torch.__version__, "device": str(device),
+        "model": model.config, "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "model_weights": {k: getattr(model, k) for k in ("weights_source", "pretrained") if hasattr(model, k)},
+        "loss_weights": loss_fn.provenance,
+    }
+    path.write_text(json.dumps(metadata, indent=2, default=str))
 
 
 @torch.no_grad()
