@@ -1,0 +1,280 @@
+"""Statistical reconstruction: statistics error reached against wall time, gradient vs annealing (vs MCRpy).
+
+    python benchmarks/reconstruct.py [--quick] [--kinds circles lines ...] [--sizes 64 128 224]
+                                     [--budget 64=2 128=4 224=8] [--device auto] [--no-mcrpy]
+                                     [--mcrpy-python PATH] [--json FILE]
+
+Targets: one image (seed 0) of each kind at each size, periodic 2-point statistics of every ordered
+pair. Circles and lines are scaled from their 224 px definitions (disc radius 20 * size / 224; line
+thickness 5-9, gap 10 likewise); MICRO2D-like classes are generated at the size.
+
+Each method runs twice per target, with a third of the size's time budget and with all of it
+(``reconstruct(..., time_limit=...)``; the schedules stretch to the budget), n_samples = 1, seed 0:
+
+    gradient    Adam on a sigmoid pixel field, CESS + clamp loss, straight-through binary end, greedy
+                swap polish (microlatent.reconstruction, defaults)
+    annealing   Yeong-Torquato simulated annealing, incremental statistics (same module)
+    mcrpy       MCRpy 0.2.0 (Seibert et al.), descriptor FFTCorrelations (periodic phase-1
+                autocorrelation, limit_to = size // 2), L-BFGS-B on pixel values in [0, 1], run in its
+                own Python (it needs TensorFlow and numpy<2): max_iter per size (MCRPY_ITERATIONS; the
+                short count too only with --mcrpy-both; --quick: 64 px targets only), no time limit,
+                so its time is what it took (TensorFlow start-up and characterisation excluded, graph
+                tracing included). Its result is not binary: the error is that of the result
+                thresholded at 0.5 ("soft" column: of the raw field).
+
+Error: microlatent.reconstruction.statistics_error (MSESS over all 4 ordered pairs and all offsets,
+Cai et al. eq. 7) of the final binary image; "rel" divides it by the error of a random image with the
+target's volume fraction (mean of 3). All methods run on the same targets in one process (MCRpy in a
+subprocess), one after another; the CPU is shared, so times are indicative.
+
+MCRpy is used if ``--mcrpy-python`` (default: $MCRPY_PYTHON, else /tmp/mcrpy_venv/bin/python) can
+import it; install it apart from the project, e.g.
+    python3.10 -m venv /tmp/mcrpy_venv && /tmp/mcrpy_venv/bin/pip install mcrpy==0.2.0 "numpy<2"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # benchmark this checkout, installed or not
+
+from microlatent.data import generate  # noqa: E402
+from microlatent.data.generators import circles, lines  # noqa: E402
+from microlatent.reconstruction import from_image, random_labels, reconstruct, statistics_error  # noqa: E402
+
+DEFAULT_KINDS = ["circles", "lines", "GRF", "VoronoiMedium", "NBSA"]
+QUICK_KINDS = ["circles", "lines", "GRF", "VoronoiMedium"]
+DEFAULT_BUDGET = {64: 2.0, 128: 4.0, 224: 8.0}
+QUICK_BUDGET = {64: 1.0, 128: 2.0}
+# MCRpy L-BFGS-B iterations (function evaluations) per run: (short with --mcrpy-both, full).
+MCRPY_ITERATIONS = {64: (40, 120), 128: (40, 120), 224: (30, 100)}
+FRACTIONS = (1 / 3, 1.0)
+
+
+def make_target_image(kind, size, seed=0):
+    scale = size / 224
+    if kind == "circles":
+        return circles(1, size=size, seed=seed, radius=20 * scale)[0][0]
+    if kind == "lines":
+        thick = (max(2, round(5 * scale)), max(2, round(9 * scale)))
+        return lines(1, size=size, seed=seed, thickness=thick, min_gap=max(1, round(10 * scale)))[0][0]
+    return generate(kind, 1, size=size, seed=seed)[kind][0][0]
+
+
+MCRPY_RUNNER = r'''
+import os, sys, time, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import logging
+logging.disable(logging.WARNING)
+import numpy as np
+import mcrpy
+import tensorflow as tf
+tf.get_logger().setLevel("ERROR")
+data = np.load(sys.argv[1])
+jobs = json.loads(str(data["jobs"]))
+out = {}
+work = sys.argv[3]
+for i, job in enumerate(jobs):
+    img = data[f"image_{job['target']}"].astype(np.float64)
+    size = img.shape[0]
+    np.random.seed(0)
+    ms = mcrpy.Microstructure(img, use_multiphase=False)
+    common = dict(descriptor_types=["FFTCorrelations"], limit_to=size // 2, use_multigrid_descriptor=False,
+                  use_multiphase=False, periodic=True)
+    descriptor = mcrpy.characterize(ms, mcrpy.CharacterizationSettings(**common))
+    settings = mcrpy.ReconstructionSettings(max_iter=int(job["iterations"]), use_multigrid_reconstruction=False,
+                                            target_folder=os.path.join(work, f"run{i}"), **common)
+    os.makedirs(settings.target_folder, exist_ok=True)
+    start = time.perf_counter()
+    _, last = mcrpy.reconstruct(descriptor, img.shape, settings=settings)
+    seconds = time.perf_counter() - start
+    field = np.asarray(last.numpy(), dtype=np.float64).reshape(img.shape)
+    out[f"field_{i}"] = field
+    out[f"seconds_{i}"] = np.array(seconds)
+    print(f"mcrpy {job['target']} {job['iterations']} iterations: {seconds:.1f} s", file=sys.stderr, flush=True)
+np.savez(sys.argv[2], **out)
+'''
+
+
+def mcrpy_python(path):
+    candidates = [path] if path else [os.environ.get("MCRPY_PYTHON"), "/tmp/mcrpy_venv/bin/python"]
+    for candidate in candidates:
+        if not candidate or not Path(candidate).exists():
+            continue
+        probe = subprocess.run([candidate, "-c", "import mcrpy, numpy; print(mcrpy.__version__, numpy.__version__)"],
+                               capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if probe.returncode == 0:
+            return candidate, probe.stdout.strip().splitlines()[-1]
+        return None, f"{candidate} cannot import mcrpy: {probe.stderr.strip().splitlines()[-1:]}"
+    return None, "no Python with MCRpy found (see --mcrpy-python)"
+
+
+def run_mcrpy(python, targets, quick, both=False):
+    """{(target key, fraction): {error, soft_error, seconds, vf_error, iterations}}; {} on failure.
+    One run per target (the full iteration count) unless ``both``; quick: only the smallest images."""
+    jobs, images = [], {}
+    smallest = min(image.shape[0] for image, _ in targets.values())
+    for key, (image, target) in targets.items():
+        size = image.shape[0]
+        if quick and size > smallest:
+            continue
+        short, full = MCRPY_ITERATIONS.get(size, (40, 120))
+        runs = list(zip(FRACTIONS, (short, full))) if both and not quick else [(FRACTIONS[-1], full)]
+        for fraction, iterations in runs:
+            jobs.append({"target": key, "fraction": fraction, "iterations": iterations})
+        images[f"image_{key}"] = image.astype(np.float64)
+    with tempfile.TemporaryDirectory() as work:
+        runner = Path(work) / "runner.py"
+        runner.write_text(MCRPY_RUNNER)
+        inputs, outputs = Path(work) / "in.npz", Path(work) / "out.npz"
+        np.savez(inputs, jobs=np.array(json.dumps(jobs)), **images)
+        proc = subprocess.run([python, str(runner), str(inputs), str(outputs), work], capture_output=True, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+        if proc.returncode != 0 or not outputs.exists():
+            print(f"MCRpy run failed: {proc.stderr.strip()[-2000:]}", file=sys.stderr)
+            return {}
+        data = np.load(outputs)
+        results = {}
+        for i, job in enumerate(jobs):
+            image, target = targets[job["target"]]
+            field = np.clip(data[f"field_{i}"], 0, 1)
+            binary = (field > 0.5).astype(np.uint8)
+            results[(job["target"], job["fraction"])] = {
+                "error": float(statistics_error(target, binary)[0]),
+                "soft_error": float(statistics_error(target, field[None])[0]),
+                "seconds": float(data[f"seconds_{i}"]),
+                "vf_error": abs(float(binary.mean()) - float(target.volume_fractions[1])),
+                "iterations": job["iterations"],
+            }
+        return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="about a minute: 4 kinds at 64 and 128 px, short budgets, MCRpy once per 64 px target")
+    parser.add_argument("--kinds", nargs="+", default=None)
+    parser.add_argument("--sizes", nargs="+", type=int, default=None)
+    parser.add_argument("--budget", nargs="+", default=None, help="SIZE=SECONDS per run, e.g. 64=2 128=4")
+    parser.add_argument("--device", default="auto", help="gradient method device")
+    parser.add_argument("--no-mcrpy", action="store_true")
+    parser.add_argument("--mcrpy-python", default=None)
+    parser.add_argument("--mcrpy-both", action="store_true",
+                        help="also run MCRpy with the short iteration count (adds a few minutes)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    budget = dict(QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
+    if args.budget:
+        for item in args.budget:
+            size, seconds = item.split("=")
+            budget[int(size)] = float(seconds)
+    kinds = args.kinds or (QUICK_KINDS if args.quick else DEFAULT_KINDS)
+    sizes = args.sizes or sorted(budget)
+    missing = [s for s in sizes if s not in budget]
+    if missing:
+        parser.error(f"no time budget for size(s) {missing}: give --budget SIZE=SECONDS")
+
+    started = time.perf_counter()
+    print(f"# microlatent reconstruction benchmark ({'quick' if args.quick else 'default'}): {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+          f"{' (' + torch.cuda.get_device_name() + ')' if torch.cuda.is_available() and args.device != 'cpu' else ''}")
+    targets, baseline = {}, {}
+    for size in sizes:
+        for kind in kinds:
+            image = make_target_image(kind, size)
+            target = from_image(image, periodic=True, name=f"{kind}-{size}")
+            key = f"{kind}-{size}"
+            targets[key] = (image, target)
+            rng = np.random.default_rng(1)
+            baseline[key] = float(np.mean([statistics_error(target, random_labels(target, rng))[0] for _ in range(3)]))
+
+    rows = []
+    for key, (image, target) in targets.items():
+        size = image.shape[0]
+        for method in ("gradient", "annealing"):
+            for fraction in FRACTIONS:
+                limit = budget[size] * fraction
+                start = time.perf_counter()
+                result = reconstruct(target, method=method, time_limit=limit, seed=0, device=args.device)[0]
+                rows.append({
+                    "target": key, "size": size, "method": method, "fraction": fraction, "budget": limit,
+                    "error": result.error, "soft_error": result.soft_error, "seconds": time.perf_counter() - start,
+                    "vf_error": abs(float(result.volume_fractions[1]) - float(target.volume_fractions[1])),
+                    "steps": result.steps,
+                })
+            print(f"  {key:22s} {method:9s} error {rows[-1]['error']:.3g} in {rows[-1]['seconds']:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    mcrpy_note = "skipped (--no-mcrpy)"
+    if not args.no_mcrpy:
+        python, info = mcrpy_python(args.mcrpy_python)
+        if python:
+            results = run_mcrpy(python, targets, args.quick, args.mcrpy_both)
+            mcrpy_note = f"MCRpy {info.split()[0]} (numpy {info.split()[1]}) via {python}" if results else "failed"
+            for (key, fraction), r in results.items():
+                size = targets[key][0].shape[0]
+                rows.append({"target": key, "size": size, "method": "mcrpy", "fraction": fraction,
+                             "budget": None, **r})
+        else:
+            mcrpy_note = f"not available: {info}"
+
+    print()
+    print(f"MCRpy: {mcrpy_note}")
+    print("error = MSESS (all ordered pairs, all offsets) of the final binary image; rel = error / error of a random "
+          "image with the same volume fraction; t = wall seconds of the run")
+    header = (f"{'target':22s} {'random':>9s} | {'method':9s} | {'t (1/3)':>7s} {'error':>9s} {'rel':>8s} | "
+              f"{'t (full)':>8s} {'error':>9s} {'rel':>8s} {'soft':>9s} {'|dvf|':>7s}")
+    print(header)
+    print("-" * len(header))
+    for key in targets:
+        for method in ("gradient", "annealing", "mcrpy"):
+            runs = {r["fraction"]: r for r in rows if r["target"] == key and r["method"] == method}
+            if not runs:
+                continue
+            short, full = runs.get(FRACTIONS[0]), runs.get(FRACTIONS[-1])
+
+            def cell(r):
+                if r is None:
+                    return f"{'-':>7s} {'-':>9s} {'-':>8s}"
+                return f"{r['seconds']:7.1f} {r['error']:9.2e} {r['error'] / baseline[key]:8.1e}"
+
+            soft = f"{full['soft_error']:9.2e}" if full and full.get("soft_error") is not None else f"{'-':>9s}"
+            dvf = f"{full['vf_error']:7.4f}" if full else f"{'-':>7s}"
+            print(f"{key:22s} {baseline[key]:9.2e} | {method:9s} | {cell(short)} | {cell(full)} "
+                  f"{soft} {dvf}")
+    print()
+    for method in ("gradient", "annealing", "mcrpy"):
+        rel = [r["error"] / baseline[r["target"]] for r in rows if r["method"] == method and r["fraction"] == FRACTIONS[-1]]
+        if rel:
+            print(f"{method:9s}: geometric mean rel error (full budget) {np.exp(np.mean(np.log(np.maximum(rel, 1e-30)))):.2e} "
+                  f"over {len(rel)} targets")
+    wins = {}
+    for key in targets:
+        full = {r["method"]: r["error"] for r in rows if r["target"] == key and r["fraction"] == FRACTIONS[-1]}
+        if full:
+            best = min(full, key=full.get)
+            wins[best] = wins.get(best, 0) + 1
+    print("lowest error at full budget: " + ", ".join(f"{m} {n}" for m, n in sorted(wins.items())))
+    print(f"total benchmark time {time.perf_counter() - started:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "baseline": baseline, "budget": budget, "mcrpy": mcrpy_note},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
