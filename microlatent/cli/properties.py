@@ -138,3 +138,191 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
         click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
     click.echo(f"plane {plane}; phase 0: E={e0:g} nu={nu0:g} k={k0:g}; phase 1: E={e1:g} nu={nu1:g} "
                f"k={k1:g}. {_AXES}")
+
+
+# --------------------------------------------------------------------------------------------
+# Property prediction from latent codes, and design in latent space.
+# --------------------------------------------------------------------------------------------
+
+_KINDS = ("mlp", "linear", "svr")
+
+
+def _hidden(text):
+    try:
+        sizes = tuple(int(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected comma-separated positive layer sizes, got {text!r}")
+    return sizes
+
+
+@properties.command("fit")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data", "data", type=click.Path(dir_okay=False), required=True,
+              help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).")
+@click.option("--regressor", "regressors", multiple=True, type=click.Choice(_KINDS + ("all",)),
+              default=("all",), show_default=True, help="Regressor(s): Cai's MLP, linear regression, RBF SVR (repeatable).")
+@click.option("--features", "features", multiple=True, type=click.Choice(("latent", "downsampled", "all")),
+              default=("all",), show_default=True,
+              help="Latent codes, and/or the control: images area-downsampled to the latent's spatial size.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Predictor folder (default: 'properties' beside CHECKPOINT).")
+@click.option("--class", "classes", multiple=True, metavar="NAMES",
+              help="Classes (repeatable or comma-separated). Default: the checkpoint's training classes, else all.")
+@click.option("--n", "limit", type=click.IntRange(min=1), default=None,
+              help="At most N images per class and split (the first of each split).")
+@click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
+              help="Also fit latent -> solver properties of the thresholded decoded image (used by `design`).")
+@click.option("--hidden", default="1000,1000,100", show_default=True, help="MLP hidden layer sizes (Cai et al.).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the MLP and of the closed-loop codes.")
+@click.option("--device", default="cpu", show_default=True, help="Device that encodes/decodes (auto, cpu, cuda).")
+def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop, hidden, seed, device):
+    """Fit property regressors on CHECKPOINT's latent codes of the images in --data.
+
+    Fitted on the checkpoint's training split, scored (R^2 and MAPE per property) on its test split
+    (the split function and settings of training). Writes the predictor folder: predictor.json,
+    fitted regressors (.joblib pickles: load only folders you trust), metrics.csv, predictions.npz
+    and pred_vs_true.png. The control regressors see the images area-downsampled to the latent's
+    spatial size (Cai et al.'s 14 x 14).
+    """
+    from pathlib import Path
+
+    from microlatent.properties.prediction import fit_property_models, metrics_table
+
+    kinds = _KINDS if "all" in regressors else regressors
+    feats = ("latent", "downsampled") if "all" in features else features
+    out = Path(out) if out else Path(checkpoint).resolve().parent / "properties"
+    result = fit_property_models(
+        checkpoint, data, out, kinds=kinds, features=feats, closed_loop=closed_loop,
+        classes=_split_classes(classes) or None, limit=limit, device=device, seed=seed,
+        regressor_params={"hidden_layer_sizes": _hidden(hidden)}, progress=lambda m: click.echo(m, err=True),
+    )
+    meta = result["meta"]
+    click.echo(f"{meta['n_train']} train / {meta['n_test']} test images; latent {tuple(meta['latent_shape'])}, "
+               f"control {tuple(meta['control_shape'])} downsampled; MAPE in %")
+    click.echo(metrics_table(result["metrics"]))
+    click.echo(f"wrote {out} (metrics.csv, pred_vs_true.png, predictor.json)")
+
+
+@properties.command("predict")
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("source", metavar="IMAGES_OR_FILE", type=click.Path())
+@click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True)
+@click.option("--features", type=click.Choice(("latent", "downsampled")), default="latent", show_default=True)
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The model to encode with (default: the one named in MODEL_DIR/predictor.json; must hold the same weights).")
+@click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all", show_default=True,
+              help="HDF5 input: split (the predictor's split seed, fractions 0.8/0.1/0.1).")
+@click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most N images (per class for HDF5).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the predictions as CSV.")
+@click.option("--device", default="cpu", show_default=True)
+def predict(model_dir, source, regressor, features, checkpoint, classes, split, limit, out, device):
+    """Predict Ex, Ey, Gxy, nu_xy, nu_yx of the images in IMAGES_OR_FILE with a fitted predictor.
+
+    IMAGES_OR_FILE: PNG/TIFF image, folder, .npy (H, W) or (N, H, W), or MICRO2D-layout HDF5 file.
+    MODEL_DIR's .joblib files are pickles: use only predictor folders you made or trust.
+    """
+    import csv
+
+    import numpy as np
+
+    from microlatent.data.sources import load_images
+    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.properties.prediction import PROPERTY_NAMES, load_predictor
+
+    predictor = load_predictor(model_dir)
+    split_cfg = predictor.meta.get("split") or {}
+    images, names = load_images(source, classes=_split_classes(classes) or None, split=split, limit=limit,
+                                seed=int(split_cfg.get("split_seed", 0) or 0))
+    if len({np.shape(image) for image in images}) > 1:
+        from microlatent.errors import InputError
+
+        raise InputError(f"{source}: images of different sizes; predict them separately")
+    model = None
+    if features == "latent":
+        checkpoint = checkpoint or predictor.meta["checkpoint"]["path"]
+        predictor.check_checkpoint(checkpoint)
+        model = load_trained_model(checkpoint, device)
+    values = predictor.predict_images(np.stack(images), model, kind=regressor, features=features)
+    rows = [["image"] + list(PROPERTY_NAMES)] + [[n] + [f"{v:.6g}" for v in row] for n, row in zip(names, values)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    if out:
+        with open(out, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        click.echo(f"wrote {out}")
+
+
+@click.command("design")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--predictor", "predictor_dir", type=click.Path(file_okay=False), required=True,
+              help="Predictor folder from `microlatent properties fit` on this CHECKPOINT (trusted folders only).")
+@click.option("--target", "targets", multiple=True, metavar="NAME=VALUE",
+              help="Target property value, e.g. --target Ex=5 (repeatable; Ex, Ey, Gxy, nu_xy, nu_yx).")
+@click.option("--n-designs", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Designs kept: the best by solver-verified error.")
+@click.option("--candidates", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Codes searched (and verified with the solver) per target.")
+@click.option("--sweep", type=click.IntRange(min=1), default=None,
+              help="Instead of --target: N targets of --property spanning the data; writes nRMSE (sweep.json/csv/png).")
+@click.option("--property", "prop", type=click.Choice(("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")), default="Ex",
+              show_default=True, help="Property of the --sweep.")
+@click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True,
+              help="Which fitted regressor guides the search (differentiable in torch).")
+@click.option("--open-loop", is_flag=True,
+              help="Guide the search by the regressor of the original images' labels instead of the closed-loop one "
+                   "(decoded, thresholded images' solver properties).")
+@click.option("--lambda", "lam", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="Weight of the prior term lambda ||z||^2 / dim.")
+@click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True, help="Adam steps.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--init", type=click.Choice(("mixed", "data", "prior")), default="mixed", show_default=True,
+              help="Starting codes: training codes, prior draws, or half of each.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--device", default="cpu", show_default=True, help="Device that decodes (auto, cpu, cuda).")
+def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, prop, regressor, open_loop, lam,
+           steps, lr, init, seed, out, device):
+    """Search CHECKPOINT's latent space for microstructures with target properties.
+
+    Gradient search on the predictor (squared normalised error + lambda ||z||^2 / dim) from
+    --candidates starts, then every candidate is decoded, thresholded at 0.5 and verified with the
+    solver (the labels' phase properties); the best --n-designs are kept. Reports target vs
+    achieved (solver) for each design. With --sweep N: N targets spanning the data's range of
+    --property, and the normalised RMSE (by the property's std over the training labels; also by
+    its range) between targets and solver-verified values.
+    """
+    from microlatent.errors import InputError
+    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.properties.design import (
+        design as run_design,
+        design_sweep,
+        parse_targets,
+        summary_lines,
+        write_design,
+        write_sweep,
+    )
+    from microlatent.properties.prediction import load_predictor
+
+    predictor = load_predictor(predictor_dir)
+    predictor.check_checkpoint(checkpoint)
+    if sweep is None and not targets:
+        raise InputError("give --target NAME=VALUE (repeatable) or --sweep N")
+    if sweep is not None and targets:
+        raise InputError("--sweep chooses its own targets (of --property); drop --target")
+    model = load_trained_model(checkpoint, device)
+    report = lambda m: click.echo(m, err=True)  # noqa: E731
+    common = dict(candidates=candidates, regressor=regressor, closed_loop=not open_loop, lam=lam, steps=steps,
+                  lr=lr, init=init, seed=seed, progress=report)
+    if sweep is not None:
+        result = design_sweep(predictor, model, prop, sweep, **common)
+        files = write_sweep(result, out)
+    else:
+        result = run_design(predictor, model, parse_targets(targets), n_designs=n_designs, **common)
+        files = write_design(result, out)
+    for line in summary_lines(result):
+        click.echo(line)
+    click.echo("wrote " + ", ".join(str(f) for f in files))

@@ -1,0 +1,834 @@
+"""Property prediction from latent codes (Cai et al. 2025 Sec. 4.3; Sardeshmukh et al. 2021 Sec. 4.4).
+
+Regressors from a model's latent codes to the homogenized elastic constants ``PROPERTY_NAMES`` =
+(Ex, Ey, Gxy, nu_xy, nu_yx), with Cai et al.'s control: the same regressors on the images
+area-downsampled to the latent's spatial size (14 x 14 for 224 px images and a /16 TAESD encoder),
+so the control has the same spatial resolution as the latent grid.
+
+Public API::
+
+    PropertyRegressor(kind="mlp"|"linear"|"svr", features="latent"|"downsampled", ...)
+        scikit-learn estimator: fit(X, y) / predict(X) / score(X, y) (mean R^2); X (N, ...) is
+        flattened; inputs and targets are standardised (StandardScaler in a Pipeline, inside a
+        TransformedTargetRegressor). mlp: MLPRegressor(hidden_layer_sizes=(1000, 1000, 100), ReLU,
+        Adam, early stopping) as Cai et al.; linear: LinearRegression; svr: one RBF SVR per
+        property (MultiOutputRegressor) as Sardeshmukh et al. ``to_torch()`` gives the same fitted
+        function as a differentiable torch module (used by latent-space design).
+    r2_per_property(y_true, y_pred) -> (k,);  mape(y_true, y_pred) -> (k,) in percent
+    downsample(images, shape) -> (N, h, w) area (block) means
+    feature_matrix(images, features, model) -> (N, D)
+    read_labelled_split(path, split, ...) -> images, y (N, 5), names, phase settings
+    fit_property_models(checkpoint, data, out_dir, ...) -> dict (metrics rows, paths)
+    load_predictor(directory) -> PropertyPredictor (regressors + metadata)
+
+A predictor folder (written by :func:`fit_property_models`, ``microlatent properties fit``) holds::
+
+    predictor.json                  metadata (read first, no code executed): property names, feature
+                                    kinds, checkpoint path and its state_dict SHA-256, latent shape,
+                                    image size, data file, split, phase properties, label statistics
+                                    of the training split, files of the regressors
+    {latent,downsampled}_{kind}.joblib   fitted PropertyRegressors (labels of the original images)
+    decoded_{kind}.joblib           "closed-loop" regressors: latent code z -> solver-computed
+                                    properties of threshold(decode(z)) (used by ``design``)
+    fit_data.npz                    latents, labels and closed-loop properties used to fit them
+    metrics.csv, predictions.npz, pred_vs_true.png
+
+**The .joblib files are pickles: loading one runs code it names. Load only predictor folders you
+made or trust.** ``predictor.json`` is plain JSON and is checked before any pickle is opened.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from microlatent.errors import DataError, InputError
+
+PROPERTY_NAMES = ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")
+REGRESSOR_KINDS = ("mlp", "linear", "svr")
+FEATURE_KINDS = ("latent", "downsampled")
+TARGET_SETS = ("labels", "decoded")  # regress the stored labels, or the decoded-thresholded images' properties
+META_FILE = "predictor.json"
+META_FORMAT = "microlatent-property-predictor"
+META_VERSION = 1
+THRESHOLD = 0.5  # decoded probability -> phase 1
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and features.
+# --------------------------------------------------------------------------------------------
+
+
+def _two_d(y, name="y") -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise InputError(f"{name} must be (N,) or (N, k), got shape {y.shape}")
+    return y
+
+
+def mape(y_true, y_pred) -> np.ndarray:
+    """Mean absolute percentage error per column, in percent: ``100 mean_i |y_i - p_i| / |y_i|``.
+
+    (scikit-learn's ``mean_absolute_percentage_error`` gives the same as a fraction.) Returns (k,)
+    for (N, k) inputs, a float for (N,) inputs. True values of 0 raise InputError.
+    """
+    t, p = _two_d(y_true, "y_true"), _two_d(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise InputError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
+    if (t == 0).any():
+        raise InputError("MAPE is undefined for true values of 0")
+    out = 100.0 * np.mean(np.abs(t - p) / np.abs(t), axis=0)
+    return float(out[0]) if np.ndim(y_true) == 1 else out
+
+
+def r2_per_property(y_true, y_pred) -> np.ndarray:
+    """Coefficient of determination per column: ``1 - SS_res / SS_tot`` (sklearn's r2_score,
+    multioutput="raw_values"). 0 = as good as predicting the mean of y_true."""
+    from sklearn.metrics import r2_score
+
+    t, p = _two_d(y_true, "y_true"), _two_d(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise InputError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
+    out = np.asarray(r2_score(t, p, multioutput="raw_values"), dtype=np.float64)
+    return float(out[0]) if np.ndim(y_true) == 1 else out
+
+
+def downsample(images, shape) -> np.ndarray:
+    """Area-downsample images (N, H, W) (or (H, W)) to ``shape`` = (h, w): each output pixel is the
+    mean of the input pixels in its cell (``adaptive_avg_pool2d``; exact block means when h divides H
+    and w divides W). Returns float32."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.asarray(images, dtype=np.float32)
+    single = arr.ndim == 2
+    if single:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"images must be (N, H, W) or (H, W), got shape {arr.shape}")
+    h, w = (int(shape), int(shape)) if np.ndim(shape) == 0 else (int(shape[0]), int(shape[1]))
+    if h < 1 or w < 1 or h > arr.shape[1] or w > arr.shape[2]:
+        raise InputError(f"cannot area-downsample {arr.shape[1]} x {arr.shape[2]} images to {h} x {w}")
+    out = F.adaptive_avg_pool2d(torch.from_numpy(arr)[:, None], (h, w))[:, 0].numpy()
+    return out[0] if single else out
+
+
+def control_shape(latent_shape) -> tuple[int, int]:
+    """Spatial size of the downsampled control for a latent shape: (h, w) of a (C, h, w) latent grid;
+    for a vector latent (D,) the square nearest D pixels (side round(sqrt(D)))."""
+    latent_shape = tuple(int(v) for v in latent_shape)
+    if len(latent_shape) == 3:
+        return latent_shape[1], latent_shape[2]
+    side = max(1, int(round(np.sqrt(int(np.prod(latent_shape))))))
+    return side, side
+
+
+def latent_codes(model, images, batch_size=32) -> np.ndarray:
+    """Latent means mu (N, *latent_shape) of images (N, H, W) in [0, 1] (resized to the model's
+    trained size as :func:`microlatent.evaluation.encode` does)."""
+    from microlatent.evaluation.inference import encode
+
+    mu, _ = encode(model, [np.asarray(image, dtype=np.float32) for image in images], batch_size)
+    return mu
+
+
+def feature_matrix(images, features: str, model=None, latent_shape=None, codes=None) -> np.ndarray:
+    """(N, D) float64 features of images (N, H, W) in [0, 1].
+
+    ``features="latent"``: the model's latent means, flattened (pass ``codes`` to reuse encodings);
+    ``"downsampled"``: the images area-downsampled to the latent's spatial size (:func:`control_shape`
+    of ``latent_shape``, or of the model's latent for these images), flattened.
+    """
+    if features not in FEATURE_KINDS:
+        raise InputError(f"features must be one of {', '.join(FEATURE_KINDS)}, got {features!r}")
+    if features == "latent":
+        if codes is None:
+            if model is None:
+                raise InputError("latent features need a model (or precomputed codes)")
+            codes = latent_codes(model, images)
+        codes = np.asarray(codes)
+        return codes.reshape(len(codes), -1).astype(np.float64)
+    if latent_shape is None:
+        if model is None:
+            raise InputError("downsampled features need the latent shape (or a model)")
+        latent_shape = _model_latent_shape(model, np.shape(images[0]))
+    small = downsample(np.asarray(images, dtype=np.float32), control_shape(latent_shape))
+    return small.reshape(len(small), -1).astype(np.float64)
+
+
+def _model_latent_shape(model, image_shape) -> tuple:
+    size = getattr(model, "trained_size", None)
+    side = (size, size) if size else tuple(image_shape)
+    return tuple(int(v) for v in model.latent_shape(side))
+
+
+# --------------------------------------------------------------------------------------------
+# The regressor.
+# --------------------------------------------------------------------------------------------
+
+
+def _sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InputError("property prediction needs scikit-learn: pip install scikit-learn") from None
+
+
+try:
+    from sklearn.base import BaseEstimator, RegressorMixin
+except ImportError:  # pragma: no cover - the class below then fails on use, with a clear message
+    BaseEstimator, RegressorMixin = object, object
+
+
+class PropertyRegressor(RegressorMixin, BaseEstimator):
+    """Standardised regressor from feature vectors to properties (scikit-learn estimator).
+
+    Parameters
+    ----------
+    kind : {"mlp", "linear", "svr"}, default "mlp"
+        mlp: ``MLPRegressor(hidden_layer_sizes, activation="relu", solver="adam", alpha,
+        early_stopping=True)`` (Cai et al.: hidden (1000, 1000, 100)); linear: ordinary least
+        squares; svr: ``SVR(kernel="rbf", C, epsilon, gamma)`` per output (Sardeshmukh et al.).
+    features : {"latent", "downsampled"}, default "latent"
+        What the inputs are (recorded with the model; the regressor itself takes any (N, ...) array).
+    hidden_layer_sizes, alpha, learning_rate_init, max_iter, n_iter_no_change : MLP settings.
+    C, epsilon, gamma : SVR settings (in standardised target units: epsilon 0.05 = 5% of a std).
+    random_state : int, default 0
+
+    Inputs X (N, ...) are flattened to (N, D) and standardised; targets y (N,) or (N, k) are
+    standardised per column and the predictions mapped back (``TransformedTargetRegressor``).
+    ``predict`` returns (N,) if fitted on (N,), else (N, k). ``score`` is the mean R^2 over outputs.
+    """
+
+    def __init__(self, kind="mlp", features="latent", hidden_layer_sizes=(1000, 1000, 100), alpha=1e-4,
+                 learning_rate_init=1e-3, max_iter=500, n_iter_no_change=20, C=10.0, epsilon=0.05,
+                 gamma="scale", random_state=0):
+        self.kind = kind
+        self.features = features
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.n_iter_no_change = n_iter_no_change
+        self.C = C
+        self.epsilon = epsilon
+        self.gamma = gamma
+        self.random_state = random_state
+
+    def _estimator(self, n_samples):
+        from sklearn.linear_model import LinearRegression
+        from sklearn.multioutput import MultiOutputRegressor
+        from sklearn.neural_network import MLPRegressor
+        from sklearn.svm import SVR
+
+        if self.kind == "linear":
+            return LinearRegression()
+        if self.kind == "svr":
+            return MultiOutputRegressor(SVR(kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma))
+        if self.kind == "mlp":
+            return MLPRegressor(
+                hidden_layer_sizes=tuple(self.hidden_layer_sizes), activation="relu", solver="adam",
+                alpha=self.alpha, learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
+                early_stopping=n_samples >= 20, validation_fraction=0.1,
+                n_iter_no_change=self.n_iter_no_change, random_state=self.random_state,
+            )
+        raise InputError(f"kind must be one of {', '.join(REGRESSOR_KINDS)}, got {self.kind!r}")
+
+    def fit(self, X, y):
+        _sklearn()
+        from sklearn.compose import TransformedTargetRegressor
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.features not in FEATURE_KINDS:
+            raise InputError(f"features must be one of {', '.join(FEATURE_KINDS)}, got {self.features!r}")
+        X = self._inputs(X, fitting=True)
+        y_arr = np.asarray(y, dtype=np.float64)
+        if y_arr.ndim not in (1, 2) or len(y_arr) != len(X):
+            raise InputError(f"y must be (N,) or (N, k) with N = {len(X)} (rows of X), got shape {y_arr.shape}")
+        if not np.isfinite(X).all() or not np.isfinite(y_arr).all():
+            raise InputError("X and y must be finite (NaN or inf found)")
+        if len(X) < 2:
+            raise InputError(f"need at least 2 samples to fit, got {len(X)}")
+        self.single_output_ = y_arr.ndim == 1
+        y2 = y_arr.reshape(len(y_arr), -1)
+        self.n_outputs_ = y2.shape[1]
+        self.model_ = TransformedTargetRegressor(
+            regressor=Pipeline([("scale", StandardScaler()), ("model", self._estimator(len(X)))]),
+            transformer=StandardScaler(), check_inverse=False,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # early stopping / max_iter are the intended caps
+            self.model_.fit(X, y2)
+        return self
+
+    def _inputs(self, X, fitting=False):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim < 2:
+            raise InputError(f"X must be (N, D) (or (N, ...), flattened), got shape {X.shape}")
+        X = X.reshape(len(X), -1)
+        if fitting:
+            self.n_features_in_ = X.shape[1]
+        elif X.shape[1] != self.n_features_in_:
+            raise InputError(f"X has {X.shape[1]} features per sample, this regressor was fitted on {self.n_features_in_}")
+        return X
+
+    def predict(self, X):
+        self._check_fitted()
+        pred = np.asarray(self.model_.predict(self._inputs(X)), dtype=np.float64).reshape(-1, self.n_outputs_)
+        return pred[:, 0] if self.single_output_ else pred
+
+    def _check_fitted(self):
+        if not hasattr(self, "model_"):
+            raise InputError("this PropertyRegressor is not fitted yet: call fit(X, y) first")
+
+    def to_torch(self, dtype=None):
+        """The fitted function as a torch module (N, D) -> (N, k) in the units of y (always 2-D),
+        differentiable in its input: standardisation, the MLP (ReLU layers), linear map or RBF
+        kernel expansion of each SVR, and the inverse target scaling. Matches :meth:`predict` to
+        rounding."""
+        self._check_fitted()
+        return TorchRegressor(self, dtype=dtype)
+
+
+def _torch_module_class():
+    import torch
+    import torch.nn as nn
+
+    class _TorchRegressor(nn.Module):
+        def __init__(self, regressor, dtype=None):
+            super().__init__()
+            dtype = dtype or torch.float32
+            t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=dtype)  # noqa: E731
+            ttr = regressor.model_
+            pipe = ttr.regressor_
+            xs, est = pipe.named_steps["scale"], pipe.named_steps["model"]
+            ys = ttr.transformer_
+            self.kind = regressor.kind
+            self.register_buffer("x_mean", t(xs.mean_))
+            self.register_buffer("x_scale", t(xs.scale_))
+            self.register_buffer("y_mean", t(ys.mean_))
+            self.register_buffer("y_scale", t(ys.scale_))
+            if self.kind == "linear":
+                coef = np.asarray(est.coef_).reshape(regressor.n_outputs_, -1)
+                self.layers = nn.ModuleList([_linear(coef.T, np.ravel(est.intercept_), dtype)])
+            elif self.kind == "mlp":
+                self.layers = nn.ModuleList([_linear(w, b, dtype) for w, b in zip(est.coefs_, est.intercepts_)])
+            else:  # svr: one RBF expansion per output
+                self.sv = nn.ParameterList()
+                self.dual = nn.ParameterList()
+                gammas, biases = [], []
+                for svr in est.estimators_:
+                    self.sv.append(nn.Parameter(t(svr.support_vectors_), requires_grad=False))
+                    self.dual.append(nn.Parameter(t(svr.dual_coef_[0]), requires_grad=False))
+                    gammas.append(float(svr._gamma))
+                    biases.append(float(np.ravel(svr.intercept_)[0]))
+                self.register_buffer("gamma", t(gammas))
+                self.register_buffer("bias", t(biases))
+
+        def forward(self, x):
+            x = x.reshape(len(x), -1).to(self.x_mean.dtype)
+            h = (x - self.x_mean) / self.x_scale
+            if self.kind == "svr":
+                cols = []
+                for k, (sv, dual) in enumerate(zip(self.sv, self.dual)):
+                    d2 = (h * h).sum(1, keepdim=True) - 2 * h @ sv.T + (sv * sv).sum(1)[None]
+                    cols.append(torch.exp(-self.gamma[k] * d2.clamp_min(0)) @ dual + self.bias[k])
+                h = torch.stack(cols, dim=1)
+            else:
+                for i, layer in enumerate(self.layers):
+                    h = layer(h)
+                    if i < len(self.layers) - 1:
+                        h = torch.relu(h)
+            return h * self.y_scale + self.y_mean
+
+    def _linear(w, b, dtype):
+        w = np.asarray(w, dtype=np.float64)
+        layer = nn.Linear(w.shape[0], w.shape[1]).to(dtype)
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(w.T, dtype=dtype))
+            layer.bias.copy_(torch.as_tensor(np.ravel(b), dtype=dtype))
+        layer.requires_grad_(False)
+        return layer
+
+    return _TorchRegressor
+
+
+def TorchRegressor(regressor, dtype=None):
+    """Torch module computing a fitted :class:`PropertyRegressor` (see its ``to_torch``)."""
+    return _torch_module_class()(regressor, dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Labelled data.
+# --------------------------------------------------------------------------------------------
+
+MECHANICAL = "homogenized_mechanical"
+DEFAULT_PHASES = {"E": [10.0, 1.0], "nu": [0.3, 0.3], "plane": "stress"}
+
+
+def label_matrix(raw) -> np.ndarray:
+    """(N, 5) in PROPERTY_NAMES order from stored ``homogenized_mechanical`` rows (N, 6, 5) =
+    [Ex, nu_xy, Ey, nu_yx, Gxy] at contrast index 0."""
+    from microlatent.properties.storage import MECHANICAL_VALUES
+
+    raw = np.asarray(raw, dtype=np.float64)
+    order = [MECHANICAL_VALUES.index(name) for name in PROPERTY_NAMES]
+    return raw[:, 0, :][:, order]
+
+
+def phase_settings(path, classes) -> dict:
+    """Phase properties the labels were computed with: ``{"E", "nu", "plane", "source"}`` from the
+    ``microlatent_settings`` attribute (the same in every class, else DataError); files without it
+    (e.g. MICRO2D's own labels) are taken to use Cai et al.'s 10 / 1 GPa, nu 0.3, plane stress."""
+    from microlatent.data.store import open_file
+    from microlatent.properties.storage import SETTINGS_ATTR
+
+    found = {}
+    with open_file(path) as f:
+        for name in classes:
+            raw = f[name][MECHANICAL].attrs.get(SETTINGS_ATTR) if MECHANICAL in f[name] else None
+            if raw is None:
+                found[name] = dict(DEFAULT_PHASES, source="assumed (no microlatent_settings attribute)")
+                continue
+            s = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+            found[name] = {"E": list(s["E"]), "nu": list(s["nu"]), "plane": s.get("plane", "stress"),
+                           "source": f"{MECHANICAL} attribute {SETTINGS_ATTR}"}
+    keyed = {json.dumps({k: v for k, v in s.items() if k != "source"}, sort_keys=True) for s in found.values()}
+    if len(keyed) > 1:
+        raise DataError(f"{os.fspath(path)}: classes were homogenized with different phase properties; "
+                        "fit a predictor per setting (--class)")
+    return next(iter(found.values())) if found else dict(DEFAULT_PHASES, source="assumed")
+
+
+def read_labelled_split(path, split="train", classes=None, split_seed=0, split_fractions=(0.8, 0.1, 0.1),
+                        limit=None):
+    """Images, labels and names of one split of a MICRO2D-layout file.
+
+    The split is :func:`microlatent.data.split_indices` per class (the training split function; pass
+    the checkpoint's ``split_seed`` and ``split_fractions``). ``limit``: at most that many images per
+    class (the first of the split). Returns ``(images (N, H, W) float32, y (N, 5) float64 in
+    PROPERTY_NAMES order, names list of "Class[index]", class_of list of str)``.
+
+    Raises DataError when a class has no ``homogenized_mechanical`` labels or unfinished (NaN) rows.
+    """
+    from microlatent.data.dataset import split_indices
+    from microlatent.data.store import class_size, list_classes, open_file, read_images, read_property
+
+    path = os.fspath(path)
+    available = list_classes(path)
+    classes = list(classes) if classes else available
+    missing = [c for c in classes if c not in available]
+    if missing:
+        raise DataError(f"{path}: no class {missing[0]!r} (classes in file: {', '.join(available) or 'none'})")
+    with open_file(path) as f:
+        unlabelled = [c for c in classes if MECHANICAL not in f[c]]
+    if unlabelled:
+        raise DataError(f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
+                        f"`microlatent data homogenize {path}` first")
+    images, labels, names, class_of = [], [], [], []
+    for name in classes:
+        n = class_size(path, name)[0]
+        idx = split_indices(n, name, split, tuple(split_fractions), split_seed)
+        if limit:
+            idx = idx[:limit]
+        if not len(idx):
+            continue
+        y = label_matrix(read_property(path, name, MECHANICAL, idx))
+        bad = ~np.isfinite(y).all(axis=1)
+        if bad.any():
+            raise DataError(f"{path}: class {name!r} has {int(bad.sum())} unfinished {MECHANICAL} rows "
+                            f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent data homogenize {path}` to finish")
+        images.append(read_images(path, name, idx).astype(np.float32))
+        labels.append(y)
+        names.extend(f"{name}[{i}]" for i in idx)
+        class_of.extend([name] * len(idx))
+    if not images:
+        raise DataError(f"{path}: split {split!r} of {', '.join(classes)} holds no images")
+    shapes = {im.shape[1:] for im in images}
+    if len(shapes) > 1:
+        raise DataError(f"{path}: classes have different image sizes {sorted(shapes)}; choose classes of one size")
+    return np.concatenate(images), np.concatenate(labels), names, class_of
+
+
+# --------------------------------------------------------------------------------------------
+# Closed loop: decoded, thresholded images through the solver.
+# --------------------------------------------------------------------------------------------
+
+
+def decoded_properties(model, codes, phases=None, threshold=THRESHOLD, batch_size=64):
+    """Properties of the decoded latent codes after thresholding: ``(y (N, 5), images uint8 (N, H, W))``.
+
+    Each code is decoded, thresholded at ``threshold`` (probability of phase 1) and homogenized with
+    ``phases`` (``{"E", "nu", "plane"}``; default 10 / 1, 0.3, plane stress)."""
+    from microlatent.evaluation.inference import decode
+    from microlatent.properties.homogenize import homogenize_elastic
+
+    phases = phases or DEFAULT_PHASES
+    codes = np.asarray(codes, dtype=np.float32)
+    if len(codes) == 0:
+        return np.zeros((0, len(PROPERTY_NAMES))), np.zeros((0, 0, 0), np.uint8)
+    binary = (decode(model, codes, batch_size) > threshold).astype(np.uint8)
+    r = homogenize_elastic(binary, E=tuple(phases["E"]), nu=tuple(phases["nu"]), plane=phases.get("plane", "stress"))
+    return np.stack([np.atleast_1d(r[k]) for k in PROPERTY_NAMES], axis=1), binary
+
+
+def closed_loop_codes(codes, n_prior, n_mix, seed=0):
+    """Latent codes for the closed-loop regressor: the data codes, ``n_prior`` draws from the standard
+    normal prior and ``n_mix`` random convex mixtures of two data codes (points between data, where a
+    design search travels). Returns (codes (M, ...), origin list of "data"/"prior"/"mix")."""
+    rng = np.random.default_rng(seed)
+    codes = np.asarray(codes, dtype=np.float32)
+    prior = rng.standard_normal((n_prior,) + codes.shape[1:]).astype(np.float32)
+    a, b = rng.integers(0, len(codes), (2, n_mix))
+    w = rng.uniform(0, 1, (n_mix,) + (1,) * (codes.ndim - 1)).astype(np.float32)
+    mix = w * codes[a] + (1 - w) * codes[b]
+    origin = ["data"] * len(codes) + ["prior"] * n_prior + ["mix"] * n_mix
+    return np.concatenate([codes, prior, mix]), origin
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting from a checkpoint and a labelled file.
+# --------------------------------------------------------------------------------------------
+
+
+def checkpoint_identity(checkpoint) -> dict:
+    """``{"path", "state_dict_sha256", "model"}`` of a checkpoint (the SHA of its weights, as stored)."""
+    from microlatent.models import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    return {"path": os.path.abspath(os.fspath(checkpoint)), "state_dict_sha256": ckpt.get("state_dict_sha256"),
+            "model": ckpt.get("model_name")}
+
+
+def _training_split(checkpoint) -> dict:
+    from microlatent.models import load_checkpoint
+
+    config = ((load_checkpoint(checkpoint).get("extra") or {}).get("config") or {})
+    data = config.get("data") or {}
+    return {"split_seed": int(data.get("split_seed", 0) or 0),
+            "split_fractions": list(data.get("split_fractions") or (0.8, 0.1, 0.1)),
+            "classes": data.get("classes"), "size": data.get("size"), "trained_on": data.get("path")}
+
+
+def _stats(y) -> dict:
+    return {name: {"mean": float(np.mean(y[:, k])), "std": float(np.std(y[:, k])),
+                   "min": float(np.min(y[:, k])), "max": float(np.max(y[:, k]))}
+            for k, name in enumerate(PROPERTY_NAMES)}
+
+
+def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, features=FEATURE_KINDS,
+                        closed_loop=True, classes=None, limit=None, device="cpu", seed=0, n_prior=None,
+                        n_mix=None, regressor_params=None, figure=True, progress=None) -> dict:
+    """Fit property regressors on a checkpoint's latent codes (and the downsampled control), report
+    held-out R^2 and MAPE, and write a predictor folder.
+
+    Parameters
+    ----------
+    checkpoint : path
+        A trained model (``model.pt``). Its training config gives the split (``data.split_seed``,
+        ``data.split_fractions``), so the regressors are fitted on the model's training split and
+        scored on its test split, images the model never saw.
+    data : path
+        MICRO2D-layout HDF5 file with ``homogenized_mechanical`` labels (``microlatent data homogenize``).
+    out_dir : path
+        Folder for the predictor (see the module docstring).
+    kinds : subset of ("mlp", "linear", "svr")
+    features : subset of ("latent", "downsampled")
+    closed_loop : bool, default True
+        Also fit ``decoded_{kind}`` regressors: latent code -> solver properties of the thresholded
+        decoded image, on the training codes plus ``n_prior`` prior draws and ``n_mix`` mixtures of
+        codes (default: half the training set each); scored on the test codes. ``design`` uses these.
+    classes, limit : which classes (default: the checkpoint's training classes present in ``data``,
+        else all) and at most ``limit`` images per class and split.
+    regressor_params : dict, optional
+        Extra PropertyRegressor arguments, e.g. ``{"hidden_layer_sizes": (64, 64)}``.
+    progress : callable, optional
+        ``progress(message)`` at each stage.
+
+    Returns
+    -------
+    dict
+        ``{"metrics": list of row dicts, "out_dir": Path, "meta": dict}``; rows have set, features,
+        regressor, property, r2, mape, n_train, n_test.
+    """
+    import joblib
+
+    from microlatent.evaluation.inference import load_trained_model
+
+    _sklearn()
+    say = progress or (lambda message: None)
+    kinds = _choices(kinds, REGRESSOR_KINDS, "regressor")
+    features = _choices(features, FEATURE_KINDS, "features")
+    out_dir = Path(out_dir)
+    data = os.fspath(data)
+    ident = checkpoint_identity(checkpoint)
+    split = _training_split(checkpoint)
+    if classes is None and split["classes"]:
+        from microlatent.data.store import list_classes
+
+        present = set(list_classes(data))
+        classes = [c for c in split["classes"] if c in present] or None
+    model = load_trained_model(checkpoint, device)
+    say(f"reading {data}")
+    read = dict(classes=classes, split_seed=split["split_seed"], split_fractions=split["split_fractions"], limit=limit)
+    train_images, y_train, train_names, train_classes = read_labelled_split(data, "train", **read)
+    test_images, y_test, test_names, test_classes = read_labelled_split(data, "test", **read)
+    phases = phase_settings(data, sorted(set(train_classes) | set(test_classes)))
+    latent_shape = _model_latent_shape(model, train_images.shape[1:])
+    say(f"encoding {len(train_images)} train + {len(test_images)} test images (latent {latent_shape})")
+    z_train, z_test = latent_codes(model, train_images), latent_codes(model, test_images)
+    X = {"latent": (z_train.reshape(len(z_train), -1).astype(np.float64),
+                    z_test.reshape(len(z_test), -1).astype(np.float64))}
+    if "downsampled" in features:
+        X["downsampled"] = (feature_matrix(train_images, "downsampled", latent_shape=latent_shape),
+                            feature_matrix(test_images, "downsampled", latent_shape=latent_shape))
+    params = dict(regressor_params or {})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows, files, predictions = [], {}, {"y_test": y_test, "names": np.array(test_names)}
+
+    def score(set_name, feat, kind, truth, pred, n_train):
+        r2, err = r2_per_property(truth, pred), mape(truth, pred)
+        for k, name in enumerate(PROPERTY_NAMES):
+            rows.append({"set": set_name, "features": feat, "regressor": kind, "property": name,
+                         "r2": float(r2[k]), "mape": float(err[k]), "n_train": int(n_train), "n_test": len(truth)})
+
+    for feat in features:
+        for kind in kinds:
+            say(f"fitting {kind} on {feat} features ({X[feat][0].shape[1]} per image)")
+            reg = PropertyRegressor(kind=kind, features=feat, random_state=seed, **params).fit(X[feat][0], y_train)
+            pred = reg.predict(X[feat][1])
+            score("labels", feat, kind, y_test, pred, len(y_train))
+            predictions[f"{feat}_{kind}"] = pred
+            files[f"{feat}_{kind}"] = f"{feat}_{kind}.joblib"
+            joblib.dump(reg, out_dir / files[f"{feat}_{kind}"])
+
+    fit_data = {"z_train": z_train, "y_train": y_train, "z_test": z_test, "y_test": y_test}
+    if closed_loop:
+        n_prior = len(z_train) // 2 if n_prior is None else int(n_prior)
+        n_mix = len(z_train) // 2 if n_mix is None else int(n_mix)
+        codes, origin = closed_loop_codes(z_train, n_prior, n_mix, seed)
+        say(f"closed loop: decoding, thresholding and solving {len(codes) + len(z_test)} codes")
+        y_loop, _ = decoded_properties(model, codes, phases)
+        y_loop_test, _ = decoded_properties(model, z_test, phases)
+        score("reconstruction", "decoded", "solver", y_test, y_loop_test, 0)  # encode-decode-threshold fidelity
+        predictions["reconstruction"] = y_loop_test
+        for kind in kinds:
+            say(f"fitting closed-loop {kind} (latent -> decoded properties)")
+            reg = PropertyRegressor(kind=kind, features="latent", random_state=seed, **params)
+            reg.fit(codes.reshape(len(codes), -1), y_loop)
+            pred = reg.predict(X["latent"][1])
+            score("decoded", "latent", kind, y_loop_test, pred, len(codes))
+            predictions[f"decoded_{kind}"] = pred
+            files[f"decoded_{kind}"] = f"decoded_{kind}.joblib"
+            joblib.dump(reg, out_dir / files[f"decoded_{kind}"])
+        fit_data.update(z_loop=codes, y_loop=y_loop, origin=np.array(origin), y_loop_test=y_loop_test)
+        predictions["y_loop_test"] = y_loop_test
+    np.savez_compressed(out_dir / "fit_data.npz", **fit_data)
+    np.savez_compressed(out_dir / "predictions.npz", **predictions)
+
+    meta = {
+        "format": META_FORMAT, "version": META_VERSION, "properties": list(PROPERTY_NAMES),
+        "checkpoint": ident, "latent_shape": list(latent_shape), "control_shape": list(control_shape(latent_shape)),
+        "image_shape": list(train_images.shape[1:]), "trained_size": getattr(model, "trained_size", None),
+        "data": os.path.abspath(data), "classes": sorted(set(train_classes)), "split": split, "limit": limit,
+        "n_train": len(y_train), "n_test": len(y_test), "phases": phases, "threshold": THRESHOLD,
+        "label_stats": _stats(y_train), "regressors": files, "features": list(features), "kinds": list(kinds),
+        "regressor_params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
+        "seed": seed, "trusted_only": "the .joblib files are pickles: load only folders you made or trust",
+    }
+    if closed_loop:
+        meta["closed_loop"] = {"n_codes": len(codes), "n_prior": n_prior, "n_mix": n_mix,
+                               "label_stats": _stats(y_loop)}
+    _write_json(out_dir / META_FILE, meta)
+    write_metrics_csv(rows, out_dir / "metrics.csv")
+    if figure:
+        plot_predictions(predictions, out_dir / "pred_vs_true.png")
+    return {"metrics": rows, "out_dir": out_dir, "meta": meta}
+
+
+def _choices(values, allowed, what):
+    values = [values] if isinstance(values, str) else list(values)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise InputError(f"{what} must be among {', '.join(allowed)}, got {bad[0] if bad else 'none'!r}")
+    return list(dict.fromkeys(values))
+
+
+def _write_json(path, obj):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_metrics_csv(rows, path):
+    """Write metric rows (dicts with the same keys) as CSV."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
+
+
+def metrics_table(rows) -> str:
+    """Text table: one line per (set, features, regressor), R^2 and MAPE (%) per property."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["set"], row["features"], row["regressor"]), {})[row["property"]] = row
+    header = ["set", "features", "regressor"] + [f"R2 {p}" for p in PROPERTY_NAMES] + [f"MAPE% {p}" for p in PROPERTY_NAMES]
+    lines = [header]
+    for (set_name, feat, kind), by_prop in groups.items():
+        lines.append([set_name, feat, kind] + [f"{by_prop[p]['r2']:.3f}" for p in PROPERTY_NAMES]
+                     + [f"{by_prop[p]['mape']:.2f}" for p in PROPERTY_NAMES])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+                     for line in lines)
+
+
+def plot_predictions(predictions, path):
+    """Predicted vs true scatter: one column per property, one row per regressor (latent and
+    downsampled features in different colours), plus a closed-loop row when present."""
+    import matplotlib.pyplot as plt
+
+    from microlatent.plotting import save_figure
+
+    y_test = predictions["y_test"]
+    kinds = [k for k in REGRESSOR_KINDS if any(f"{f}_{k}" in predictions for f in FEATURE_KINDS)]
+    rows = [("labels", k) for k in kinds] + ([("decoded", k) for k in kinds if f"decoded_{k}" in predictions])
+    fig, axes = plt.subplots(len(rows), len(PROPERTY_NAMES), figsize=(3.0 * len(PROPERTY_NAMES), 2.9 * len(rows)),
+                             squeeze=False)
+    colours = {"latent": "tab:blue", "downsampled": "tab:orange", "decoded": "tab:green"}
+    for i, (set_name, kind) in enumerate(rows):
+        for j, prop in enumerate(PROPERTY_NAMES):
+            ax = axes[i, j]
+            if set_name == "labels":
+                series = [(f, y_test[:, j], predictions[f"{f}_{kind}"][:, j]) for f in FEATURE_KINDS
+                          if f"{f}_{kind}" in predictions]
+            else:
+                truth = predictions["y_loop_test"]
+                series = [("decoded", truth[:, j], predictions[f"decoded_{kind}"][:, j])]
+            lo = min(min(t.min(), p.min()) for _, t, p in series)
+            hi = max(max(t.max(), p.max()) for _, t, p in series)
+            ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8)
+            for feat, truth, pred in series:
+                r2 = r2_per_property(truth, pred)
+                ax.scatter(truth, pred, s=6, alpha=0.6, color=colours[feat], label=f"{feat} R2={r2:.2f}")
+            ax.set_title(f"{prop} - {kind}" + (" (closed loop)" if set_name == "decoded" else ""), fontsize=9)
+            ax.legend(fontsize=6, loc="upper left")
+            ax.tick_params(labelsize=7)
+            if i == len(rows) - 1:
+                ax.set_xlabel("true (solver)", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("predicted", fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading a fitted predictor.
+# --------------------------------------------------------------------------------------------
+
+
+class PropertyPredictor:
+    """A predictor folder: metadata (``meta``) and its fitted regressors, loaded lazily.
+
+    ``regressor(kind, features)`` returns a :class:`PropertyRegressor`; ``features`` is "latent",
+    "downsampled" or "decoded" (the closed-loop latent regressor).
+    """
+
+    def __init__(self, directory, meta):
+        self.directory = Path(directory)
+        self.meta = meta
+        self._cache = {}
+
+    @property
+    def properties(self):
+        return tuple(self.meta["properties"])
+
+    def available(self):
+        """Keys "features_kind" of the stored regressors."""
+        return list(self.meta.get("regressors", {}))
+
+    def regressor(self, kind="mlp", features="latent") -> PropertyRegressor:
+        import joblib
+
+        key = f"{features}_{kind}"
+        if key not in self.meta.get("regressors", {}):
+            raise InputError(f"{self.directory}: no {kind} regressor on {features} features "
+                             f"(has: {', '.join(self.available()) or 'none'})")
+        if key not in self._cache:
+            file = self.directory / self.meta["regressors"][key]
+            try:
+                reg = joblib.load(file)  # a pickle: trusted folders only (see the module docstring)
+            except Exception as err:
+                raise DataError(f"{file}: cannot load the fitted regressor ({type(err).__name__}: {err})") from None
+            if not isinstance(reg, PropertyRegressor):
+                raise DataError(f"{file}: not a PropertyRegressor")
+            self._cache[key] = reg
+        return self._cache[key]
+
+    def check_checkpoint(self, checkpoint):
+        """DataError unless ``checkpoint`` holds the weights the predictor was fitted on."""
+        ident = checkpoint_identity(checkpoint)
+        want = self.meta["checkpoint"].get("state_dict_sha256")
+        if want and ident["state_dict_sha256"] != want:
+            raise DataError(f"{os.fspath(checkpoint)}: not the model this predictor was fitted on "
+                            f"({self.directory / META_FILE} names {self.meta['checkpoint']['path']}, "
+                            f"weights SHA-256 {want[:12]}..., this one {str(ident['state_dict_sha256'])[:12]}...)")
+
+    def fit_data(self) -> dict:
+        file = self.directory / "fit_data.npz"
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError) as err:
+            raise DataError(f"{file}: cannot read ({err})") from None
+
+    def predict_images(self, images, model=None, kind="mlp", features="latent") -> np.ndarray:
+        """(N, 5) properties of images (N, H, W) in [0, 1]; latent features need ``model``."""
+        reg = self.regressor(kind, features)
+        if features == "decoded":
+            raise InputError("the decoded (closed-loop) regressors take latent codes, not images")
+        X = feature_matrix(images, features, model=model, latent_shape=self.meta["latent_shape"])
+        return reg.predict(X)
+
+
+def load_predictor(directory) -> PropertyPredictor:
+    """Open a predictor folder written by :func:`fit_property_models` (reads predictor.json only;
+    regressors are unpickled when first used - trusted folders only)."""
+    directory = Path(directory)
+    file = directory / META_FILE
+    if not file.is_file():
+        raise DataError(f"{directory}: not a predictor folder (no {META_FILE}; make one with "
+                        "`microlatent properties fit`)")
+    try:
+        meta = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{file}: cannot read ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise DataError(f"{file}: not a microlatent property predictor")
+    if meta.get("version") != META_VERSION:
+        raise DataError(f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})")
+    return PropertyPredictor(directory, meta)
+
