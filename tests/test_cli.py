@@ -1,0 +1,95 @@
+"""The command line end to end: every command has --help, bad input is one line and exit status 2,
+and the model commands round-trip through files."""
+
+import numpy as np
+import pytest
+import torch
+
+from microlatent.cli import _register_commands, cli, main
+from microlatent.data import generate
+from microlatent.data.store import write_class
+from microlatent.models import build_model, save_model
+
+
+def run(argv, capsys):
+    """(exit status, stdout, stderr) of `microlatent ARGV`."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return stop.value.code or 0, out.out, out.err
+
+
+def commands(group, prefix=()):
+    for name, command in group.commands.items():
+        yield (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from commands(command, (*prefix, name))
+
+
+def test_every_command_has_help(capsys):
+    _register_commands()
+    names = list(commands(cli))
+    assert {("train",), ("finetune",), ("encode",), ("decode",), ("reconstruct",), ("stats",), ("demo",),
+            ("data", "generate"), ("data", "homogenize"), ("compare",), ("reconstruct-stats",), ("design",)} <= set(names)
+    for name in names:
+        code, out, _ = run([*name, "--help"], capsys)
+        assert code == 0 and "Usage: microlatent" in out, name
+
+
+@pytest.fixture(scope="module")
+def model_and_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (images, labels), = generate("GRF", 6, size=32, seed=0).values()
+    write_class(folder / "data.h5", "GRF", images, labels)
+    torch.manual_seed(0)
+    save_model(build_model("taesd_vae", width=8, latent_channels=2), folder / "model.pt")
+    return folder
+
+
+def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
+    folder = model_and_data
+    code, out, err = run(["encode", str(folder / "model.pt"), str(folder / "data.h5"), "--out", str(tmp_path / "z.npz")], capsys)
+    assert code == 0, err
+    latents = np.load(tmp_path / "z.npz")
+    assert latents["mu"].shape == (6, 2, 2, 2) and len(latents["names"]) == 6
+    code, _, err = run(["decode", str(folder / "model.pt"), str(tmp_path / "z.npz"), "--out", str(tmp_path / "x.npz")], capsys)
+    assert code == 0, err
+    decoded = np.load(tmp_path / "x.npz")["images"]
+    assert decoded.shape == (6, 32, 32) and (tmp_path / "x.png").exists()
+    # decode(encode(x)) through the CLI equals the model's eval-mode forward pass
+    from microlatent.data.store import read_images
+    from microlatent.models import load_model
+
+    net = load_model(folder / "model.pt")
+    with torch.no_grad():
+        expected = net(torch.from_numpy(read_images(folder / "data.h5", "GRF").astype(np.float32))[:, None])[0][:, 0]
+    np.testing.assert_allclose(decoded, expected.numpy(), atol=1e-5)
+    code, _, err = run(["reconstruct", str(folder / "model.pt"), "--data", str(folder / "data.h5"), "--split", "all",
+                        "--out", str(tmp_path / "rec.png")], capsys)
+    assert code == 0 and (tmp_path / "rec.png").stat().st_size > 1000, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "no_such_config"], "no such config file"),
+        (["encode", "{tmp}/missing.pt", "{data}", "--out", "{tmp}/z.npz"], "missing.pt"),
+        (["encode", "{tmp}/corrupt.pt", "{data}", "--out", "{tmp}/z.npz"], "corrupt.pt"),
+        (["encode", "{model}", "{tmp}/nothing.h5", "--out", "{tmp}/z.npz"], "no such file"),
+        (["stats", "{data}", "--class", "Nope", "--out", "{tmp}/s.png"], "no class 'Nope'"),
+        (["train", "cai_mse_cpu", "--set", "optim.lrr=1", "--out", "{tmp}/run"], "unknown key 'optim.lrr'"),
+        (["train", "cai_mse_cpu", "--set", "model.name=big_vae", "--set", "data.path={data}",
+          "--set", "data.generate=null", "--out", "{tmp}/run"], "unknown model 'big_vae'"),
+        (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
+          "--out", "{tmp}/run"], "no CUDA GPU"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, argv, message):
+    if "--device" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint at all")
+    values = {"tmp": tmp_path, "data": model_and_data / "data.h5", "model": model_and_data / "model.pt"}
+    code, _, err = run([arg.format(**values) for arg in argv], capsys)
+    assert code == 2 and message in err, err
+    assert err.startswith("microlatent: error: ") and err.count("\n") == 1, err
