@@ -399,3 +399,21 @@ def test_training_mode_vae_loss_decreases():
         loss.backward()
         opt.step()
     assert torch.nn.functional.mse_loss(model.eval()(x)[0], x).item() < 0.6 * 0.24
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_taesd_vae_starts_finite_and_trains_at_any_depth(depth):
+    """Unnormalised residual stacks overflow at initialisation unless the residual branches start small."""
+    torch.manual_seed(0)
+    model = TaesdVAE(latent_channels=4, width=24, depth=depth)
+    x = images(4, 32)
+    recon, mu, logvar = model(x)
+    assert torch.isfinite(mu).all() and mu.abs().max() < 10 and torch.isfinite(logvar).all()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        recon, mu, logvar = model(x)
+        loss = torch.nn.functional.mse_loss(recon, x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss)

@@ -26,6 +26,7 @@ from microlatent.models.common import VAE, check_images, check_positive_int
 
 
 INITIAL_LOGVAR = -4.0
+RESIDUAL_SCALE = 0.1
 
 
 def conv(n_in, n_out, **kwargs):
@@ -88,9 +89,9 @@ class TaesdVAE(VAE):
         self._initialise()
 
     def _initialise(self):
-        """He initialisation for the convs that feed a ReLU, PyTorch's default for the two output convs
-        (mu/logvar and the pixel logits, so the first reconstruction sits near 0.5), and a narrow
-        initial posterior (logvar = -4).
+        """He initialisation for the convs that feed a ReLU, x0.1 for the last conv of every Block's
+        residual branch, PyTorch's default for the two output convs (mu/logvar and the pixel logits, so
+        the first reconstruction sits near 0.5), and a narrow initial posterior (logvar = -4).
 
         With PyTorch's default init everywhere the signal shrinks through the unnormalised stack: mu
         starts ~1e-3 while the sampling noise has std 1, and training sits on a plateau at the mean.
@@ -101,6 +102,12 @@ class TaesdVAE(VAE):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, Block):
+                # Each Block starts close to identity + ReLU (a down-scaled residual branch, in the spirit
+                # of Fixup): otherwise the variance grows with every Block and depth >= 2 overflows.
+                with torch.no_grad():
+                    module.conv[-1].weight.mul_(RESIDUAL_SCALE)
         with torch.no_grad():
             self.encoder[-1].bias[self.latent_channels :] = INITIAL_LOGVAR
 

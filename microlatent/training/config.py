@@ -2,8 +2,22 @@
 
 Every key a config may set is in ``DEFAULTS``; an unknown key or a value of the wrong type is an
 error naming the file and the key. ``model`` and ``loss`` are free-form mappings checked by the model
-registry and ``CompositeLoss``. Shipped configs live in ``microlatent/configs/`` and can be named
-without their path or suffix (``microlatent train cai_mse_cpu``).
+registry and ``CompositeLoss``; ``sweep`` (the search space of ``microlatent sweep``) is checked here
+by :func:`check_sweep`. Shipped configs live in ``microlatent/configs/`` and can be named without
+their path or suffix (``microlatent train cai_mse_cpu``).
+
+A sweep section::
+
+    sweep:
+      metric: val_loss          # val_<term>: the mean validation loss (or one term) after a trial's last epoch
+      trials: 25                # trials in the study (microlatent sweep --trials)
+      epochs: 5                 # epochs per trial (--epochs); the best config keeps optim.epochs
+      startup_trials: 5         # random trials before TPE models the space, and before median pruning starts
+      warmup_epochs: 1          # epochs every trial completes before it may be pruned
+      params:                   # dotted config key -> distribution: float or int {low, high, log, step}, categorical
+        optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+        optim.batch_size: {type: categorical, choices: [16, 32, 64]}
+        model.width: {type: int, low: 32, high: 96, step: 32}
 """
 
 from __future__ import annotations
@@ -27,7 +41,8 @@ DEFAULTS = {
         "split_seed": 0,
         "split_fractions": [0.8, 0.1, 0.1],
         "generate": None,  # {kind, n, size, seed}: make data.path first if it does not exist
-        "num_workers": 0,
+        "num_workers": 0,  # DataLoader worker processes (each opens the HDF5 file itself)
+        "cache": None,  # null | memory | disk (or true): keep a resized copy of the images (see training.loop)
     },
     "model": {"name": "taesd_vae"},
     "loss": {"mse": 1.0, "kl": 1.0e-4},
@@ -51,9 +66,13 @@ DEFAULTS = {
         "log_every": 10,  # steps between rows of steps.csv
         "max_steps_per_epoch": None,  # cap for quick runs
     },
+    "sweep": None,  # search space of `microlatent sweep` (see above); ignored by `microlatent train`
 }
 
-_FREE_FORM = {"model", "loss", "data.generate"}
+_FREE_FORM = {"model", "loss", "data.generate", "sweep"}
+
+SWEEP_DEFAULTS = {"metric": "val_loss", "trials": 25, "epochs": 5, "startup_trials": 5, "warmup_epochs": 1}
+SWEEP_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
 
 
 def load_config(source, overrides=()) -> dict:
@@ -74,6 +93,7 @@ def load_config(source, overrides=()) -> dict:
     config = merge(DEFAULTS, raw, origin=str(path))
     for item in overrides:
         config = apply_override(config, item)
+    check_sweep(config, origin=str(path))
     return config
 
 
@@ -155,3 +175,89 @@ def _check_type(value, default, dotted, origin):
     if not ok:
         raise InputError(f"{origin}: '{dotted}' must be {type(default).__name__}, got {value!r}")
     return value
+
+
+def check_sweep(config, origin="config") -> dict | None:
+    """The config's sweep section with SWEEP_DEFAULTS filled in (None if it has none); InputError naming
+    the file and key for anything a sweep could not run: an unknown key, a parameter that is not a
+    config key, a distribution without its bounds, bounds the config key's type cannot take."""
+    sweep = config.get("sweep")
+    if sweep is None:
+        return None
+    where = f"{origin}: sweep"
+    if not isinstance(sweep, dict):
+        raise InputError(f"{where} must be a mapping with params (and metric, trials, epochs), got {sweep!r}")
+    unknown = sorted(set(sweep) - {"params", *SWEEP_DEFAULTS})
+    if unknown:
+        raise InputError(f"{where}: unknown key '{unknown[0]}' (known: params, {', '.join(SWEEP_DEFAULTS)})")
+    sweep = {**SWEEP_DEFAULTS, **sweep}
+    for key, minimum in (("trials", 0), ("epochs", 1), ("startup_trials", 0), ("warmup_epochs", 0)):
+        value = sweep[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise InputError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
+    terms = ["loss", *(config.get("loss") or {})]
+    if sweep["metric"] not in [f"val_{term}" for term in terms]:
+        raise InputError(f"{where}.metric must be one of {', '.join(f'val_{t}' for t in terms)}, got {sweep['metric']!r}")
+    params = sweep.get("params")
+    if not isinstance(params, dict) or not params:
+        raise InputError(f"{where}.params must be a non-empty mapping of config key to distribution, "
+                         "e.g. {optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}")
+    for key, spec in params.items():
+        _check_sweep_param(config, str(key), spec, f"{where}.params.{key}")
+    return sweep
+
+
+def _check_sweep_param(config, key, spec, where):
+    if not isinstance(spec, dict) or spec.get("type") not in SWEEP_TYPES:
+        raise InputError(f"{where} must be a mapping with type: float, int or categorical, got {spec!r}")
+    kind = spec["type"]
+    unknown = sorted(set(spec) - SWEEP_TYPES[kind] - {"type"})
+    if unknown:
+        raise InputError(f"{where}: unknown option '{unknown[0]}' for type {kind} (options: {', '.join(sorted(SWEEP_TYPES[kind]))})")
+    number = float if kind == "float" else int
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices or not all(
+                c is None or isinstance(c, (bool, int, float, str)) for c in choices):
+            raise InputError(f"{where}.choices must be a non-empty list of numbers, strings, booleans or nulls, got {choices!r}")
+        values = choices
+    else:
+        low, high = spec.get("low"), spec.get("high")
+        for name, value in (("low", low), ("high", high), ("step", spec.get("step", 1))):
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind == "float" else int):
+                raise InputError(f"{where}.{name} must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}")
+        if not low <= high:
+            raise InputError(f"{where}: low ({low}) must not exceed high ({high})")
+        if spec.get("log", False) not in (True, False):
+            raise InputError(f"{where}.log must be true or false, got {spec['log']!r}")
+        if spec.get("log") and (low <= 0 or "step" in spec):
+            raise InputError(f"{where}: log: true needs low > 0 and no step")
+        if "step" in spec and spec["step"] <= 0:
+            raise InputError(f"{where}.step must be positive, got {spec['step']!r}")
+        values = [number(low), number(high)]
+    # the key must name a config value, and every value the sweep may draw must be valid there
+    parts = key.split(".")
+    if parts[0] in ("sweep", "name") or parts[0] not in DEFAULTS:
+        raise InputError(f"{where}: '{key}' is not a config key a sweep can vary "
+                         f"(sections: {', '.join(k for k in DEFAULTS if k not in ('name', 'sweep'))})")
+    default, node, dotted = DEFAULTS, config, ""
+    for i, part in enumerate(parts):
+        dotted = f"{dotted}.{part}" if dotted else part
+        if dotted in _FREE_FORM:  # model, loss, data.generate: any key below, but mappings stay mappings
+            if i == len(parts) - 1:
+                raise InputError(f"{where}: '{key}' is a section; name a key in it (e.g. '{key}.<name>')")
+            node = node.get(part) if isinstance(node, dict) else None
+            for deeper in parts[i + 1:]:
+                if node is not None and not isinstance(node, dict):
+                    raise InputError(f"{where}: '{dotted}' is {node!r} in this config, not a mapping "
+                                     f"(sweep '{dotted}' itself, or write it as a mapping)")
+                dotted = f"{dotted}.{deeper}"
+                node = node.get(deeper) if isinstance(node, dict) else None
+            return
+        if not isinstance(default, dict) or part not in default:
+            raise InputError(f"{where}: '{key}' is not a config key (no '{dotted}')")
+        default, node = default[part], node.get(part) if isinstance(node, dict) else None
+    if isinstance(default, dict):
+        raise InputError(f"{where}: '{key}' is a section; name one of its keys ({', '.join(default)})")
+    for value in values:
+        _check_type(value, default, key, where)

@@ -12,17 +12,30 @@ A run folder holds
 ``resume=True`` continues from checkpoint.pt to exactly the state an uninterrupted run would reach:
 the batch order of each epoch comes from a generator seeded by (seed, epoch), and the global RNG (which
 draws the VAE's latent noise) is restored with the rest.
+
+Batches are loaded by a torch DataLoader (``data.num_workers`` processes, each with its own HDF5
+handle; pinned memory on CUDA) whose batch sampler is the loop's own per-epoch permutation, so the
+images of a step, and so the result, do not depend on the number of workers. ``data.cache`` keeps a
+resized copy of the images (``memory``, or ``disk``: a memory-mapped .npy beside the HDF5 file).
+
+Under ``torchrun`` the same function trains data-parallel (see ``microlatent.training.distributed``):
+the global batch is ``optim.batch_size``, split over the ranks, and the run reaches the weights a single
+process would, within float rounding; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
+import os
 import signal
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
@@ -30,12 +43,17 @@ from tqdm.auto import tqdm
 from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
+from microlatent.training import distributed
 
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 class Interrupted(Exception):
     """Raised after an interrupted run has saved its checkpoint."""
+
+
+class NonFiniteLoss(DataError):
+    """The training loss became NaN or infinite (the checkpoint before that step is kept)."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -55,10 +73,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True):
+def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True,
+          on_epoch_end=None):
     """Train the model that ``config`` describes; write the run folder ``out_dir``. Returns its path.
 
     stop_after_steps: behave as if interrupted after that many optimiser steps of this call (tests).
+    on_epoch_end: called as ``on_epoch_end(epoch, train_means, val_means)`` (epoch counted from 1, means
+    as in epochs.csv without the prefixes) after each epoch's checkpoint is written, on every rank; an
+    exception it raises ends the run there (a hyperparameter sweep prunes a trial so).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -71,12 +93,14 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     saved = load_checkpoint(checkpoint_path)["extra"] if resume else None
     if saved is not None:
         config = saved["config"]  # a resumed run keeps the config it started with
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    # One process, or one rank of a torchrun job (then: this rank's GPU, and rank 0 writes the files).
+    ddp, device = distributed.setup(resolve_device(config["train"]["device"]))
+    if ddp.is_main:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     seed = config["seed"]
     torch.manual_seed(seed)
-    device = resolve_device(config["train"]["device"])
-    train_set, val_set = _datasets(config["data"])
+    train_set, val_set = _datasets(config["data"], ddp)
     optim_cfg, sched_cfg = config["optim"], config["schedule"]
     batches_per_epoch = math.ceil(len(train_set) / optim_cfg["batch_size"])
     if config["train"]["max_steps_per_epoch"]:
@@ -88,79 +112,88 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     )
     scheduler = _scheduler(optimizer, sched_cfg, batches_per_epoch)
     loss_fn = CompositeLoss(config["loss"])
-    _write_metadata(out_dir / "run.json", model, loss_fn, device, config)
+    if ddp.is_main:
+        _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size)
     use_amp = config["train"]["amp"] and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    net = ddp.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
+    loader, sampler = _loader(train_set, config["data"]["num_workers"], device)
 
     epoch, batch_index, step, totals = 0, 0, 0, {}
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         epoch, batch_index, step, totals = saved["epoch"], saved["batch_index"], saved["step"], saved["totals"]
-        _set_rng_state(saved["rng"])
+        _set_rng_state(saved["rng"], device)
 
     def save(next_epoch, next_batch):
-        save_model(model, checkpoint_path, extra={
-            "config": config, "epoch": next_epoch, "batch_index": next_batch, "step": step, "totals": totals,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(),
-        })
+        if ddp.is_main:
+            save_model(model, checkpoint_path, extra={
+                "config": config, "epoch": next_epoch, "batch_index": next_batch, "step": step, "totals": totals,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
+            })
+        ddp.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
 
-    log = _Logs(out_dir, loss_fn.names, append=resume)
     steps_this_call = 0
-    with _interrupt_flag() as interrupted:
+    with _interrupt_flag() as interrupted, _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main) as log:
         while epoch < optim_cfg["epochs"]:
             model.train()
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             batches = order.split(optim_cfg["batch_size"])[:batches_per_epoch]
-            bar = tqdm(range(batch_index, len(batches)), desc=f"epoch {epoch + 1}/{optim_cfg['epochs']}",
-                       disable=not progress, leave=False, unit="batch")
-            for batch_index in bar:
-                started = time.perf_counter()
-                images = _load_batch(train_set, batches[batch_index], device)
-                with autocast():
-                    recon, mu, logvar = model(images)
+            sampler.batches = [ddp.shard(batch) for batch in batches[batch_index:]]  # what the loader loads
+            bar = tqdm(loader, initial=batch_index, total=len(batches), desc=f"epoch {epoch + 1}/{optim_cfg['epochs']}",
+                       disable=not progress or not ddp.is_main, leave=False, unit="batch")
+            started = time.perf_counter()
+            for batch_index, images in enumerate(bar, start=batch_index):
+                images = images.to(device, non_blocking=True)
+                batch_size = len(batches[batch_index])  # the global batch: all ranks together
+                with autocast(), ddp.global_batch(batch_size):
+                    recon, mu, logvar = net(images)
                     loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
-                if not torch.isfinite(loss):
+                parts, stop = ddp.mean_over_ranks({"loss": loss.detach(), **parts}, batch_size, interrupted())
+                if not torch.isfinite(parts["loss"]):
                     save(epoch, batch_index)
-                    raise DataError(f"{checkpoint_path}: loss became {loss.item()} at step {step}; checkpoint kept")
+                    raise NonFiniteLoss(f"{checkpoint_path}: loss became {parts['loss'].item()} at step {step}; checkpoint kept")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * ddp.loss_weight(batch_size)).backward()  # DDP averages gradients: weight by shard size
                 if optim_cfg["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg["grad_clip"])
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 steps_this_call += 1
-                rate = len(images) / (time.perf_counter() - started)
-                parts = {"loss": loss.detach(), **parts}
+                now = time.perf_counter()
+                rate, started = batch_size / (now - started), now
                 for name, value in parts.items():
                     totals[name] = totals.get(name, 0.0) + value.item()
-                bar.set_postfix(loss=f"{loss.item():.4g}", img_s=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{parts['loss'].item():.4g}", img_s=f"{rate:.1f}")
                 if step % config["train"]["log_every"] == 0:
                     log.step(step, epoch, parts, scheduler.get_last_lr()[0], rate)
-                if interrupted() or steps_this_call == stop_after_steps:
+                if stop or steps_this_call == stop_after_steps:
                     save(epoch, batch_index + 1)
-                    log.close()
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume ({out_dir})")
             train_means = {k: v / max(1, len(batches)) for k, v in totals.items()}
-            val_means = evaluate_loss(model, val_set, loss_fn, optim_cfg["batch_size"], device, autocast)
+            val_means = evaluate_loss(model, val_set, loss_fn, optim_cfg["batch_size"], device, autocast,
+                                      num_workers=config["data"]["num_workers"], ddp=ddp)
             log.epoch(epoch, train_means, val_means)
             epoch, batch_index, totals = epoch + 1, 0, {}
             save(epoch, 0)
-    log.close()
-    save_model(model, out_dir / "model.pt", extra={"config": config, "epoch": epoch, "step": step})
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, train_means, val_means)
+    if ddp.is_main:
+        save_model(model, out_dir / "model.pt", extra={"config": config, "epoch": epoch, "step": step})
+    ddp.barrier()
     return out_dir
 
 
-def _write_metadata(path, model, loss_fn, device, config):
+def _write_metadata(path, model, loss_fn, device, config, world_size=1):
     """run.json: versions, device, parameter count and where pretrained weights came from (or that
     they were random), so a result can be traced without the console output."""
-    import json
-
     from microlatent import __version__
 
     metadata = {
         "name": config["name"], "microlatent": __version__, "torch": torch.__version__, "device": str(device),
+        "processes": world_size,
         "model": model.config, "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "model_weights": {k: getattr(model, k) for k in ("weights_source", "pretrained") if hasattr(model, k)},
@@ -170,20 +203,32 @@ def _write_metadata(path, model, loss_fn, device, config):
 
 
 @torch.no_grad()
-def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcontext):
-    """Mean loss terms of ``model`` (eval mode: z = mu) over ``dataset``; {} for an empty set."""
+def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcontext, num_workers=0, ddp=None):
+    """Mean loss terms of ``model`` (eval mode: z = mu) over ``dataset``; {} for an empty set.
+
+    num_workers: DataLoader worker processes. ddp: a ``distributed.Distributed``; each rank then
+    evaluates every world_size-th batch and the sums are reduced, so every rank gets the same means.
+    """
     if len(dataset) == 0:
         return {}
     model.eval()
-    totals, count = {}, 0
-    for batch in torch.arange(len(dataset)).split(batch_size):
-        images = _load_batch(dataset, batch, device)
+    loader, sampler = _loader(dataset, num_workers, device, persistent=False)
+    sampler.batches = list(torch.arange(len(dataset)).split(batch_size))
+    if ddp is not None:
+        sampler.batches = sampler.batches[ddp.rank::ddp.world_size]
+    totals = dict.fromkeys(["loss", *loss_fn.names], 0.0)
+    count = 0
+    for images in loader:
+        images = images.to(device, non_blocking=True)
         with autocast():
             recon, mu, logvar = model(images)
         loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
         for name, value in {"loss": loss, **parts}.items():
-            totals[name] = totals.get(name, 0.0) + value.item() * len(images)
+            totals[name] += value.item() * len(images)
         count += len(images)
+    if ddp is not None:
+        *sums, count = ddp.sum_over_ranks([*totals.values(), count])
+        totals = dict(zip(totals, sums))
     model.train()
     return {name: value / count for name, value in totals.items()}
 
@@ -202,27 +247,146 @@ def _initial_model(config, resume_from):
     return build_model(name, **model_cfg)
 
 
-def _datasets(data_cfg):
+def _datasets(data_cfg, ddp=distributed.SINGLE):
     from microlatent.data import MicrostructureDataset
     from microlatent.data.make import ensure_dataset
 
     if data_cfg["path"] is None:
         raise InputError("config data.path is not set: name an HDF5 file in the MICRO2D layout")
     path = Path(data_cfg["path"])
-    if data_cfg["generate"]:
+    cache = "disk" if data_cfg.get("cache") is True else data_cfg.get("cache") or None  # .get: older runs' configs
+    if cache not in (None, "memory", "disk"):
+        raise InputError(f"config data.cache = {cache!r} is not one of null, memory, disk (true = disk)")
+    if data_cfg["generate"] and ddp.is_main:
         spec = dict(data_cfg["generate"])
         if "kind" not in spec or "n" not in spec:
             raise InputError(f"config data.generate needs kind and n; it has {sorted(spec)}")
         path.parent.mkdir(parents=True, exist_ok=True)
         ensure_dataset(path, spec.pop("kind"), spec.pop("n"), **spec)  # generates only what is missing
+    ddp.barrier()  # under torchrun the other ranks wait while rank 0 generates the data
     kwargs = dict(classes=data_cfg["classes"], seed=data_cfg["split_seed"],
                   split_fractions=tuple(data_cfg["split_fractions"]), size=data_cfg["size"])
-    return MicrostructureDataset(path, split="train", **kwargs), MicrostructureDataset(path, split="val", **kwargs)
+    sets = [MicrostructureDataset(path, split=split, **kwargs) for split in ("train", "val")]
+    if cache == "memory":
+        sets = [CachedImages.in_memory(dataset, data_cfg["num_workers"]) for dataset in sets]
+    elif cache == "disk":
+        sets = [CachedImages.on_disk(dataset, data_cfg["num_workers"]) for dataset in sets]
+    return sets
 
 
-def _load_batch(dataset, indices, device):
-    images = torch.stack([dataset[int(i)]["image"] for i in indices])
-    return images.to(device, non_blocking=True)
+class CachedImages(torch.utils.data.Dataset):
+    """A resized copy of a MicrostructureDataset's images: items ``{"image": (1, H, W) float32}``.
+
+    Stored as uint8 when data.size is null (the images are 0/1: exact), else float16 (resized images
+    are grey at edges; rounding error at most 2.5e-4). ``in_memory`` holds an array (DataLoader workers share it through fork);
+    ``on_disk`` writes ``<data file>.cache/<split>-<key>.npy`` once, keyed by the data file's size and
+    mtime and by the split, and memory-maps it in each process, so workers, ranks and sweep trials
+    share one copy through the page cache. Delete the .cache folder to reclaim the space.
+    """
+
+    def __init__(self, images=None, path=None):
+        self.images, self.path = images, path
+
+    @classmethod
+    def in_memory(cls, dataset, num_workers=0):
+        shape, dtype = _cache_layout(dataset)
+        return cls(images=_read_all(dataset, num_workers, np.empty(shape, dtype)))
+
+    @classmethod
+    def on_disk(cls, dataset, num_workers=0):
+        source = Path(dataset.path)
+        info = source.stat()
+        indices = hashlib.sha1(np.ascontiguousarray(dataset._indices).tobytes()).hexdigest()
+        key = json.dumps([str(source.resolve()), info.st_size, info.st_mtime_ns, dataset.classes, indices, dataset.size])
+        path = source.with_suffix(".cache") / f"{dataset.split}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
+        try:
+            path.parent.mkdir(exist_ok=True)
+            with _file_lock(path.with_suffix(".lock")):  # one process (rank, sweep worker) writes; the rest wait
+                if not path.exists():
+                    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+                    shape, dtype = _cache_layout(dataset)
+                    _read_all(dataset, num_workers, np.lib.format.open_memmap(tmp, "w+", dtype, shape)).flush()
+                    os.replace(tmp, path)  # atomic: a reader sees the whole cache or none
+        except OSError as err:
+            raise DataError(f"{path}: cannot write the image cache ({err}); use data.cache: memory") from None
+        return cls(path=path)
+
+    def __len__(self):
+        return len(self._array())
+
+    def __getitem__(self, item):
+        image = torch.from_numpy(np.array(self._array()[item]))
+        return {"image": image.float() / 255 if image.dtype == torch.uint8 else image.float()}
+
+    def _array(self):
+        if self.images is None:  # opened lazily in each process: a memmap must not be pickled whole
+            self.images = np.load(self.path, mmap_mode="r")
+        return self.images
+
+    def __getstate__(self):
+        return {"images": None if self.path else self.images, "path": self.path}
+
+
+@contextmanager
+def _file_lock(path):
+    """An exclusive lock on ``path`` (flock) while the block runs; no lock where fcntl is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache_layout(dataset):
+    shape = (len(dataset), *dataset[0]["image"].shape) if len(dataset) else (0, 1, 1, 1)
+    return shape, (np.uint8 if dataset.size is None else np.float16)
+
+
+def _read_all(dataset, num_workers, out):
+    """Fill the array ``out`` with every image of ``dataset`` (scaled to 0..255 for uint8); returns it."""
+    loader, sampler = _loader(dataset, num_workers, torch.device("cpu"), persistent=False)
+    sampler.batches = list(torch.arange(len(dataset)).split(64))
+    done = 0
+    for images in tqdm(loader, desc=f"caching {dataset.split} images", leave=False, unit="batch"):
+        out[done:done + len(images)] = (images * 255 if out.dtype == np.uint8 else images).numpy()
+        done += len(images)
+    return out
+
+
+class _Batches(torch.utils.data.Sampler):
+    """The DataLoader's batch sampler: the lists of indices the loop sets for each epoch."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def _loader(dataset, num_workers, device, persistent=True):
+    """(DataLoader, its _Batches): the loop sets ``sampler.batches`` and iterates the loader. The loader
+    has a generator of its own: by default each iteration would draw its workers' seed from the global
+    RNG, which draws the VAE's noise, and resume would no longer be exact."""
+    sampler = _Batches()
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_stack_images,
+        pin_memory=device.type == "cuda", persistent_workers=persistent and num_workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    return loader, sampler
+
+
+def _stack_images(items):
+    return torch.stack([item["image"] for item in items])
 
 
 def _scheduler(optimizer, cfg, batches_per_epoch):
@@ -241,17 +405,20 @@ def _choice(value, options, key):
     return value
 
 
-def _rng_state():
+def _rng_state(device):
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)  # this process's GPU (the same state on every rank)
     return state
 
 
-def _set_rng_state(state):
+def _set_rng_state(state, device):
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        if isinstance(state["cuda"], list):  # checkpoints before 0.2: every GPU's state
+            torch.cuda.set_rng_state_all(state["cuda"])
+        else:
+            torch.cuda.set_rng_state(state["cuda"], device)
 
 
 @contextmanager
@@ -279,9 +446,13 @@ def _interrupt_flag():
 
 
 class _Logs:
-    """steps.csv and epochs.csv (appended to when a run resumes), plus TensorBoard when installed."""
+    """steps.csv and epochs.csv (appended to when a run resumes), plus TensorBoard when installed.
+    A context manager; with ``enabled=False`` (ranks other than 0) it writes nothing."""
 
-    def __init__(self, out_dir, names, append):
+    def __init__(self, out_dir, names, append, enabled=True):
+        self.enabled, self.board = enabled, None
+        if not enabled:
+            return
         mode = "a" if append else "w"
         self.step_file = open(out_dir / "steps.csv", mode, newline="")
         self.epoch_file = open(out_dir / "epochs.csv", mode, newline="")
@@ -296,9 +467,11 @@ class _Logs:
 
             self.board = SummaryWriter(out_dir / "tensorboard")
         except ImportError:
-            self.board = None
+            pass
 
     def step(self, step, epoch, parts, lr, rate):
+        if not self.enabled:
+            return
         row = {"step": step, "epoch": epoch + 1, "lr": lr, "images_per_s": round(rate, 2)}
         row.update({name: value.item() for name, value in parts.items()})
         self.steps.writerow(row)
@@ -308,6 +481,8 @@ class _Logs:
                 self.board.add_scalar(f"train/{name}", value.item(), step)
 
     def epoch(self, epoch, train_means, val_means):
+        if not self.enabled:
+            return
         row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_means.items()},
                **{f"val_{k}": v for k, v in val_means.items()}}
         self.epochs.writerow(row)
@@ -316,8 +491,12 @@ class _Logs:
             for name, value in val_means.items():
                 self.board.add_scalar(f"val/{name}", value, epoch + 1)
 
-    def close(self):
-        self.step_file.close()
-        self.epoch_file.close()
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.step_file.close()
+            self.epoch_file.close()
         if self.board:
             self.board.close()
