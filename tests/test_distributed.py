@@ -13,7 +13,6 @@ import torch
 import yaml
 
 from microlatent.data import MicrostructureDataset, generate
-from microlatent.data.store import write_class
 from microlatent.errors import InputError
 from microlatent.models import load_model
 from microlatent.training import DEFAULTS, train
@@ -22,15 +21,6 @@ from microlatent.training.distributed import shard_bounds
 from microlatent.training.loop import CachedImages
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    for kind in ("GRF", "VoronoiSmall"):
-        (images, labels), = generate(kind, 10, size=32, seed=1).values()
-        write_class(path, kind, images, labels)
-    return path
 
 
 def tiny_config(data, **data_changes):

@@ -7,8 +7,6 @@ import pytest
 import torch
 import yaml
 
-from microlatent.data import generate
-from microlatent.data.store import write_class
 from microlatent.errors import InputError
 from microlatent.models import build_model, load_model
 from microlatent.training import DEFAULTS, load_config, shipped_configs, train
@@ -17,15 +15,6 @@ from microlatent.training.config import check_sweep, merge
 optuna = pytest.importorskip("optuna")
 
 from microlatent.training.sweep import open_storage, sweep, trial_config, write_plots  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    for kind in ("GRF", "VoronoiSmall"):
-        (images, labels), = generate(kind, 10, size=32, seed=1).values()
-        write_class(path, kind, images, labels)
-    return path
 
 
 def tiny_config(data, params=None, **sweep):

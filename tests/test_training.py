@@ -12,22 +12,11 @@ import pytest
 import torch
 import yaml
 
-from microlatent.data import generate
-from microlatent.data.store import write_class
 from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import load_model
 from microlatent.training import DEFAULTS, Interrupted, load_config, train
 from microlatent.training.config import merge
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "tiny.h5"
-    for kind in ("GRF", "VoronoiSmall"):
-        (images, labels), = generate(kind, 10, size=32, seed=1).values()
-        write_class(path, kind, images, labels)
-    return path
 
 
 def tiny_config(data, **changes):
