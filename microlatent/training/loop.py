@@ -303,7 +303,7 @@ class CachedImages(torch.utils.data.Dataset):
             path.parent.mkdir(exist_ok=True)
             with _file_lock(path.with_suffix(".lock")):  # one process (rank, sweep worker) writes; the rest wait
                 if not path.exists():
-                    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+                    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial")
                     shape, dtype = _cache_layout(dataset)
                     _read_all(dataset, num_workers, np.lib.format.open_memmap(tmp, "w+", dtype, shape)).flush()
                     os.replace(tmp, path)  # atomic: a reader sees the whole cache or none
@@ -349,7 +349,13 @@ def _cache_layout(dataset):
 
 
 def _read_all(dataset, num_workers, out):
-    """Fill the array ``out`` with every image of ``dataset`` (scaled to 0..255 for uint8); returns it."""
+    """Fill the array ``out`` with every image of ``dataset`` (scaled to 0..255 for uint8); returns it.
+
+    Under torchrun the copy is read in-process: forking loader workers while holding the cache's file
+    lock, next to the process group's threads, deadlocked (seen with gloo on CPU).
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        num_workers = 0
     loader, sampler = _loader(dataset, num_workers, torch.device("cpu"), persistent=False)
     sampler.batches = list(torch.arange(len(dataset)).split(64))
     done = 0
