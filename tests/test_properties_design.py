@@ -42,40 +42,27 @@ def test_normalised_error_is_rms_over_targeted_properties():
 
 
 # --------------------------------------------------------------------------------------------
-# A tiny trained setup (as in test_properties_prediction; rebuilt here so each file stands alone).
+# A tiny trained setup (the model comes from conftest's train_tiny_model).
 # --------------------------------------------------------------------------------------------
 
 SIZE, PER_CLASS, CLASSES = 32, 60, ("GRF", "AngEllipse")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, train_tiny_model):
     """120 homogenized 32 x 32 images, a tiny TAESD-style VAE trained 12 epochs (4 x 4 x 4 latent), and a
     predictor folder with closed-loop regressors (MLP, smaller than Cai's to keep the test quick; SVR)."""
     from microlatent.data import generate
     from microlatent.data.store import write_class
     from microlatent.evaluation.inference import load_trained_model
     from microlatent.properties.storage import homogenize_file
-    from microlatent.training import DEFAULTS, train
-    from microlatent.training.config import merge
-
     root = tmp_path_factory.mktemp("design")
     data = root / "set.h5"
     for kind in CLASSES:
         (images, labels), = generate(kind, PER_CLASS, size=SIZE, seed=1).values()
         write_class(data, kind, images, labels)
     homogenize_file(data, thermal=False)
-    config = merge(DEFAULTS, {
-        "name": "tiny-design", "seed": 3,
-        "data": {"path": str(data), "split_fractions": [0.6, 0.1, 0.3]},
-        "model": {"name": "taesd_vae", "width": 16, "depth": 1, "latent_channels": 4, "stages": 3},
-        "loss": {"mse": 1.0, "kl": 1e-4},
-        "optim": {"batch_size": 8, "epochs": 12, "lr": 1e-2},
-        "schedule": {"name": "constant"},
-        "train": {"log_every": 50, "device": "cpu"},
-    })
-    train(config, root / "run", progress=False)
-    checkpoint = root / "run" / "model.pt"
+    checkpoint = train_tiny_model(data, root / "run", name="tiny-design")
     fit_property_models(checkpoint, data, root / "predictor", kinds=("mlp", "svr"), features=("latent",),
                         regressor_params={"hidden_layer_sizes": (128, 128)}, figure=False)
     predictor = load_predictor(root / "predictor")
