@@ -75,3 +75,13 @@ class VAE(nn.Module):
     def num_parameters(self, trainable_only=False):
         """Number of parameters (of those with requires_grad, if trainable_only)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class FixedSizeVAE(VAE):
+    """A VAE built for one image size (self.image_size) with a flat latent of self.latent_dim."""
+
+    def latent_shape(self, image_size=None):
+        """(latent_dim,); image_size, if given, must be this model's image_size."""
+        if image_size is not None and image_size != self.image_size and image_size != (self.image_size,) * 2:
+            raise InputError(f"{self.name}: built for {self.image_size} x {self.image_size} images, got {image_size}")
+        return (self.latent_dim,)

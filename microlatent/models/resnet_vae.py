@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from microlatent.errors import DataError, InputError
-from microlatent.models.common import FROM_CHECKPOINT, VAE, check_images, check_positive_int
+from microlatent.models.common import FROM_CHECKPOINT, FixedSizeVAE, check_images, check_positive_int
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -123,7 +123,7 @@ def load_torchvision_resnet(encoder, path):
     encoder.load_state_dict(sd, strict=True)
 
 
-class ResnetVAE(VAE):
+class ResnetVAE(FixedSizeVAE):
     """ResNet-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (default 224, >= 32).
 
     encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
@@ -179,12 +179,6 @@ class ResnetVAE(VAE):
             self.pretrained, self.weights_source = False, "scratch"
             warnings.warn("resnet_vae: no pretrained ResNet weights given; the encoder trains from scratch "
                           "(pass pretrained='resnet152.pth' for ImageNet weights)", stacklevel=2)
-
-    def latent_shape(self, image_size=None):
-        """(latent_dim,); image_size, if given, must be this model's image_size."""
-        if image_size is not None and image_size != self.image_size and image_size != (self.image_size,) * 2:
-            raise InputError(f"{self.name}: built for {self.image_size} x {self.image_size} images, got {image_size}")
-        return (self.latent_dim,)
 
     def encode(self, x):
         check_images(x, self.name, size=self.image_size)

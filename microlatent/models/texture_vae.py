@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from microlatent.errors import InputError
-from microlatent.models.common import VAE, check_images, check_positive_int
+from microlatent.models.common import FixedSizeVAE, check_images, check_positive_int
 from microlatent.models.vgg import CHANNELS, LAYERS, VGG19
 
 
@@ -25,7 +25,7 @@ def UpBlock(n_in, n_out):
     return nn.Sequential(nn.Conv2d(n_in, n_out, 3, padding=1), nn.Upsample(scale_factor=2), nn.LeakyReLU(0.3))
 
 
-class TextureVAE(VAE):
+class TextureVAE(FixedSizeVAE):
     """VGG-19-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (128).
 
     encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
@@ -70,12 +70,6 @@ class TextureVAE(VAE):
     @weights_source.setter
     def weights_source(self, value):
         self.vgg.weights_source = value
-
-    def latent_shape(self, image_size=None):
-        """(latent_dim,); image_size, if given, must be this model's image_size."""
-        if image_size is not None and image_size != self.image_size and image_size != (self.image_size,) * 2:
-            raise InputError(f"{self.name}: built for {self.image_size} x {self.image_size} images, got {image_size}")
-        return (self.latent_dim,)
 
     def encode(self, x):
         check_images(x, self.name, size=self.image_size)
