@@ -248,6 +248,20 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
     assert printed.shape == (5, 5) and "Ex" in result.output
 
 
+def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
+    """--split test on the HDF5 file takes the model's split seed and fractions (60/10/30 here, not the
+    default 80/10/10): the images printed are the predictor's test images."""
+    from microlatent.cli.properties import properties
+
+    data, _, _ = setup
+    out, _ = fitted
+    result = CliRunner().invoke(properties, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    printed = {line.split()[0] for line in result.output.splitlines()[1:] if "[" in line}
+    expected = set(read_labelled_split(data, "test", split_fractions=(0.6, 0.1, 0.3))[2])
+    assert printed == expected and len(expected) == json.loads((out / "predictor.json").read_text())["n_test"]
+
+
 def test_a_different_checkpoint_is_refused(setup, fitted, tmp_path):
     from microlatent.models import load_model, save_model
 

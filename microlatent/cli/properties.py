@@ -214,7 +214,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
               help="The model to encode with (default: the one named in MODEL_DIR/predictor.json; must hold the same weights).")
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all", show_default=True,
-              help="HDF5 input: split (the predictor's split seed, fractions 0.8/0.1/0.1).")
+              help="HDF5 input: split (the predictor's split seed and fractions, those of the model's training).")
 @click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most N images (per class for HDF5).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the predictions as CSV.")
 @click.option("--device", default="cpu", show_default=True)
@@ -235,7 +235,8 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
     predictor = load_predictor(model_dir)
     split_cfg = predictor.meta.get("split") or {}
     images, names = load_images(source, classes=_split_classes(classes) or None, split=split, limit=limit,
-                                seed=int(split_cfg.get("split_seed", 0) or 0))
+                                seed=int(split_cfg.get("split_seed", 0) or 0),
+                                split_fractions=tuple(split_cfg.get("split_fractions") or (0.8, 0.1, 0.1)))
     if len({np.shape(image) for image in images}) > 1:
         from microlatent.errors import InputError
 

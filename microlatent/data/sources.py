@@ -12,7 +12,8 @@ from microlatent.data.importing import IMAGE_SUFFIXES, binarise, read_image
 from microlatent.errors import DataError, InputError
 
 
-def load_images(source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu"):
+def load_images(source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu",
+                split_fractions=(0.8, 0.1, 0.1)):
     """Binary microstructures and a name for each, from ``source``:
 
     - an HDF5 file in the MICRO2D layout: images of ``classes`` (default all) in ``split`` (split by
@@ -37,7 +38,7 @@ def load_images(source, classes=None, split="all", limit=None, per_class=True, s
         return [_image_file(path, threshold)], [path.name]
     if path.suffix.lower() == ".npy":
         return _npy(path, limit)
-    return _hdf5(path, classes, split, limit, per_class, seed)
+    return _hdf5(path, classes, split, limit, per_class, seed, split_fractions)
 
 
 def _image_file(path, threshold):
@@ -62,7 +63,7 @@ def _npy(path, limit):
     return [a.astype(np.float32) for a in array], [f"{path.name}[{i}]" for i in range(len(array))]
 
 
-def _hdf5(path, classes, split, limit, per_class, seed):
+def _hdf5(path, classes, split, limit, per_class, seed, split_fractions):
     names = store.list_classes(path)
     if classes:
         classes = [classes] if isinstance(classes, str) else list(classes)
@@ -73,7 +74,7 @@ def _hdf5(path, classes, split, limit, per_class, seed):
     images, labels = [], []
     for name in names:
         count = store.class_size(path, name)[0]
-        indices = split_indices(count, name, split, seed=seed)
+        indices = split_indices(count, name, split, split_fractions, seed)
         if limit and per_class:
             indices = indices[:limit]
         if limit and not per_class:
