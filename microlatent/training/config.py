@@ -61,7 +61,9 @@ DEFAULTS = {
     },
     "train": {
         "device": "auto",  # auto | cpu | cuda | cuda:N | mps
-        "amp": True,  # bfloat16 autocast on CUDA; ignored on CPU
+        # amp: null or auto = bfloat16 autocast on CUDA only | bf16 = on any device, the CPU included | off.
+        # Older configs' true/false mean auto/off; the default is null, not "auto", as a str default would refuse them.
+        "amp": None,
         "init_from": None,  # checkpoint whose model weights start this run (finetuning)
         "log_every": 10,  # steps between rows of steps.csv
         "max_steps_per_epoch": None,  # cap for quick runs

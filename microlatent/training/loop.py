@@ -21,6 +21,10 @@ resized copy of the images (``memory``, or ``disk``: a memory-mapped .npy beside
 Under ``torchrun`` the same function trains data-parallel (see ``microlatent.training.distributed``):
 the global batch is ``optim.batch_size``, split over the ranks, and the run reaches the weights a single
 process would, within float rounding; rank 0 alone writes the run folder.
+
+``train.amp`` runs the forward passes under bfloat16 autocast: ``auto`` on CUDA only, ``bf16`` on any
+device (the CPU included, which is how the test suite covers the GPU's code path), ``off`` never. The
+loss terms are always computed in float32, outside autocast.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
         config = saved["config"]  # a resumed run keeps the config it started with
     # One process, or one rank of a torchrun job (then: this rank's GPU, and rank 0 writes the files).
     ddp, device = distributed.setup(resolve_device(config["train"]["device"]))
+    autocast = _autocast(config["train"]["amp"], device)  # checked before anything is written
     if ddp.is_main:
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -114,8 +119,6 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     loss_fn = CompositeLoss(config["loss"])
     if ddp.is_main:
         _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size)
-    use_amp = config["train"]["amp"] and device.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
     net = ddp.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
     loader, sampler = _loader(train_set, config["data"]["num_workers"], device)
 
@@ -149,7 +152,13 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                 batch_size = len(batches[batch_index])  # the global batch: all ranks together
                 with autocast(), ddp.global_batch(batch_size):
                     recon, mu, logvar = net(images)
-                    loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
+                # The loss runs outside autocast, in float32, as in evaluate_loss. Inside it, the style loss's
+                # VGG convolutions and Gram matmuls ran in bfloat16 (under 3 significant digits, fewer in its
+                # Gram differences, small differences of large sums; the loss came out bfloat16). The
+                # statistics losses were float32 even there (two_point casts to float32, autocast keeps FFTs
+                # in float32, log and exp of float32 stay float32) but need not rely on autocast's op lists,
+                # which differ by device.
+                loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
                 parts, stop = ddp.mean_over_ranks({"loss": loss.detach(), **parts}, batch_size, interrupted())
                 if not torch.isfinite(parts["loss"]):
                     save(epoch, batch_index)
@@ -403,6 +412,23 @@ def _scheduler(optimizer, cfg, batches_per_epoch):
     return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
         optimizer, T_0=max(1, cfg["period_epochs"] * batches_per_epoch), eta_min=cfg["min_lr"]
     )
+
+
+AMP_MODES = ("auto", "bf16", "off")
+
+
+def _autocast(amp, device):
+    """The context factory the forward passes run in, for config ``train.amp`` on ``device``:
+    ``torch.autocast(device.type, bfloat16)`` for "bf16" (on any device, the CPU included) and for
+    "auto" on CUDA; no autocast (``nullcontext``) for "off" and for "auto" elsewhere. Configs written
+    before train.amp took a mode hold true (= auto) or false (= off); null means auto."""
+    if amp is None or isinstance(amp, bool):
+        amp = "off" if amp is False else "auto"
+    if not isinstance(amp, str) or amp not in AMP_MODES:
+        raise InputError(f"config train.amp = {amp!r} is not one of {', '.join(AMP_MODES)} (true = auto, false = off)")
+    if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext
 
 
 def _choice(value, options, key):
