@@ -152,12 +152,8 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                 batch_size = len(batches[batch_index])  # the global batch: all ranks together
                 with autocast(), ddp.global_batch(batch_size):
                     recon, mu, logvar = net(images)
-                # The loss runs outside autocast, in float32, as in evaluate_loss. Inside it, the style loss's
-                # VGG convolutions and Gram matmuls ran in bfloat16 (under 3 significant digits, fewer in its
-                # Gram differences, small differences of large sums; the loss came out bfloat16). The
-                # statistics losses were float32 even there (two_point casts to float32, autocast keeps FFTs
-                # in float32, log and exp of float32 stay float32) but need not rely on autocast's op lists,
-                # which differ by device.
+                # Outside autocast: inside, the style loss's Gram matrices (small differences of large sums)
+                # ran in bfloat16; no loss should depend on autocast's per-device op lists.
                 loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
                 parts, stop = ddp.mean_over_ranks({"loss": loss.detach(), **parts}, batch_size, interrupted())
                 if not torch.isfinite(parts["loss"]):
