@@ -1,7 +1,7 @@
 """TextureVAE (Sardeshmukh, Reddy, Gautham, Bhattacharyya 2021, Sec. 3.3 and Fig. 2).
 
 encoder  frozen pretrained VGG-19 conv layers up to vgg_layer (default pool5: 128 x 128 -> 512 x 4 x 4),
-         flattened, then two trained fully connected heads: fc_mu, fc_logvar -> (N, latent_dim)
+         flattened, LayerNorm, then two trained fully connected heads: fc_mu, fc_logvar -> (N, latent_dim)
 decoder  fc (latent_dim -> w x S/16 x S/16) + LeakyReLU(0.3), then four blocks
          [3x3 conv (c -> c/2), nearest upsampling x2, LeakyReLU(0.3)] (w -> w/16 channels,
          S/16 -> S), then 3x3 conv (w/16 -> 1) + sigmoid -> (N, 1, S, S)
@@ -10,6 +10,13 @@ starts the decoder, the channel widths (w = decoder_width, halved per block) and
 conv + sigmoid are this implementation's choices. It trains with a Gram (style) loss on pool1-pool4
 and conv1_1 instead of pixel reconstruction; the loss lives elsewhere. Latent 64 (the paper tried
 8-64), 128 x 128 patches.
+
+The LayerNorm (trained gain and bias) before the heads is also this implementation's: Gatys'
+normalised VGG-19 gives pool5 features of mean ~2.5, std ~12 and maxima ~300 on binary 64 x 64
+images. Fed raw to the heads, logvar started at up to 22 (KL ~8e7), and under Adam (lr 1e-3) the
+KL term kept spiking (4.6e9 at step 7; 2.7e9 as the mean of epoch 4 of texture_vae_cpu, whose
+validation loss jumped 33-fold there). Normalised, the heads see unit-scale input whatever
+vgg_weights gives.
 """
 
 import torch
@@ -53,6 +60,7 @@ class TextureVAE(FixedSizeVAE):
 
         self.vgg = VGG19(weights=vgg_weights, pooling=vgg_pooling, last_layer=vgg_layer)
         n_features = CHANNELS[vgg_layer] * (image_size // 2**n_pools) ** 2
+        self.feature_norm = nn.LayerNorm(n_features)  # see the module docstring
         self.fc_mu = nn.Linear(n_features, latent_dim)
         self.fc_logvar = nn.Linear(n_features, latent_dim)
 
@@ -73,7 +81,7 @@ class TextureVAE(FixedSizeVAE):
 
     def encode(self, x):
         check_images(x, self.name, size=self.image_size)
-        h = self.vgg(x, [self.vgg_layer])[self.vgg_layer].flatten(1)
+        h = self.feature_norm(self.vgg(x, [self.vgg_layer])[self.vgg_layer].flatten(1))
         return self.fc_mu(h), self.fc_logvar(h)
 
     def decode(self, z):
