@@ -24,8 +24,6 @@ printed, and timings taken at a load above the number of cores are not comparabl
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -35,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -47,6 +44,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # benchmark this checkout, installed or not
 
 from microlatent.stats import two_point  # noqa: E402
+from microlatent.stats.peers import import_pymks  # noqa: E402
 
 PAIRS = {"auto": [(0, 0), (1, 1)], "all": [(0, 0), (0, 1), (1, 0), (1, 1)]}
 SEED = 0
@@ -85,52 +83,9 @@ def numpy_two_point(x, periodic, pairs, chunk=16):
     return out
 
 
-def _has_module(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def import_pymks():
-    """(pymks module or None, note). PyMKS 0.4.1 does ``from pkg_resources import ...`` at import time;
-    setuptools >= 82 no longer ships pkg_resources. If it is missing, a minimal stand-in is put in
-    sys.modules for the duration of the import only: get_distribution() answers from
-    importlib.metadata, and resource_string() raises FileNotFoundError, which is what the real one does
-    for PyMKS's lookup of its (uninstalled) setup.cfg, so PyMKS falls back to numpy.fft as usual."""
-    if not _has_module("pymks"):
-        return None, "PyMKS not installed: skipped"
-    note = ""
-    shim = None
-    if not _has_module("pkg_resources"):
-        shim = types.ModuleType("pkg_resources")
-
-        class DistributionNotFound(Exception):
-            pass
-
-        def get_distribution(name):
-            try:
-                return types.SimpleNamespace(version=importlib.metadata.version(name))
-            except importlib.metadata.PackageNotFoundError:
-                raise DistributionNotFound(name) from None
-
-        def resource_string(package, resource_name):
-            raise FileNotFoundError(f"{package}/{resource_name}")
-
-        shim.DistributionNotFound, shim.get_distribution, shim.resource_string = (
-            DistributionNotFound, get_distribution, resource_string)
-        sys.modules["pkg_resources"] = shim
-        note = " (pkg_resources absent, setuptools>=82: imported with a stand-in)"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pymks
-    except Exception as err:  # noqa: BLE001 - report any import failure, do not crash the benchmark
-        return None, f"PyMKS installed but does not import ({type(err).__name__}: {err}): skipped"
-    finally:
-        if shim is not None and sys.modules.get("pkg_resources") is shim:
-            del sys.modules["pkg_resources"]
-    return pymks, f"PyMKS {importlib.metadata.version('pymks')}{note}"
+def _pymks_or_skip():
+    pymks, note = import_pymks()
+    return pymks, note if pymks is not None else f"{note}: skipped"
 
 
 def pymks_cutoff(height, width):
@@ -374,7 +329,7 @@ def main(argv=None):
     xt32 = torch.from_numpy(x)
     xt64 = xt32.double()
 
-    pymks, pymks_note = (None, "PyMKS left out (--no-pymks)") if args.no_pymks else import_pymks()
+    pymks, pymks_note = (None, "PyMKS left out (--no-pymks)") if args.no_pymks else _pymks_or_skip()
     print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
           f"torch threads {torch.get_num_threads()} (NumPy FFT is single-threaded), "
           f"load average {os.getloadavg()[0]:.2f}")

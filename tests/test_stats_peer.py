@@ -13,10 +13,6 @@ Conventions mapped here:
   c = min(cutoff, int((min(H, W) - 1) / 2)), i.e. microlatent's maps with crop=2c+1.
 """
 
-import importlib.metadata
-import importlib.util
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -25,6 +21,7 @@ import scipy.signal
 import torch
 
 from microlatent.stats import offsets, two_point
+from microlatent.stats.peers import import_pymks
 
 ALL_PAIRS = [(0, 0), (0, 1), (1, 0), (1, 1)]
 # Odd, even, non-square both ways, a single row and a single column.
@@ -153,49 +150,12 @@ def test_crop_matches_scipy_correlate(periodic):
 # PyMKS (optional)
 # ---------------------------------------------------------------------------------------------------
 
-def _has_module(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _import_pymks():
-    """PyMKS 0.4.1 imports pkg_resources, which setuptools >= 82 no longer ships. If PyMKS is installed
-    but pkg_resources is not, a minimal stand-in (version lookup by importlib.metadata;
-    resource_string raising FileNotFoundError as the real one does for PyMKS's absent setup.cfg, so
-    PyMKS keeps numpy.fft) is in sys.modules only while PyMKS imports."""
-    shim = None
-    if _has_module("pymks") and not _has_module("pkg_resources"):
-        shim = types.ModuleType("pkg_resources")
-
-        class DistributionNotFound(Exception):
-            pass
-
-        def get_distribution(name):
-            try:
-                return types.SimpleNamespace(version=importlib.metadata.version(name))
-            except importlib.metadata.PackageNotFoundError:
-                raise DistributionNotFound(name) from None
-
-        def resource_string(package, resource_name):
-            raise FileNotFoundError(f"{package}/{resource_name}")
-
-        shim.DistributionNotFound, shim.get_distribution, shim.resource_string = (
-            DistributionNotFound, get_distribution, resource_string)
-        sys.modules["pkg_resources"] = shim
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pytest.importorskip("pymks")
-    finally:
-        if shim is not None and sys.modules.get("pkg_resources") is shim:
-            del sys.modules["pkg_resources"]
-
-
 @pytest.fixture(scope="module")
 def pymks():
-    return _import_pymks()
+    module, note = import_pymks()
+    if module is None:
+        pytest.skip(note)
+    return module
 
 
 def pymks_maps(pymks, phases, periodic, pairs, cutoff=None):
