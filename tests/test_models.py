@@ -363,13 +363,19 @@ def test_resnet_refuses_mismatched_weights(tmp_path):
 
 # ---------------------------------------------------------------- learning
 
-def test_tiny_taesd_overfits_one_batch():
-    model = TaesdVAE(latent_channels=4, width=16, depth=1)
+def four_patterns():
+    """(4, 1, 32, 32): a square, vertical stripes, horizontal stripes, a quadrant."""
     x = torch.zeros(4, 1, 32, 32)
     x[0, :, 8:24, 8:24] = 1
     x[1, :, :, ::4] = 1
     x[2, :, ::8] = 1
     x[3, :, :16, 16:] = 1
+    return x
+
+
+def test_tiny_taesd_overfits_one_batch():
+    model = TaesdVAE(latent_channels=4, width=16, depth=1)
+    x = four_patterns()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
     model.eval()  # z = mu: a deterministic autoencoder, so one batch can be memorised
@@ -385,11 +391,7 @@ def test_tiny_taesd_overfits_one_batch():
 
 def test_training_mode_vae_loss_decreases():
     model = TaesdVAE(latent_channels=4, width=16, depth=1).train()
-    x = torch.zeros(4, 1, 32, 32)
-    x[0, :, 8:24, 8:24] = 1
-    x[1, :, :, ::4] = 1
-    x[2, :, ::8] = 1
-    x[3, :, :16, 16:] = 1
+    x = four_patterns()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for _ in range(100):
         recon, mu, logvar = model(x)  # sampled z
