@@ -93,7 +93,7 @@ def test_report_files_and_figures_exist(setup):
                      "latent_samples_cess.png", "texture_hist.png", "vf_diff_hist.png"):
         assert expected in names
     markdown = (out / "report.md").read_text()
-    for heading in ("## All samples", "## Win matrix (CESS)", "## Per class", "## Lines", "## Overfitting check"):
+    for heading in ("## All samples", "## Win matrix (excess CESS)", "## Latent diagnostics", "## Per class", "## Lines", "## Overfitting check"):
         assert heading in markdown
 
 
@@ -112,9 +112,9 @@ def test_json_numbers_equal_recomputation(setup):
     for label, checkpoint in setup["checkpoints"].items():
         inputs, recons = reconstruct(load_trained_model(checkpoint, "cpu"), list(images))
         per_sample = results["per_sample"][label]
-        for key, values in reconstruction_metrics(inputs, recons).items():
-            np.testing.assert_allclose(per_sample[key], values, rtol=1e-9, err_msg=key)
         thresholds = [0.95 if c == "lines" else 0.5 for c in classes]
+        for key, values in reconstruction_metrics(inputs, recons, threshold=thresholds).items():
+            np.testing.assert_allclose(per_sample[key], values, rtol=1e-9, atol=1e-15, err_msg=key)
         vf = volume_fraction_difference(inputs, recons, thresholds)
         np.testing.assert_allclose(np.array(per_sample["vf_diff"], dtype=float), vf, rtol=1e-12, equal_nan=True)
         summary = results["summary"][label]
@@ -129,6 +129,16 @@ def test_json_numbers_equal_recomputation(setup):
     labels, matrix = win_matrix({k: v["cess"] for k, v in results["per_sample"].items()})
     assert results["win_matrix"]["models"] == labels
     np.testing.assert_allclose(np.array(results["win_matrix"]["matrix"], dtype=float), matrix, equal_nan=True)
+    # the headline is the win matrix's row of each model against the first, and the median change
+    headline = results["headline"]
+    first = headline["reference"]
+    assert first == labels[0]
+    for c in headline["comparisons"]:
+        assert c["win_share"] == matrix[labels.index(c["model"]), 0]
+        mine, ref = (np.median(results["per_sample"][k]["excess_cess"]) for k in (c["model"], first))
+        assert c["median_excess_change"] == pytest.approx((mine - ref) / ref)
+    markdown = (setup["out"] / "report.md").read_text().splitlines()
+    assert markdown[2].startswith("**Lower excess CESS") and "beats" in markdown[3]
 
 
 def test_overfitting_numbers_equal_brute_force(setup):
@@ -199,7 +209,7 @@ def test_metrics_do_not_depend_on_the_chunk_size(setup):
     run = _evaluate_model(model, samples, {"GRF": 0.5, "lines": 0.95}, truth, np.zeros(0, dtype=np.int64), None,
                           keep={0, 5}, n_outliers=2, chunk=4)
     per_sample = setup["json"]["per_sample"]["cess"]
-    for key in ("cess", "msess", "mse", "vf_diff"):
+    for key in ("cess", "excess_cess", "js_binary", "msess", "mse", "vf_diff"):
         np.testing.assert_allclose(run["values"][key], np.array(per_sample[key], dtype=float), rtol=1e-9, equal_nan=True)
     assert sorted(run["kept"]) == [0, 5]
-    assert [i for i, _, _ in run["outliers"]] == list(np.argsort(-np.array(per_sample["cess"]), kind="stable")[:2])
+    assert [i for i, _, _ in run["outliers"]] == list(np.argsort(-np.array(per_sample["excess_cess"]), kind="stable")[:2])

@@ -21,12 +21,13 @@ def _register_commands():
     from microlatent.cli.evaluate import compare, evaluate
     from microlatent.cli.properties import design, homogenize, properties
     from microlatent.cli.reconstruct_stats import reconstruct_stats
+    from microlatent.cli.reproduce import reproduce
     from microlatent.cli.stats import stats
     from microlatent.cli.sweep import sweep
     from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
     data.add_command(homogenize)
-    for command in (demo, data, stats, train, finetune, sweep, configs, encode, decode, reconstruct, evaluate, compare, reconstruct_stats, properties, design):
+    for command in (demo, data, stats, train, finetune, sweep, configs, encode, decode, reconstruct, evaluate, compare, reproduce, reconstruct_stats, properties, design):
         cli.add_command(command)
 
 

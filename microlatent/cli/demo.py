@@ -71,4 +71,10 @@ def demo(out, do_train, device, overrides):
 
     report = write_report({name: run / "model.pt" for name, run in runs.items()}, data_path, out / "report",
                           split="test", device=device)
+    import json
+
+    from microlatent.evaluation.report import headline_lines
+
+    for line in headline_lines(json.loads(report.with_name("metrics.json").read_text())):
+        click.echo(line)
     click.echo(f"evaluation report: {report} (tables: {report.with_name('report.md')})")

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 import h5py
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from microlatent.data import store
+from microlatent.data.resize import resize_images
 from microlatent.errors import DataError, InputError
 
 SPLITS = ("train", "val", "test", "all")
@@ -64,8 +64,9 @@ class MicrostructureDataset(torch.utils.data.Dataset):
     seed : int, default 0
         Seed of the per-class permutations.
     size : int, optional
-        Resize images to ``size x size`` (bilinear with antialiasing on the float image; Cai et
-        al. resize MICRO2D's 256 to 224). Default: keep the stored size.
+        Resize images to ``size x size`` (Cai et al. resize MICRO2D's 256 to 224): bilinear with
+        antialiasing, then re-binarised keeping each image's volume fraction, so training targets
+        stay 0/1 (:func:`microlatent.data.resize.resize_images`). Default: keep the stored size.
 
     Items are dicts: ``"image"`` float32 tensor (1, H, W) in [0, 1]; ``"class"`` str;
     ``"class_index"`` int (position in :attr:`classes`); ``"label"`` str; ``"index"`` int (image
@@ -148,9 +149,8 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         label = group[name + store.LABELS_SUFFIX][index] if name + store.LABELS_SUFFIX in group else ""
         label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
         image = torch.from_numpy(array.astype(np.float32))[None]
-        if self.size is not None and tuple(image.shape[-2:]) != (self.size, self.size):
-            image = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear",
-                                  antialias=True, align_corners=False)[0].clamp_(0.0, 1.0)
+        if self.size is not None:
+            image = resize_images(image[None], self.size)[0]  # stays 0/1 (see microlatent.data.resize)
         return {"image": image, "class": name, "class_index": class_id, "label": label, "index": index}
 
     def __repr__(self) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from microlatent.data.resize import resize_images
 from microlatent.errors import InputError
 
 
@@ -35,8 +35,8 @@ def model_batches(model, images, batch_size=32):
     size = getattr(model, "trained_size", None)
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.stack(images[start : start + batch_size]).astype(np.float32))[:, None]
-        if size and tuple(batch.shape[-2:]) != (size, size):
-            batch = F.interpolate(batch, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+        if size:
+            batch = resize_images(batch, size)  # as in training: binary images stay binary
         yield batch.to(device)
 
 

@@ -26,7 +26,13 @@ import math
 import numpy as np
 
 from microlatent.errors import InputError
-from microlatent.losses.terms import cess_from_stats, msess_from_stats
+from microlatent.losses.terms import (
+    cess_from_stats,
+    entropy_from_stats,
+    excess_cess_from_stats,
+    js_divergence_from_stats,
+    msess_from_stats,
+)
 from microlatent.stats import two_point
 
 # Thresholds of the volume fraction difference, in our convention (phase 1 iff value >= t).
@@ -66,29 +72,50 @@ def image_mse(inputs, recons):
 
 
 def statistics_losses(inputs, recons, periodic=True, crop=None):
-    """Per-sample CESS and MSESS (Cai eq. 8 and 7) of reconstructions against inputs.
+    """Per-sample statistics-space scores of reconstructions against inputs, float64 (N,) each:
 
-    Returns {"cess": (N,), "msess": (N,)} in float64; statistics of all ordered phase pairs.
+    cess         Cai eq. 8, as trained (log floor 1e-6);
+    entropy      the input's own statistics entropy H(f_in), CESS's floor;
+    excess_cess  cess - entropy = mean over offsets of KL(f_in || f_recon): what differs between models;
+    msess        Cai eq. 7;
+    js           Jensen-Shannon divergence of the statistics (no log floor: fit for binary images).
+
+    Statistics of all ordered phase pairs.
     """
     inputs, recons = _pair(inputs, recons)
-    cess, msess = [], []
+    keys = ("cess", "entropy", "excess_cess", "msess", "js")
+    parts = {k: [] for k in keys}
     for start in range(0, len(inputs), _STATS_BATCH):
         f_in = two_point(inputs[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
         f_rec = two_point(recons[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
-        cess.append(cess_from_stats(f_in, f_rec, reduction="none"))
-        msess.append(msess_from_stats(f_in, f_rec, reduction="none"))
-    empty = np.zeros(0)
-    return {"cess": np.concatenate(cess) if cess else empty, "msess": np.concatenate(msess) if msess else empty}
+        parts["cess"].append(cess_from_stats(f_in, f_rec, reduction="none"))
+        parts["entropy"].append(entropy_from_stats(f_in, reduction="none"))
+        parts["excess_cess"].append(excess_cess_from_stats(f_in, f_rec, reduction="none"))
+        parts["msess"].append(msess_from_stats(f_in, f_rec, reduction="none"))
+        parts["js"].append(js_divergence_from_stats(f_in, f_rec, reduction="none"))
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
 
 
-def reconstruction_metrics(inputs, recons, periodic=True):
-    """CESS, log CESS, MSESS and image MSE of each reconstruction: {name: (N,)}."""
+def reconstruction_metrics(inputs, recons, periodic=True, threshold=DEFAULT_THRESHOLD):
+    """Per-sample scores of each reconstruction: {name: (N,)}.
+
+    cess, log_cess, excess_cess, msess, mse: of the reconstruction as the model gives it;
+    entropy: H(f_in); js_binary: Jensen-Shannon divergence between the input's statistics and those
+    of the reconstruction thresholded at ``threshold`` (a number or one per sample): the statistics
+    score of the binary microstructure a user would take away.
+    """
+    inputs, recons = _pair(inputs, recons)
     losses = statistics_losses(inputs, recons, periodic=periodic)
+    threshold = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (len(inputs),))
+    binary = (recons >= threshold[:, None, None]).astype(np.float64)
     return {
         "cess": losses["cess"],
         "log_cess": np.log(losses["cess"]),
+        "entropy": losses["entropy"],
+        "excess_cess": losses["excess_cess"],
         "msess": losses["msess"],
         "mse": image_mse(inputs, recons),
+        "js_binary": statistics_losses(inputs, binary, periodic=periodic)["js"],
     }
 
 

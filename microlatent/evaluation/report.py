@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from microlatent.data.resize import resize_images
 
 from microlatent.errors import InputError
 from microlatent.evaluation import figures
@@ -63,9 +63,55 @@ from microlatent.evaluation.metrics import (
     win_matrix,
 )
 from microlatent.evaluation.samples import DEFAULT_FRACTIONS, is_hdf5, iter_split, load_split, sample_split
+from microlatent.training.diagnostics import LatentStatistics, collapse_warning
+
+
+def headline(results) -> dict:
+    """What the report says first: for each model after the first (the reference, e.g. the MSE model),
+    the share of samples on which it has lower excess CESS than the reference, and the relative change
+    of the median excess CESS; which model has the lowest median; and any posterior-collapse warning."""
+    labels = list(results["summary"])
+    medians = {label: results["summary"][label]["all"]["excess_cess"]["median"] for label in labels}
+    reference = labels[0]
+    m = results["win_matrix"]
+    index = {label: i for i, label in enumerate(m["models"])}
+    comparisons = []
+    for label in labels[1:]:
+        change = (medians[label] - medians[reference]) / medians[reference] if medians[reference] else float("nan")
+        comparisons.append({"model": label, "reference": reference,
+                            "win_share": m["matrix"][index[label]][index[reference]],
+                            "median_excess_change": change})
+    finite = {k: v for k, v in medians.items() if v is not None and math.isfinite(v)}
+    best = min(finite, key=finite.get) if finite else None
+    warnings = {label: results["latent"][label].get("collapse_warning") for label in labels
+                if results["latent"][label].get("collapse_warning")}
+    return {"reference": reference, "comparisons": comparisons, "median_excess_cess": medians, "best": best,
+            "collapse_warnings": warnings}
+
+
+def headline_lines(results) -> list:
+    """The report's first lines, as plain text."""
+    h = results.get("headline")
+    if not h:
+        return []
+    lines = ["Lower excess CESS = reconstructions whose 2-point statistics are closer to the input's "
+             "(excess CESS = CESS - H(f_in) = mean KL divergence between the two statistics; 0 = identical)."]
+    for c in h["comparisons"]:
+        win, change = c["win_share"], c["median_excess_change"]
+        win = "–" if win is None or not math.isfinite(win) else f"{win:.0%}"
+        change = "–" if change is None or not math.isfinite(change) else f"{change:+.0%}"
+        lines.append(f"{c['model']} beats {c['reference']} on {win} of the images; its median excess CESS "
+                     f"changes by {change}.")
+    if h["best"] is not None and len(h["median_excess_cess"]) > 1:
+        lines.append(f"Use {h['best']}: it has the lowest median excess CESS ({h['median_excess_cess'][h['best']]:.3g}).")
+    for label, warning in h["collapse_warnings"].items():
+        lines.append(f"Warning, {label}: {warning}.")
+    return lines
 
 # Per-sample metrics, in table order: key -> (title, which statistic the tables show).
 METRICS = {
+    "excess_cess": ("excess CESS", "median"),
+    "js_binary": ("JS thresholded", "median"),
     "cess": ("CESS", "median"),
     "log_cess": ("log CESS", "mean"),
     "msess": ("MSESS", "median"),
@@ -149,8 +195,11 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
         "per_sample": {label: run["values"] for label, run in runs.items()},
         "summary": {label: _summaries(run["values"], samples) for label, run in runs.items()},
     }
-    labels, matrix = win_matrix({label: run["values"]["cess"] for label, run in runs.items()})
-    results["win_matrix"] = {"metric": "cess", "models": labels, "matrix": matrix}
+    # Excess CESS orders samples as CESS does (H(f_in) is the same for every model) but says how much.
+    labels, matrix = win_matrix({label: run["values"]["excess_cess"] for label, run in runs.items()})
+    results["win_matrix"] = {"metric": "excess_cess", "models": labels, "matrix": matrix}
+    results["latent"] = {label: run["latent"] for label, run in runs.items()}
+    results["headline"] = headline(results)
     if lines is not None:
         results["lines"] = lines
     if hdf5 and overfit_samples:
@@ -186,15 +235,20 @@ def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, kee
                     line_threshold=0.5):
     """Per-sample metrics of one model, in chunks of ``chunk`` images so that memory stays bounded;
     keeps (input as seen, reconstruction) only of the samples ``keep``, of the ``n_outliers`` with the
-    highest CESS, and the reconstructions of lines samples (for the nearest-neighbour search)."""
+    highest excess CESS, and the reconstructions of lines samples (for the nearest-neighbour search)."""
     device = next(model.parameters()).device
     n = len(samples)
     parts, kept, top, line_recons = [], {}, {}, {}
+    latents = LatentStatistics()
     line_set = set(int(i) for i in line_positions)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         inputs, recons = reconstruct(model, samples.images[start:stop])
-        values = reconstruction_metrics(inputs, recons)
+        with torch.no_grad():
+            for batch in model_batches(model, samples.images[start:stop], batch_size=64):
+                mu, logvar = model.encode(batch)
+                latents.add(mu, logvar, model.decode(mu))
+        values = reconstruction_metrics(inputs, recons, threshold=[thresholds[c] for c in samples.classes[start:stop]])
         values["vf_diff"] = volume_fraction_difference(inputs, recons, [thresholds[c] for c in samples.classes[start:stop]])
         if gram is not None:
             values["stsim2"] = _stsim2_or_nan(inputs, recons, device)
@@ -205,9 +259,9 @@ def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, kee
                 kept[i] = (inputs[i - start].copy(), recons[i - start].copy())
             if i in line_set:
                 line_recons[i] = recons[i - start].copy()
-        # running top-n by CESS for the outlier figure
+        # running top-n by excess CESS for the outlier figure
         for i in range(start, stop):
-            top[i] = (values["cess"][i - start], inputs[i - start].copy(), recons[i - start].copy())
+            top[i] = (values["excess_cess"][i - start], inputs[i - start].copy(), recons[i - start].copy())
         for i in sorted(top, key=lambda k: (-np.nan_to_num(top[k][0], nan=-np.inf), k))[n_outliers:]:
             del top[i]
     values = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
@@ -215,7 +269,9 @@ def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, kee
     if line_recons is not None:
         values.update(_line_values(line_recons, truth, line_positions, n, line_threshold))
     outliers = sorted(top, key=lambda k: (-np.nan_to_num(top[k][0], nan=-np.inf), k))
-    return {"values": values, "kept": kept, "outliers": [(i, top[i][1], top[i][2]) for i in outliers],
+    latent = latents.result()
+    latent["collapse_warning"] = collapse_warning(latent)
+    return {"values": values, "kept": kept, "outliers": [(i, top[i][1], top[i][2]) for i in outliers], "latent": latent,
             "line_recons": line_recons, "input_size": list(inputs.shape[1:])}
 
 
@@ -385,7 +441,16 @@ def _meta(checkpoints, models, samples, data, thresholds, texture, gram, split_s
                     "gram_weights": getattr(gram, "weights_source", None)},
         "traversal": "one latent unit over linspace(-4, 4, 10); spatial latents: one channel set to the "
                      "value at every position; units with the largest variance of mu",
-        "win_matrix": "share of samples where model A (row) has strictly lower CESS than model B (column)",
+        "win_matrix": "share of samples where model A (row) has strictly lower excess CESS (equivalently: "
+                      "CESS) than model B (column)",
+        "excess_cess": "CESS - H(f_in): the mean over offsets r of KL(f_in(.|r) || f_recon(.|r)), >= 0, 0 for "
+                       "identical statistics; ~99 % of raw CESS is the input's own entropy H(f_in), the same for "
+                       "every model",
+        "js_binary": "Jensen-Shannon divergence (nats, mean over offsets) between the input's statistics and those "
+                     "of the reconstruction thresholded at the vf threshold: the score of the binary image a user "
+                     "keeps (raw CESS of a binary image is dominated by the 1e-6 log floor)",
+        "latent": "on the evaluated images: active units (Var(mu) > 0.01 and KL > 0.1 nats), the pixel std of "
+                  "reconstructions across inputs, KL per latent unit (channel, for spatial latents)",
     }
 
 
@@ -402,8 +467,7 @@ def _to_shape(images, shape):
     images = np.asarray(images, dtype=np.float32)
     if images.shape[1:] == tuple(shape):
         return images
-    tensor = torch.from_numpy(images)[:, None]
-    return F.interpolate(tensor, size=tuple(shape), mode="bilinear", antialias=True).clamp(0, 1)[:, 0].numpy()
+    return resize_images(torch.from_numpy(images)[:, None], tuple(shape))[:, 0].numpy()
 
 
 def _figures(results, runs, models, samples, figure_dir, grid_per_class, outliers, traversal_units):
@@ -423,6 +487,10 @@ def _figures(results, runs, models, samples, figure_dir, grid_per_class, outlier
         add(path, f"{c}: input and reconstructions; centred autocorrelation f(1,1|r); log f(recon) - log f(input)",
             "Reconstructions")
     cess = {label: runs[label]["values"]["cess"] for label in labels}
+    excess = {label: runs[label]["values"]["excess_cess"] for label in labels}
+    add(figures.histograms_figure({"excess CESS = CESS - H(f_in) (largest quintile cut off)": excess},
+                                  figure_dir / "excess_cess_hist.png", "excess CESS", cutoff_quantile=0.8),
+        "Histogram of excess CESS with medians: what differs between the models", "Distributions")
     add(figures.histograms_figure({"CESS (largest quintile cut off)": cess}, figure_dir / "cess_hist.png", "CESS",
                                   cutoff_quantile=0.8), "Histogram of CESS with medians (Cai et al. Fig. 9)", "Distributions")
     add(figures.histograms_figure({"log CESS": {k: np.log(v) for k, v in cess.items()}}, figure_dir / "log_cess_hist.png",
@@ -439,7 +507,8 @@ def _figures(results, runs, models, samples, figure_dir, grid_per_class, outlier
     if len(labels) > 1:
         matrix = results["win_matrix"]
         add(figures.win_matrix_figure(matrix["models"], matrix["matrix"], figure_dir / "win_matrix.png"),
-            "Share of samples on which model A (row) has lower CESS than model B (column) (Cai et al. Fig. 11)",
+            "Share of samples on which model A (row) has lower excess CESS (so lower CESS) than model B (column) "
+            "(Cai et al. Fig. 11)",
             "Comparison")
     for label in labels:
         run, slug = runs[label], _slug(label)
@@ -447,7 +516,7 @@ def _figures(results, runs, models, samples, figure_dir, grid_per_class, outlier
         add(figures.outliers_figure(np.stack([x for _, x, _ in top]), np.stack([r for _, _, r in top]),
                                     [samples.names[i] for i, _, _ in top], run["values"]["cess"][[i for i, _, _ in top]],
                                     figure_dir / f"outliers_{slug}.png", k=outliers, title=label),
-            f"{label}: the {outliers} samples with the highest CESS (Cai et al. Fig. 7)", "Outliers")
+            f"{label}: the {outliers} samples with the highest excess CESS (Cai et al. Fig. 7)", "Outliers")
     if "lines" in results:
         lines = results["lines"]
         panels = {f"reconstruction: {label}": lines["models"][label]["lines_counted"] for label in labels}
@@ -535,18 +604,34 @@ def _tables(results):
     tables = []
     labels = list(results["summary"])
     present = [k for k in METRICS if k in results["summary"][labels[0]]["all"]]
-    headers = ["model", "n", "CESS mean", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]]
+    headers = ["model", "n", "excess CESS mean", "CESS mean", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]]
     rows = []
     for label in labels:
         s = results["summary"][label]["all"]
-        rows.append([label, _fmt(s["cess"]["n"]), _fmt(s["cess"]["mean"]), *[_fmt(s[k][METRICS[k][1]]) for k in present]])
-    note = f"{results['meta']['split']} split of {results['meta']['data']}; lower is better except STSIM-2."
+        rows.append([label, _fmt(s["cess"]["n"]), _fmt(s["excess_cess"]["mean"]), _fmt(s["cess"]["mean"]),
+                     *[_fmt(s[k][METRICS[k][1]]) for k in present]])
+    note = (f"{results['meta']['split']} split of {results['meta']['data']}; lower is better except STSIM-2. "
+            f"Excess CESS = CESS - H(f_in); the input's own entropy H(f_in) (median "
+            f"{_fmt(results['summary'][labels[0]]['all']['entropy']['median'])}) is the same for every model.")
     tables.append(("All samples", note, headers, rows))
     if len(labels) > 1:
         m = results["win_matrix"]
         rows = [[a, *[_share(m["matrix"][i][j]) for j in range(len(m["models"]))]] for i, a in enumerate(m["models"])]
-        tables.append(("Win matrix (CESS)", "Share of samples on which the row model has lower CESS than the column model.",
-                       ["A \\ B", *m["models"]], rows))
+        tables.append(("Win matrix (excess CESS)",
+                       "Share of samples on which the row model has lower excess CESS (and so lower CESS) than the "
+                       "column model.", ["A \\ B", *m["models"]], rows))
+    if "latent" in results:
+        rows = []
+        for label, d in results["latent"].items():
+            if not d:
+                continue
+            kl = ", ".join(f"{v:.2g}" for v in d["kl_per_unit"][:16]) + (" …" if len(d["kl_per_unit"]) > 16 else "")
+            rows.append([label, f"{d['active_units']} / {d['latent_units']}", _fmt(d["output_std"], 3), kl])
+        tables.append(("Latent diagnostics",
+                       "Active units: Var(mu) > 0.01 and KL > 0.1 nats. Output std: each reconstructed pixel's std "
+                       "across the evaluated images, averaged over pixels (0 = the same image for every input). "
+                       "A collapsed model has one active unit or fewer and an output std near 0.",
+                       ["model", "active units", "output std", "KL per unit (nats)"], rows))
     rows = []
     for c in results["meta"]["samples_per_class"]:
         for label in labels:
@@ -587,9 +672,14 @@ def _tables(results):
     return tables
 
 
+def _md_escape(text):
+    return html.escape(str(text), quote=False)
+
+
 def _markdown(results, tables):
     meta = results["meta"]
-    lines = ["# Evaluation report", "",
+    lines = ["# Evaluation report", "", *[f"**{line}**" if i == 0 else f"- {_md_escape(line)}"
+                                          for i, line in enumerate(headline_lines(results))], "",
              f"Data `{meta['data']}`, split **{meta['split']}**, {meta['n_samples']} samples "
              f"({', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items())}). Created {meta['created']}.", "",
              "| model | checkpoint | architecture | config | loss | image size | parameters |", "|---|---|---|---|---|---|---|"]
@@ -611,7 +701,7 @@ def _markdown(results, tables):
         for figure in (f for f in results["figures"] if f["section"] == section):
             lines += [f"![{figure['caption']}]({figure['path']})", "", f"*{figure['caption']}*", ""]
     lines += ["## Definitions", ""]
-    for key in ("statistics", "vf_threshold_rule", "win_matrix", "traversal"):
+    for key in ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal"):
         lines.append(f"- {key}: {meta[key]}")
     lines.append(f"- texture: {meta['texture']}")
     lines += ["", "Every number is in `metrics.json` (per-sample values in `per_sample.csv`).", ""]
@@ -628,6 +718,8 @@ def _html(results, tables):
              "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
              "figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}</style></head><body>",
              "<h1>Evaluation report</h1>",
+             *[f"<p><b>{esc(line)}</b></p>" if i == 0 else f"<p>{esc(line)}</p>"
+               for i, line in enumerate(headline_lines(results))],
              f"<p>Data <code>{esc(meta['data'])}</code>, split <b>{esc(str(meta['split']))}</b>, {meta['n_samples']} samples "
              f"({esc(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created {esc(meta['created'])}. "
              "Every number is in <a href='metrics.json'>metrics.json</a> and <a href='per_sample.csv'>per_sample.csv</a>.</p>",
@@ -653,7 +745,7 @@ def _html(results, tables):
             parts.append(f"<figure><img src='{esc(figure['path'])}' alt='{esc(figure['caption'])}'>"
                          f"<figcaption>{esc(figure['caption'])}</figcaption></figure>")
     parts.append("<h2>Definitions</h2><ul>")
-    for key in ("statistics", "vf_threshold_rule", "win_matrix", "traversal"):
+    for key in ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal"):
         parts.append(f"<li>{esc(key)}: {esc(meta[key])}</li>")
     parts.append(f"<li>texture: {esc(json.dumps(meta['texture']))}</li></ul></body></html>")
     return "\n".join(parts)

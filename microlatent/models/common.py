@@ -5,6 +5,8 @@ Every model is a ``VAE``: ``encode(x) -> (mu, logvar)``, ``decode(z) -> recon``,
 constructor arguments plus ``"name"``) from which ``build_model`` rebuilds it.
 """
 
+import math
+
 import torch
 import torch.nn as nn
 
@@ -71,6 +73,25 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar) if self.training else mu
         return self.decode(z), mu, logvar
+
+    def output_layer(self):
+        """The layer whose outputs the final sigmoid turns into phase-1 probabilities (subclasses)."""
+        raise NotImplementedError
+
+    def start_output_at(self, volume_fraction):
+        """Set the output layer's bias to logit(volume_fraction), so an untrained decoder already
+        predicts the data's mean phase-1 share everywhere. Returns the bias set.
+
+        Why: a decoder that starts at 0.5 grey on data of volume fraction ~0.1 spends its first
+        thousands of steps moving the output's mean; the encoder gets no useful signal meanwhile and
+        the posterior collapses (one active latent unit of nine on the lines set). The fraction is
+        clipped to [1e-3, 1 - 1e-3].
+        """
+        vf = min(max(float(volume_fraction), 1e-3), 1 - 1e-3)
+        bias = math.log(vf / (1 - vf))
+        with torch.no_grad():
+            self.output_layer().bias.fill_(bias)
+        return bias
 
     def num_parameters(self, trainable_only=False):
         """Number of parameters (of those with requires_grad, if trainable_only)."""

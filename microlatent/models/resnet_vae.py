@@ -4,10 +4,14 @@ encoder  grey (N, 1, H, W) -> repeat to 3 channels -> ImageNet mean/std normalis
          -> ResNet (bottleneck blocks, layers [3, 8, 36, 3] = ResNet-152) -> global average pool
          -> fc1 (F -> 1024) + BN + ReLU -> fc2 (1024 -> 1024) + BN + ReLU
          -> fc3_mu, fc3_logvar (1024 -> latent_dim = 9)
-decoder  fc4 (latent -> 1024) + BN + ReLU -> fc5 (1024 -> 64*4*4) + BN + ReLU -> (N, 64, 4, 4)
-         -> ConvT(64, 32, 3, stride 2) + BN + ReLU -> ConvT(32, 8, 3, stride 2) + BN + ReLU
-         -> ConvT(8, 3, 3, stride 2) + BN (4 -> 9 -> 19 -> 39 pixels)
-         -> bilinear resize to image_size -> 1x1 conv (3 -> 1) -> sigmoid
+decoder  fc4 (latent -> 1024) + BN + ReLU -> fc5 (1024 -> 64*s*s) + BN + ReLU -> (N, 64, s, s)
+         -> k x [ConvT(c, c', 4, stride 2, padding 1) + BN + ReLU] (s -> 2s -> ... -> s * 2**k >= S)
+         -> 3x3 conv (c -> 1) -> sigmoid, centre-cropped to S x S when s * 2**k > S
+         (s = S / 2**k between 4 and 7 when S allows: 64 -> 4 x 2**4, 224 -> 7 x 2**5.)
+The reference code's decoder stops at 39 x 39 pixels (three unpadded stride-2 ConvTs from 4 x 4)
+and resizes bilinearly to S; at 64 px that blurred the 2-3 px lines of Hashemi's data set, and the
+statistics of a blurred line cannot match a sharp one. Here every upsampling stage is learned and
+the last layer works at full resolution.
 (The reference code maps grey to RGB with a learned 1x1 conv; here the channel is repeated, so
 pretrained ImageNet filters see a grey RGB image.)
 
@@ -19,6 +23,7 @@ warns, and has ``pretrained = False``.
 BatchNorm1d in the FC layers needs batches of >= 2 images in training mode.
 """
 
+import math
 import os
 import warnings
 
@@ -123,6 +128,22 @@ def load_torchvision_resnet(encoder, path):
     encoder.load_state_dict(sd, strict=True)
 
 
+def decoder_plan(image_size):
+    """(s, k): the decoder starts at s x s and doubles k times to s * 2**k >= image_size.
+
+    Halves image_size while it is even and above 7 (64 -> (4, 4), 224 -> (7, 5)); a size that does not
+    halve down to <= 8 starts at ceil(image_size / 2**k) with k = floor(log2(image_size / 4)) and the
+    output is centre-cropped.
+    """
+    side, stages = image_size, 0
+    while side % 2 == 0 and side > 7:
+        side, stages = side // 2, stages + 1
+    if side > 8:
+        stages = int(math.floor(math.log2(image_size / 4)))
+        side = -(-image_size // 2**stages)
+    return side, stages
+
+
 class ResnetVAE(FixedSizeVAE):
     """ResNet-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (default 224, >= 32).
 
@@ -161,14 +182,16 @@ class ResnetVAE(FixedSizeVAE):
 
         self.fc4 = nn.Linear(latent_dim, fc_hidden)
         self.fc_bn4 = nn.BatchNorm1d(fc_hidden)
-        self.fc5 = nn.Linear(fc_hidden, 64 * 4 * 4)
-        self.fc_bn5 = nn.BatchNorm1d(64 * 4 * 4)
-        self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 3, stride=2), nn.BatchNorm2d(32, momentum=0.01), nn.ReLU(),
-            nn.ConvTranspose2d(32, 8, 3, stride=2), nn.BatchNorm2d(8, momentum=0.01), nn.ReLU(),
-            nn.ConvTranspose2d(8, 3, 3, stride=2), nn.BatchNorm2d(3, momentum=0.01),
-        )
-        self.contract_channels = nn.Conv2d(3, 1, 1)
+        self.start_side, stages = decoder_plan(image_size)
+        self.fc5 = nn.Linear(fc_hidden, 64 * self.start_side**2)
+        self.fc_bn5 = nn.BatchNorm1d(64 * self.start_side**2)
+        widths = [64] + [max(16, 64 // 2 ** ((i + 1) // 2)) for i in range(stages)]  # 64, 32, 32, 16, 16, ...
+        self.deconv = nn.Sequential(*[
+            nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+                          nn.BatchNorm2d(c_out, momentum=0.01), nn.ReLU())
+            for c_in, c_out in zip(widths, widths[1:])
+        ])
+        self.conv_out = nn.Conv2d(widths[-1], 1, 3, padding=1)
 
         if pretrained == FROM_CHECKPOINT:
             self.pretrained, self.weights_source = None, FROM_CHECKPOINT  # load_model sets both
@@ -196,6 +219,10 @@ class ResnetVAE(FixedSizeVAE):
         if self.training and z.shape[0] < 2:
             raise InputError(f"{self.name}: training-mode batches need >= 2 latents (BatchNorm), got 1")
         h = F.relu(self.fc_bn4(self.fc4(z)))
-        h = F.relu(self.fc_bn5(self.fc5(h))).view(-1, 64, 4, 4)
-        h = F.interpolate(self.deconv(h), size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return torch.sigmoid(self.contract_channels(h))
+        s = self.start_side
+        h = self.conv_out(self.deconv(F.relu(self.fc_bn5(self.fc5(h))).view(-1, 64, s, s)))
+        top = (h.shape[-1] - self.image_size) // 2  # 0 unless image_size is not s * 2**k
+        return torch.sigmoid(h[..., top : top + self.image_size, top : top + self.image_size])
+
+    def output_layer(self):
+        return self.conv_out

@@ -111,6 +111,9 @@ class TaesdVAE(VAE):
         with torch.no_grad():
             self.encoder[-1].bias[self.latent_channels :] = INITIAL_LOGVAR
 
+    def output_layer(self):
+        return self.decoder[-2]  # decoder[-1] is the sigmoid
+
     def latent_shape(self, image_size):
         """(C, h, w) of the latent of an image_size (int or (H, W)) image."""
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)

@@ -70,6 +70,9 @@ class TextureVAE(FixedSizeVAE):
                                     UpBlock(w // 8, w // 16))
         self.conv_out = nn.Conv2d(w // 16, 1, 3, padding=1)
 
+    def output_layer(self):
+        return self.conv_out
+
     @property
     def weights_source(self):
         """Where the frozen VGG-19 weights came from (see VGG19.weights_source)."""

@@ -36,6 +36,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
 from microlatent.training import distributed
+from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -112,13 +114,19 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
         batches_per_epoch = min(batches_per_epoch, config["train"]["max_steps_per_epoch"])
 
     model = _initial_model(config, checkpoint_path if resume else None).to(device)
+    output_start = None
+    if not resume and not config["train"]["init_from"]:
+        # The decoder starts at the training data's mean phase-1 share, not at 0.5 grey (see
+        # VAE.start_output_at: a 0.5 start on sparse data ended in posterior collapse).
+        vf = mean_volume_fraction(train_set)
+        output_start = {"volume_fraction": vf, "bias": model.start_output_at(vf)}
     optimizer = OPTIMIZERS[_choice(optim_cfg["name"], OPTIMIZERS, "optim.name")](
         [p for p in model.parameters() if p.requires_grad], lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"]
     )
     scheduler = _scheduler(optimizer, sched_cfg, batches_per_epoch)
     loss_fn = CompositeLoss(config["loss"])
     if ddp.is_main:
-        _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size)
+        _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size, output_start, resume)
     net = ddp.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
     loader, sampler = _loader(train_set, config["data"]["num_workers"], device)
 
@@ -138,7 +146,9 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
         ddp.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
 
     steps_this_call = 0
-    with _interrupt_flag() as interrupted, _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main) as log:
+    units = model.latent_shape(tuple(train_set[0]["image"].shape[-2:]))[0] if len(train_set) else 0
+    with _interrupt_flag() as interrupted, \
+            _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main, latent_units=units) as log:
         while epoch < optim_cfg["epochs"]:
             model.train()
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -178,9 +188,14 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                     save(epoch, batch_index + 1)
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume ({out_dir})")
             train_means = {k: v / max(1, len(batches)) for k, v in totals.items()}
+            latents = LatentStatistics()
             val_means = evaluate_loss(model, val_set, loss_fn, optim_cfg["batch_size"], device, autocast,
-                                      num_workers=config["data"]["num_workers"], ddp=ddp)
-            log.epoch(epoch, train_means, val_means)
+                                      num_workers=config["data"]["num_workers"], ddp=ddp, latents=latents)
+            diagnostics = latents.result()
+            log.epoch(epoch, train_means, val_means, diagnostics)
+            warning = collapse_warning(diagnostics)
+            if warning and ddp.is_main and epoch + 1 == optim_cfg["epochs"]:
+                warnings.warn(f"{out_dir}: {warning}", PosteriorCollapseWarning, stacklevel=2)
             epoch, batch_index, totals = epoch + 1, 0, {}
             save(epoch, 0)
             if on_epoch_end is not None:
@@ -191,10 +206,27 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     return out_dir
 
 
-def _write_metadata(path, model, loss_fn, device, config, world_size=1):
-    """run.json: versions, device, parameter count and where pretrained weights came from (or that
-    they were random), so a result can be traced without the console output."""
+class PosteriorCollapseWarning(UserWarning):
+    """The finished model's decoder ignores its latent code (see microlatent.training.diagnostics)."""
+
+
+def mean_volume_fraction(dataset, limit=2000):
+    """Mean phase-1 share of a dataset's images (of ``limit`` of them, evenly spaced, when larger)."""
+    n = len(dataset)
+    if n == 0:
+        return 0.5
+    picks = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int))
+    return float(np.mean([float(dataset[int(i)]["image"].mean()) for i in picks]))
+
+
+def _write_metadata(path, model, loss_fn, device, config, world_size=1, output_start=None, resume=False):
+    """run.json: versions, device, parameter count, where pretrained weights came from (or that
+    they were random) and where the output layer started, so a result can be traced without the
+    console output. A resumed run keeps the output start its first call recorded."""
     from microlatent import __version__
+
+    if resume and path.exists():
+        output_start = json.loads(path.read_text()).get("output_start", output_start)
 
     metadata = {
         "name": config["name"], "microlatent": __version__, "torch": torch.__version__, "device": str(device),
@@ -203,14 +235,19 @@ def _write_metadata(path, model, loss_fn, device, config, world_size=1):
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "model_weights": {k: getattr(model, k) for k in ("weights_source", "pretrained") if hasattr(model, k)},
         "loss_weights": loss_fn.provenance,
+        # logit of the training split's mean volume fraction (null: weights from init_from)
+        "output_start": output_start,
     }
     path.write_text(json.dumps(metadata, indent=2, default=str))
 
 
 @torch.no_grad()
-def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcontext, num_workers=0, ddp=None):
+def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcontext, num_workers=0, ddp=None,
+                  latents=None):
     """Mean loss terms of ``model`` (eval mode: z = mu) over ``dataset``; {} for an empty set.
 
+    latents: a ``LatentStatistics`` that receives every batch's mu, logvar and reconstruction (under
+    torchrun: this rank's share of the batches).
     num_workers: DataLoader worker processes. ddp: a ``distributed.Distributed``; each rank then
     evaluates every world_size-th batch and the sums are reduced, so every rank gets the same means.
     """
@@ -228,6 +265,8 @@ def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcont
         with autocast():
             recon, mu, logvar = model(images)
         loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
+        if latents is not None:
+            latents.add(mu, logvar, recon)
         for name, value in {"loss": loss, **parts}.items():
             totals[name] += value.item() * len(images)
         count += len(images)
@@ -282,8 +321,7 @@ def _datasets(data_cfg, ddp=distributed.SINGLE):
 class CachedImages(torch.utils.data.Dataset):
     """A resized copy of a MicrostructureDataset's images: items ``{"image": (1, H, W) float32}``.
 
-    Stored as uint8 when data.size is null (the images are 0/1: exact), else float16 (resized images
-    are grey at edges; rounding error at most 2.5e-4). ``in_memory`` holds an array (DataLoader workers share it through fork);
+    Stored as uint8 (the images are 0/1, resized ones too: exact). ``in_memory`` holds an array (DataLoader workers share it through fork);
     ``on_disk`` writes ``<data file>.cache/<split>-<key>.npy`` once, keyed by the data file's size and
     mtime and by the split, and memory-maps it in each process, so workers, ranks and sweep trials
     share one copy through the page cache. Delete the .cache folder to reclaim the space.
@@ -302,7 +340,7 @@ class CachedImages(torch.utils.data.Dataset):
         source = Path(dataset.path)
         info = source.stat()
         indices = hashlib.sha1(np.ascontiguousarray(dataset._indices).tobytes()).hexdigest()
-        key = json.dumps([str(source.resolve()), info.st_size, info.st_mtime_ns, dataset.classes, indices, dataset.size])
+        key = json.dumps(["binary-v2", str(source.resolve()), info.st_size, info.st_mtime_ns, dataset.classes, indices, dataset.size])
         path = source.with_suffix(".cache") / f"{dataset.split}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
         try:
             path.parent.mkdir(exist_ok=True)
@@ -350,7 +388,7 @@ def _file_lock(path):
 
 def _cache_layout(dataset):
     shape = (len(dataset), *dataset[0]["image"].shape) if len(dataset) else (0, 1, 1, 1)
-    return shape, (np.uint8 if dataset.size is None else np.float16)
+    return shape, np.uint8
 
 
 def _read_all(dataset, num_workers, out):
@@ -477,7 +515,7 @@ class _Logs:
     """steps.csv and epochs.csv (appended to when a run resumes), plus TensorBoard when installed.
     A context manager; with ``enabled=False`` (ranks other than 0) it writes nothing."""
 
-    def __init__(self, out_dir, names, append, enabled=True):
+    def __init__(self, out_dir, names, append, enabled=True, latent_units=0):
         self.enabled, self.board = enabled, None
         if not enabled:
             return
@@ -486,7 +524,11 @@ class _Logs:
         self.epoch_file = open(out_dir / "epochs.csv", mode, newline="")
         terms = ["loss", *names]
         self.steps = csv.DictWriter(self.step_file, ["step", "epoch", *terms, "lr", "images_per_s"])
-        self.epochs = csv.DictWriter(self.epoch_file, ["epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms]])
+        # Latent diagnostics of the validation set (microlatent.training.diagnostics): active units,
+        # the reconstructions' pixel std across inputs and the KL of each latent unit.
+        latent = ["val_active_units", "val_output_std", *[f"val_kl_unit{i}" for i in range(latent_units)]]
+        self.epochs = csv.DictWriter(self.epoch_file, ["epoch", *[f"train_{t}" for t in terms],
+                                                       *[f"val_{t}" for t in terms], *latent], extrasaction="ignore")
         if not append:
             self.steps.writeheader()
             self.epochs.writeheader()
@@ -508,11 +550,14 @@ class _Logs:
             for name, value in parts.items():
                 self.board.add_scalar(f"train/{name}", value.item(), step)
 
-    def epoch(self, epoch, train_means, val_means):
+    def epoch(self, epoch, train_means, val_means, diagnostics=None):
         if not self.enabled:
             return
         row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_means.items()},
                **{f"val_{k}": v for k, v in val_means.items()}}
+        if diagnostics:
+            row.update(val_active_units=diagnostics["active_units"], val_output_std=round(diagnostics["output_std"], 6))
+            row.update({f"val_kl_unit{i}": round(v, 6) for i, v in enumerate(diagnostics["kl_per_unit"])})
         self.epochs.writerow(row)
         self.epoch_file.flush()
         if self.board:
