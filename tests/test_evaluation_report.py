@@ -133,12 +133,16 @@ def test_json_numbers_equal_recomputation(setup):
     headline = results["headline"]
     first = headline["reference"]
     assert first == labels[0]
-    for c in headline["comparisons"]:
-        assert c["win_share"] == matrix[labels.index(c["model"]), 0]
-        mine, ref = (np.median(results["per_sample"][k]["excess_cess"]) for k in (c["model"], first))
-        assert c["median_excess_change"] == pytest.approx((mine - ref) / ref)
+    for key in ("excess_cess", "js_binary"):
+        _, scores = win_matrix({k: v[key] for k, v in results["per_sample"].items()})
+        for c in headline["scores"][key]["comparisons"]:
+            assert c["win_share"] == scores[labels.index(c["model"]), 0]
+            mine, ref = (np.median(results["per_sample"][k][key]) for k in (c["model"], first))
+            assert c["median_change"] == pytest.approx((mine - ref) / ref)
+    medians = {k: np.median(v["js_binary"]) for k, v in results["per_sample"].items()}
+    assert headline["best"] == min(medians, key=medians.get)
     markdown = (setup["out"] / "report.md").read_text().splitlines()
-    assert markdown[2].startswith("**Lower excess CESS") and "beats" in markdown[3]
+    assert markdown[2].startswith("**Lower = 2-point statistics") and "beats" in markdown[3]
 
 
 def test_overfitting_numbers_equal_brute_force(setup):

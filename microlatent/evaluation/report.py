@@ -66,26 +66,36 @@ from microlatent.evaluation.samples import DEFAULT_FRACTIONS, is_hdf5, iter_spli
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 
+HEADLINE_SCORES = {
+    "excess_cess": "excess CESS of the reconstruction as the model gives it (phase probabilities)",
+    "js_binary": "statistics of the binary microstructure (the reconstruction thresholded; JS divergence)",
+}
+
+
 def headline(results) -> dict:
-    """What the report says first: for each model after the first (the reference, e.g. the MSE model),
-    the share of samples on which it has lower excess CESS than the reference, and the relative change
-    of the median excess CESS; which model has the lowest median; and any posterior-collapse warning."""
+    """What the report says first, for each score of HEADLINE_SCORES: for each model after the first
+    (the reference, e.g. the MSE model), the share of samples on which it scores lower than the
+    reference and the relative change of its median; which model has the lowest median of the binary
+    score (the microstructure a user keeps); and any posterior-collapse warning."""
     labels = list(results["summary"])
-    medians = {label: results["summary"][label]["all"]["excess_cess"]["median"] for label in labels}
     reference = labels[0]
-    m = results["win_matrix"]
-    index = {label: i for i, label in enumerate(m["models"])}
-    comparisons = []
-    for label in labels[1:]:
-        change = (medians[label] - medians[reference]) / medians[reference] if medians[reference] else float("nan")
-        comparisons.append({"model": label, "reference": reference,
-                            "win_share": m["matrix"][index[label]][index[reference]],
-                            "median_excess_change": change})
-    finite = {k: v for k, v in medians.items() if v is not None and math.isfinite(v)}
-    best = min(finite, key=finite.get) if finite else None
+    scores = {}
+    for key in HEADLINE_SCORES:
+        medians = {label: results["summary"][label]["all"][key]["median"] for label in labels}
+        per_sample = {label: np.asarray(results["per_sample"][label][key], dtype=np.float64) for label in labels}
+        comparisons = []
+        for label in labels[1:]:
+            ref = medians[reference]
+            change = (medians[label] - ref) / ref if ref else float("nan")
+            _, matrix = win_matrix({label: per_sample[label], reference: per_sample[reference]})
+            comparisons.append({"model": label, "reference": reference, "win_share": matrix[0, 1],
+                                "median_change": change})
+        finite = {k: v for k, v in medians.items() if v is not None and math.isfinite(v)}
+        scores[key] = {"medians": medians, "comparisons": comparisons,
+                       "best": min(finite, key=finite.get) if finite else None}
     warnings = {label: results["latent"][label].get("collapse_warning") for label in labels
                 if results["latent"][label].get("collapse_warning")}
-    return {"reference": reference, "comparisons": comparisons, "median_excess_cess": medians, "best": best,
+    return {"reference": reference, "scores": scores, "best": scores["js_binary"]["best"],
             "collapse_warnings": warnings}
 
 
@@ -94,19 +104,24 @@ def headline_lines(results) -> list:
     h = results.get("headline")
     if not h:
         return []
-    lines = ["Lower excess CESS = reconstructions whose 2-point statistics are closer to the input's "
-             "(excess CESS = CESS - H(f_in) = mean KL divergence between the two statistics; 0 = identical)."]
-    for c in h["comparisons"]:
-        win, change = c["win_share"], c["median_excess_change"]
-        win = "–" if win is None or not math.isfinite(win) else f"{win:.0%}"
-        change = "–" if change is None or not math.isfinite(change) else f"{change:+.0%}"
-        lines.append(f"{c['model']} beats {c['reference']} on {win} of the images; its median excess CESS "
-                     f"changes by {change}.")
-    if h["best"] is not None and len(h["median_excess_cess"]) > 1:
-        lines.append(f"Use {h['best']}: it has the lowest median excess CESS ({h['median_excess_cess'][h['best']]:.3g}).")
+    lines = ["Lower = 2-point statistics closer to the input's. Excess CESS = CESS - H(f_in), the mean KL "
+             "divergence between the input's and the reconstruction's statistics (0 = identical); JS = Jensen-"
+             "Shannon divergence between the input's statistics and those of the thresholded reconstruction."]
+    for key, what in HEADLINE_SCORES.items():
+        for c in h["scores"][key]["comparisons"]:
+            win, change = c["win_share"], c["median_change"]
+            win = "–" if win is None or not math.isfinite(win) else f"{win:.0%}"
+            change = "–" if change is None or not math.isfinite(change) else f"{change:+.0%}"
+            lines.append(f"{c['model']} beats {c['reference']} on {win} of the images in the {what}; "
+                         f"median {change}.")
+    best = h["best"]
+    if best is not None and len(h["scores"]["js_binary"]["medians"]) > 1:
+        lines.append(f"Use {best}: its binary reconstructions have the statistics closest to the inputs' "
+                     f"(median JS {h['scores']['js_binary']['medians'][best]:.3g}).")
     for label, warning in h["collapse_warnings"].items():
         lines.append(f"Warning, {label}: {warning}.")
     return lines
+
 
 # Per-sample metrics, in table order: key -> (title, which statistic the tables show).
 METRICS = {
