@@ -315,11 +315,29 @@ def test_bad_input():
     assert homogenize_elastic(np.zeros((0, 8, 8)))["C"].shape == (0, 3, 3)
 
 
-def test_non_convergence_warns():
+def test_non_convergence_warns_and_stores_nan_not_a_number():
     image = (np.random.default_rng(0).random((16, 16)) < 0.5).astype(np.uint8)
-    with pytest.warns(RuntimeWarning, match="did not converge"):
-        got = homogenize_elastic(image, max_iter=2, dtype=np.float64)
-    assert not got["converged"]
+    for dtype in (np.float64, np.float32):  # float32 is retried in float64 first, which fails too
+        with pytest.warns(RuntimeWarning, match="did not converge"):
+            got = homogenize_elastic(image, max_iter=2, dtype=dtype)
+        assert not got["converged"] and got["residual"] > 1e-6
+        assert np.isnan(got["C"]).all() and np.isnan(got["Ex"]) and np.isnan(got["Gxy"])
+
+
+@pytest.mark.parametrize("rows", [16, 27, 64, 100])
+def test_256_px_laminates_in_the_default_float32_match_the_exact_formulas(rows):
+    """The case that wrote Ex = -8310: float32 CG diverged on 256 px laminates. Images that do not
+    converge in float32 are solved again in float64; every value must be the exact laminate's."""
+    images = np.zeros((2, 256, 256), dtype=np.uint8)
+    images[0, 40 : 40 + rows, :] = 1  # layers across axis 0 ...
+    images[1] = images[0].T  # ... and the same laminate transposed
+    got = homogenize_elastic(images)  # default dtype (float32), E = (10, 1)
+    assert got["converged"].all()
+    fraction = rows / 256
+    for i, stacking in enumerate(("x", "y")):
+        exact = laminate_elastic(fraction, stacking=stacking)
+        for key in ("Ex", "Ey", "Gxy"):
+            assert got[key][i] == pytest.approx(exact[key], rel=1e-6), (stacking, key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,3 +49,28 @@ def test_reproduce_refuses_bad_arguments_in_one_line(tmp_path):
     _register_commands()
     result = CliRunner().invoke(cli, ["reproduce", "nosuch"])
     assert result.exit_code == 2 and "nosuch" in result.output
+
+
+def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwarn):
+    from microlatent.data import generate
+    from microlatent.data.store import write_class
+    from microlatent.evaluation.metrics import autocorrelation_features
+    from microlatent.evaluation.reproduce import _texture_extra
+    from microlatent.evaluation.samples import load_split
+    from microlatent.models import build_model, save_model
+
+    data = tmp_path / "two.h5"
+    for kind in ("GRF", "VoronoiLarge"):
+        (images, labels), = generate(kind, 20, size=32, seed=3).values()
+        write_class(data, kind, images, labels)
+    model = build_model("texture_vae", latent_dim=4, image_size=32, vgg_weights="random", decoder_width=16)
+    save_model(model, tmp_path / "model.pt", extra={"config": {"data": {"size": None}}})
+    extra = _texture_extra({"texture_vae": tmp_path / "model.pt"}, data, tmp_path)
+
+    train, test = load_split(data, "train", limit_per_class=40), load_split(data, "test")
+    reference = autocorrelation_features(np.stack(train.images).astype(float))
+    real = autocorrelation_features(np.stack(test.images).astype(float))
+    nearest = [int(np.argmin(((reference - f) ** 2).sum(1))) for f in real]
+    expected = np.mean([train.classes[k] == c for k, c in zip(nearest, test.classes)])
+    assert extra["nn_accuracy_real"] == pytest.approx(expected)
+    assert 0.0 <= extra["nn_accuracy_recon"] <= 1.0

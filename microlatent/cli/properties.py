@@ -27,7 +27,7 @@ def _phase_options(fn):
         click.option("--k1", type=float, default=1.0, show_default=True, help="Conductivity of phase 1."),
         click.option("--plane-strain", is_flag=True, help="Plane strain instead of plane stress (MICRO2D: stress)."),
         click.option("--float64", "double", is_flag=True,
-                     help="Solve in float64 (reference accuracy, ~2x slower) instead of float32 (~1e-5 relative or better)."),
+                     help="Solve in float64 (~2x slower) instead of float32 (energy in float64; 256 px laminates within 5e-8 of the exact values; an image that does not converge is solved again in float64)."),
         click.option("--tol", type=click.FloatRange(min=0, min_open=True), default=1e-6, show_default=True,
                      help="CG relative residual per load case (property error ~tol^2)."),
     ]
