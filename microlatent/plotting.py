@@ -74,19 +74,24 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
     extent = (rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5)
     stats = {name: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0]
              for name, images in columns}
-    # Each reconstruction's title carries its excess CESS (CESS - H(f_in), all phase pairs): the number
-    # that tells the models apart, next to the picture that should show it.
-    from microlatent.losses.terms import excess_cess_from_stats
+    # Each reconstruction's title carries the report's two scores (all phase pairs): its excess CESS
+    # (CESS - H(f_in)) and the JS divergence of its thresholded (binary) version's statistics.
+    from microlatent.losses.terms import excess_cess_from_stats, js_divergence_from_stats
 
-    full = {name: two_point(images.astype(np.float64), periodic=periodic, pairs="all", validate=False)
-            for name, images in columns}
-    excess = {name: excess_cess_from_stats(full["input"], full[name], reduction="none") for name, _ in columns[1:]}
+    def stats_all(images):
+        return two_point(images.astype(np.float64), periodic=periodic, pairs="all", validate=False)
+
+    f_in = stats_all(inputs)
+    excess = {name: excess_cess_from_stats(f_in, stats_all(images), reduction="none") for name, images in columns[1:]}
+    js = {name: js_divergence_from_stats(f_in, stats_all((images >= 0.5).astype(np.float64)), reduction="none")
+          for name, images in columns[1:]}
     for i in range(rows):
         vmax = float(stats["input"][i].max())
         for j, (name, images) in enumerate(columns):
             image_ax, stats_ax = axes[i, 2 * j], axes[i, 2 * j + 1]
             image_ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            image_ax.set_title(f"{name}\nexcess CESS {excess[name][i]:.2g}" if j else f"{names[i]}", fontsize=7)
+            title = f"{name}\nexcess CESS {excess[name][i]:.2g}, JS bin. {js[name][i]:.2g}" if j else names[i]
+            image_ax.set_title(title, fontsize=7)
             stats_ax.imshow(stats[name][i], cmap="viridis", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
             stats_ax.set_title(f"f({phase},{phase}|r)", fontsize=8)
             image_ax.set_axis_off()
