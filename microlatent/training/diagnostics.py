@@ -20,7 +20,6 @@ exceeds 0.1 nats.
 
 from __future__ import annotations
 
-
 ACTIVE_VARIANCE = 0.01  # Burda et al.'s threshold on Var_x(E[z|x])
 ACTIVE_KL = 0.1  # nats
 MIN_IMAGES = 8  # fewer images (a tiny validation split) cannot show variation across inputs
