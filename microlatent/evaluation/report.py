@@ -66,6 +66,9 @@ from microlatent.evaluation.samples import DEFAULT_FRACTIONS, is_hdf5, iter_spli
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 
+# The keys of results["meta"] that the report's Definitions section lists, in order.
+DEFINITIONS = ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal")
+
 HEADLINE_SCORES = {
     "excess_cess": "excess CESS of the reconstruction as the model gives it (phase probabilities)",
     "js_binary": "statistics of the binary microstructure (the reconstruction thresholded; JS divergence)",
@@ -258,11 +261,16 @@ def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, kee
     line_set = set(int(i) for i in line_positions)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        inputs, recons = reconstruct(model, samples.images[start:stop])
+        # One pass: eval-mode reconstruction is decode(mu), and mu, logvar feed the latent diagnostics.
+        seen, decoded = [], []
         with torch.no_grad():
-            for batch in model_batches(model, samples.images[start:stop], batch_size=64):
+            for batch in model_batches(model, samples.images[start:stop], batch_size=32):
                 mu, logvar = model.encode(batch)
-                latents.add(mu, logvar, model.decode(mu))
+                recon = model.decode(mu)
+                latents.add(mu, logvar, recon)
+                seen.append(batch[:, 0].cpu().numpy())
+                decoded.append(recon[:, 0].float().cpu().numpy())
+        inputs, recons = np.concatenate(seen), np.concatenate(decoded)
         values = reconstruction_metrics(inputs, recons, threshold=[thresholds[c] for c in samples.classes[start:stop]])
         values["vf_diff"] = volume_fraction_difference(inputs, recons, [thresholds[c] for c in samples.classes[start:stop]])
         if gram is not None:
@@ -716,7 +724,7 @@ def _markdown(results, tables):
         for figure in (f for f in results["figures"] if f["section"] == section):
             lines += [f"![{figure['caption']}]({figure['path']})", "", f"*{figure['caption']}*", ""]
     lines += ["## Definitions", ""]
-    for key in ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal"):
+    for key in DEFINITIONS:
         lines.append(f"- {key}: {meta[key]}")
     lines.append(f"- texture: {meta['texture']}")
     lines += ["", "Every number is in `metrics.json` (per-sample values in `per_sample.csv`).", ""]
@@ -760,7 +768,7 @@ def _html(results, tables):
             parts.append(f"<figure><img src='{esc(figure['path'])}' alt='{esc(figure['caption'])}'>"
                          f"<figcaption>{esc(figure['caption'])}</figcaption></figure>")
     parts.append("<h2>Definitions</h2><ul>")
-    for key in ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal"):
+    for key in DEFINITIONS:
         parts.append(f"<li>{esc(key)}: {esc(meta[key])}</li>")
     parts.append(f"<li>texture: {esc(json.dumps(meta['texture']))}</li></ul></body></html>")
     return "\n".join(parts)

@@ -58,9 +58,10 @@ def _summary(label, key, stat="median"):
 def _win(a, b, key="excess_cess"):
     """Share of test images on which model a scores lower than model b on ``key``."""
     def value(m, e):
-        x, y = (np.asarray(m["per_sample"][k][key], dtype=np.float64) for k in (a, b))
-        ok = np.isfinite(x) & np.isfinite(y)
-        return float(np.mean(x[ok] < y[ok]))
+        from microlatent.evaluation.metrics import win_matrix
+
+        _, matrix = win_matrix({a: m["per_sample"][a][key], b: m["per_sample"][b][key]})
+        return float(matrix[0, 1])
     return value
 
 
