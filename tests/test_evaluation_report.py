@@ -217,3 +217,18 @@ def test_metrics_do_not_depend_on_the_chunk_size(setup):
         np.testing.assert_allclose(run["values"][key], np.array(per_sample[key], dtype=float), rtol=1e-9, equal_nan=True)
     assert sorted(run["kept"]) == [0, 5]
     assert [i for i, _, _ in run["outliers"]] == list(np.argsort(-np.array(per_sample["excess_cess"]), kind="stable")[:2])
+
+
+def test_markdown_carries_no_raw_html_from_labels_or_cells(setup):
+    import copy
+
+    from microlatent.evaluation.report import _markdown
+
+    evil = "<img src=x onerror=alert(1)>|x"
+    results = copy.deepcopy(setup["json"])
+    results["meta"]["models"] = {evil: m for m in results["meta"]["models"].values()}
+    results["figures"][0]["caption"] = evil
+    text = _markdown(results, [("Table " + evil, evil, ["model " + evil], [[evil]])])
+    assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;\\|x" in text
+    table_rows = [line for line in text.splitlines() if line.startswith("| ") and "&lt;img" in line]
+    assert table_rows and all(line.count(" | ") == line.count("|") - line.count("\\|") - 2 for line in table_rows)

@@ -286,3 +286,53 @@ def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):
         fit_property_models(checkpoint, tmp_path / "bare.h5", tmp_path / "out", kinds=("linear",))
     with pytest.raises(DataError, match="not a predictor folder"):
         load_predictor(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Storage: skops, never pickles; files stay inside the folder.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["linear", "svr", "mlp"])
+def test_saved_regressor_predicts_exactly_as_the_fitted_one(kind, tmp_path):
+    from microlatent.properties.prediction import load_regressor, save_regressor
+
+    X, y = _nonlinear_data(seed=4, n=80)
+    reg = PropertyRegressor(kind=kind, hidden_layer_sizes=(8,)).fit(X, y)
+    save_regressor(reg, tmp_path / "r.skops")
+    np.testing.assert_array_equal(load_regressor(tmp_path / "r.skops").predict(X), reg.predict(X))
+
+
+def test_a_skops_file_naming_a_foreign_type_is_refused_before_it_is_built(tmp_path):
+    import collections
+
+    import skops.io as sio
+
+    from microlatent.properties.prediction import load_regressor
+
+    sio.dump(collections.Counter(a=1), tmp_path / "evil.skops")  # any type outside sklearn/NumPy/ours
+    with pytest.raises(DataError, match=r"refusing to load type collections\.Counter"):
+        load_regressor(tmp_path / "evil.skops")
+
+
+def test_pickles_and_paths_outside_the_folder_are_refused(setup, fitted, tmp_path):
+    import pickle
+
+    from microlatent.properties.prediction import load_regressor
+
+    (tmp_path / "r.joblib").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(DataError, match="pickles .* are refused"):
+        load_regressor(tmp_path / "r.joblib")
+    out, _ = fitted
+    meta = json.loads((out / "predictor.json").read_text())
+    assert all(name.endswith(".skops") for name in meta["regressors"].values())
+    for name in ("../../evil.skops", "/tmp/evil.skops", "sub/x.skops", ".."):
+        predictor = load_predictor(out)
+        predictor.meta["regressors"]["latent_linear"] = name
+        with pytest.raises(DataError, match="not a plain file name inside the folder"):
+            predictor.regressor("linear", "latent")
+    old = dict(meta, version=1)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "predictor.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match="refit"):
+        load_predictor(tmp_path / "old")

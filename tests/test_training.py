@@ -79,6 +79,9 @@ def test_sigterm_checkpoints_and_the_run_resumes(tiny_data, tmp_path):
     saved_ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     saved_ckpt["extra"]["config"]["optim"]["epochs"] = saved["epoch"] + 1
     torch.save(saved_ckpt, run / "checkpoint.pt")
+    with pytest.raises(InputError, match="optim.epochs = 200 where the run has"):
+        train(config, run, resume=True, progress=False)  # a resume with another config is refused, not ignored
+    config["optim"]["epochs"] = saved["epoch"] + 1
     train(config, run, resume=True, progress=False)
     assert (run / "model.pt").exists()
 
@@ -86,15 +89,73 @@ def test_sigterm_checkpoints_and_the_run_resumes(tiny_data, tmp_path):
 def test_finetuning_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
     train(tiny_config(tiny_data, optim__epochs=1), tmp_path / "base", progress=False)
     base = load_model(tmp_path / "base" / "model.pt")
-    config = tiny_config(tiny_data, optim__epochs=0, train__init_from=str(tmp_path / "base" / "model.pt"))
+    config = tiny_config(tiny_data, optim__epochs=1, optim__lr=1e-12, train__init_from=str(tmp_path / "base" / "model.pt"))
     config["loss"] = {"cess": 1.0, "kl": 1e-4}
     train(config, tmp_path / "tuned", progress=False)
     tuned = load_model(tmp_path / "tuned" / "model.pt")
     for a, b in zip(base.state_dict().values(), tuned.state_dict().values()):
-        assert torch.equal(a, b)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
+    config["model"]["width"] = 16  # the checkpoint's width is 8: refused, never trained as 8 and recorded as 16
+    with pytest.raises(InputError, match="width = 8 but the config asks for model.width = 16"):
+        train(config, tmp_path / "wider", progress=False)
     config["model"]["name"] = "resnet_vae"
     with pytest.raises(InputError, match="holds a taesd_vae model"):
         train(config, tmp_path / "wrong", progress=False)
+
+
+def test_a_file_without_images_is_refused_before_anything_is_trained(tmp_path):
+    import h5py
+
+    h5py.File(tmp_path / "empty.h5", "w").close()
+    with pytest.raises(DataError, match="no training images"):
+        train(tiny_config(tmp_path / "empty.h5"), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def _steps(run):
+    return [int(r["step"]) for r in rows(run / "steps.csv")]
+
+
+def test_sigkill_at_random_points_resumes_exactly_without_duplicate_rows(tiny_data, tmp_path):
+    """Fault injection: SIGKILL the training process at random moments (checkpoints every ~0.05 s, so
+    some kills land inside a checkpoint write), resume each time; the final weights and logs equal
+    those of an uninterrupted run, steps.csv has every step once, and no temporary file is left."""
+    import random
+
+    config = tiny_config(tiny_data, optim__epochs=4, train__checkpoint_every_s=0.05)
+    train(config, tmp_path / "whole", progress=False)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for attempt in range(6):
+        command = [sys.executable, "-m", "microlatent", "train", str(config_path), "--out", str(run)]
+        if (run / "checkpoint.pt").exists():
+            command.append("--resume")
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        start = len(_steps(run)) if (run / "steps.csv").exists() else 0
+        wait_rows = start + rng.randint(1, 6)
+        deadline = time.time() + 60
+        while process.poll() is None and time.time() < deadline:
+            if (run / "steps.csv").exists() and len(_steps(run)) >= wait_rows:
+                time.sleep(rng.uniform(0, 0.05))
+                process.kill()
+                kills += 1
+                break
+            time.sleep(0.005)
+        process.wait(timeout=60)
+        if process.returncode == 0:
+            break
+    else:
+        train(config, run, resume=True, progress=False)
+    assert kills >= 2
+    whole, killed = load_model(tmp_path / "whole" / "model.pt"), load_model(run / "model.pt")
+    for (name, a), b in zip(whole.state_dict().items(), killed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
+    assert _steps(run) == _steps(tmp_path / "whole")
+    assert [r["epoch"] for r in rows(run / "epochs.csv")] == ["1", "2", "3", "4"]
+    assert not list(run.glob("*.tmp*"))
 
 
 @pytest.mark.parametrize(

@@ -182,7 +182,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
 
     Fitted on the checkpoint's training split, scored (R^2 and MAPE per property) on its test split
     (the split function and settings of training). Writes the predictor folder: predictor.json,
-    fitted regressors (.joblib pickles: load only folders you trust), metrics.csv, predictions.npz
+    fitted regressors (skops files, which cannot execute code), metrics.csv, predictions.npz
     and pred_vs_true.png. The control regressors see the images area-downsampled to the latent's
     spatial size (Cai et al.'s 14 x 14).
     """
@@ -222,7 +222,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
     """Predict Ex, Ey, Gxy, nu_xy, nu_yx of the images in IMAGES_OR_FILE with a fitted predictor.
 
     IMAGES_OR_FILE: PNG/TIFF image, folder, .npy (H, W) or (N, H, W), or MICRO2D-layout HDF5 file.
-    MODEL_DIR's .joblib files are pickles: use only predictor folders you made or trust.
+    MODEL_DIR's regressors are skops files: only scikit-learn and NumPy types are loaded, pickles refused.
     """
     import csv
 

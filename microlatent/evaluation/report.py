@@ -696,37 +696,40 @@ def _tables(results):
 
 
 def _md_escape(text):
-    return html.escape(str(text), quote=False)
+    """Text safe in Markdown: no raw HTML (labels such as ``<img onerror=...>``) and no cell breaks."""
+    return html.escape(str(text), quote=False).replace("|", "\\|")
 
 
 def _markdown(results, tables):
     meta = results["meta"]
-    lines = ["# Evaluation report", "", *[f"**{line}**" if i == 0 else f"- {_md_escape(line)}"
+    lines = ["# Evaluation report", "", *[f"**{_md_escape(line)}**" if i == 0 else f"- {_md_escape(line)}"
                                           for i, line in enumerate(headline_lines(results))], "",
              f"Data `{meta['data']}`, split **{meta['split']}**, {meta['n_samples']} samples "
-             f"({', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items())}). Created {meta['created']}.", "",
+             f"({_md_escape(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created {meta['created']}.", "",
              "| model | checkpoint | architecture | config | loss | image size | parameters |", "|---|---|---|---|---|---|---|"]
     for label, m in meta["models"].items():
         loss = ", ".join(str(k) for k in (m["loss"] or {}))
-        lines.append(f"| {label} | `{m['checkpoint']}` | {m['model']} | {m['config_name'] or '–'} | {loss or '–'} | "
-                     f"{'x'.join(map(str, m['input_size'] or [])) or '–'} | {m['parameters']} |")
+        cells = [label, m["checkpoint"], m["model"], m["config_name"] or "–", loss or "–",
+                 "x".join(map(str, m["input_size"] or [])) or "–", m["parameters"]]
+        lines.append("| " + " | ".join(map(_md_escape, cells)) + " |")
     lines.append("")
     for title, note, headers, rows in tables:
-        lines += [f"## {title}", ""]
+        lines += [f"## {_md_escape(title)}", ""]
         if note:
-            lines += [note, ""]
-        lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+            lines += [_md_escape(note), ""]
+        lines += ["| " + " | ".join(map(_md_escape, headers)) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(map(_md_escape, row)) + " |" for row in rows]
         lines.append("")
     lines += ["## Figures", ""]
     for section in dict.fromkeys(f["section"] for f in results["figures"]):
         lines += [f"### {section}", ""]
         for figure in (f for f in results["figures"] if f["section"] == section):
-            lines += [f"![{figure['caption']}]({figure['path']})", "", f"*{figure['caption']}*", ""]
+            caption = _md_escape(figure["caption"])
+            lines += [f"![{caption}](<{figure['path']}>)", "", f"*{caption}*", ""]
     lines += ["## Definitions", ""]
     for key in DEFINITIONS:
-        lines.append(f"- {key}: {meta[key]}")
-    lines.append(f"- texture: {meta['texture']}")
+        lines.append(f"- {key}: {_md_escape(meta[key])}")
+    lines.append(f"- texture: {_md_escape(meta['texture'])}")
     lines += ["", "Every number is in `metrics.json` (per-sample values in `per_sample.csv`).", ""]
     return "\n".join(lines)
 

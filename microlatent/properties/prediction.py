@@ -27,14 +27,16 @@ A predictor folder (written by :func:`fit_property_models`, ``microlatent proper
                                     kinds, checkpoint path and its state_dict SHA-256, latent shape,
                                     image size, data file, split, phase properties, label statistics
                                     of the training split, files of the regressors
-    {latent,downsampled}_{kind}.joblib   fitted PropertyRegressors (labels of the original images)
-    decoded_{kind}.joblib           "closed-loop" regressors: latent code z -> solver-computed
+    {latent,downsampled}_{kind}.skops   fitted PropertyRegressors (labels of the original images)
+    decoded_{kind}.skops            "closed-loop" regressors: latent code z -> solver-computed
                                     properties of threshold(decode(z)) (used by ``design``)
     fit_data.npz                    latents, labels and closed-loop properties used to fit them
     metrics.csv, predictions.npz, pred_vs_true.png
 
-**The .joblib files are pickles: loading one runs code it names. Load only predictor folders you
-made or trust.** ``predictor.json`` is plain JSON and is checked before any pickle is opened.
+Regressors are stored with skops (``skops.io``), a format that cannot execute code: loading builds
+only the types it lists, and :func:`load_regressor` refuses any type outside scikit-learn, NumPy and
+:class:`PropertyRegressor`. Pickles (.joblib, .pkl) are refused, and every file ``predictor.json``
+names must be a plain file name inside the folder.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ FEATURE_KINDS = ("latent", "downsampled")
 TARGET_SETS = ("labels", "decoded")  # regress the stored labels, or the decoded-thresholded images' properties
 META_FILE = "predictor.json"
 META_FORMAT = "microlatent-property-predictor"
-META_VERSION = 1
+META_VERSION = 2  # 2: regressors in skops files (1: joblib pickles, refused)
+REGRESSOR_SUFFIX = ".skops"
 THRESHOLD = 0.5  # decoded probability -> phase 1
 
 
@@ -560,8 +563,6 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         ``{"metrics": list of row dicts, "out_dir": Path, "meta": dict}``; rows have set, features,
         regressor, property, r2, mape, n_train, n_test.
     """
-    import joblib
-
     from microlatent.evaluation.inference import load_trained_model
 
     _sklearn()
@@ -608,8 +609,8 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
             pred = reg.predict(X[feat][1])
             score("labels", feat, kind, y_test, pred, len(y_train))
             predictions[f"{feat}_{kind}"] = pred
-            files[f"{feat}_{kind}"] = f"{feat}_{kind}.joblib"
-            joblib.dump(reg, out_dir / files[f"{feat}_{kind}"])
+            files[f"{feat}_{kind}"] = f"{feat}_{kind}{REGRESSOR_SUFFIX}"
+            save_regressor(reg, out_dir / files[f"{feat}_{kind}"])
 
     fit_data = {"z_train": z_train, "y_train": y_train, "z_test": z_test, "y_test": y_test}
     if closed_loop:
@@ -628,8 +629,8 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
             pred = reg.predict(X["latent"][1])
             score("decoded", "latent", kind, y_loop_test, pred, len(codes))
             predictions[f"decoded_{kind}"] = pred
-            files[f"decoded_{kind}"] = f"decoded_{kind}.joblib"
-            joblib.dump(reg, out_dir / files[f"decoded_{kind}"])
+            files[f"decoded_{kind}"] = f"decoded_{kind}{REGRESSOR_SUFFIX}"
+            save_regressor(reg, out_dir / files[f"decoded_{kind}"])
         fit_data.update(z_loop=codes, y_loop=y_loop, origin=np.array(origin), y_loop_test=y_loop_test)
         predictions["y_loop_test"] = y_loop_test
     np.savez_compressed(out_dir / "fit_data.npz", **fit_data)
@@ -643,7 +644,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         "n_train": len(y_train), "n_test": len(y_test), "phases": phases, "threshold": THRESHOLD,
         "label_stats": _stats(y_train), "regressors": files, "features": list(features), "kinds": list(kinds),
         "regressor_params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-        "seed": seed, "trusted_only": "the .joblib files are pickles: load only folders you made or trust",
+        "seed": seed,
     }
     if closed_loop:
         meta["closed_loop"] = {"n_codes": len(codes), "n_prior": n_prior, "n_mix": n_mix,
@@ -771,22 +772,19 @@ class PropertyPredictor:
         return list(self.meta.get("regressors", {}))
 
     def regressor(self, kind="mlp", features="latent") -> PropertyRegressor:
-        import joblib
-
         key = f"{features}_{kind}"
         if key not in self.meta.get("regressors", {}):
             raise InputError(f"{self.directory}: no {kind} regressor on {features} features "
                              f"(has: {', '.join(self.available()) or 'none'})")
         if key not in self._cache:
-            file = self.directory / self.meta["regressors"][key]
-            try:
-                reg = joblib.load(file)  # a pickle: trusted folders only (see the module docstring)
-            except Exception as err:
-                raise DataError(f"{file}: cannot load the fitted regressor ({type(err).__name__}: {err})") from None
-            if not isinstance(reg, PropertyRegressor):
-                raise DataError(f"{file}: not a PropertyRegressor")
-            self._cache[key] = reg
+            self._cache[key] = load_regressor(self.file(self.meta["regressors"][key]))
         return self._cache[key]
+
+    def file(self, name) -> Path:
+        """``directory / name``; DataError unless ``name`` is a plain file name (no folder, no "..")."""
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise DataError(f"{self.directory / META_FILE}: file {name!r} is not a plain file name inside the folder")
+        return self.directory / name
 
     def check_checkpoint(self, checkpoint):
         """DataError unless ``checkpoint`` holds the weights the predictor was fitted on."""
@@ -798,7 +796,7 @@ class PropertyPredictor:
                             f"weights SHA-256 {want[:12]}..., this one {str(ident['state_dict_sha256'])[:12]}...)")
 
     def fit_data(self) -> dict:
-        file = self.directory / "fit_data.npz"
+        file = self.file("fit_data.npz")
         try:
             with np.load(file, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
@@ -814,9 +812,53 @@ class PropertyPredictor:
         return reg.predict(X)
 
 
+REGRESSOR_TYPE = f"{PropertyRegressor.__module__}.{PropertyRegressor.__qualname__}"
+
+
+def _trusted_type(name: str) -> bool:
+    return name.startswith(("sklearn.", "numpy.")) or name == REGRESSOR_TYPE
+
+
+def save_regressor(regressor, path):
+    """Write a fitted :class:`PropertyRegressor` to ``path`` with skops (atomic: a partial file never
+    has the final name)."""
+    import skops.io as sio
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    sio.dump(regressor, tmp)
+    os.replace(tmp, path)
+
+
+def load_regressor(path) -> PropertyRegressor:
+    """Read a skops file written by :func:`save_regressor`. Only scikit-learn and NumPy types and
+    :class:`PropertyRegressor` are built; anything else (a function, ``os.system``, another class)
+    -> DataError naming it, before anything is constructed. Pickles are refused by suffix."""
+    import skops.io as sio
+
+    path = Path(path)
+    if path.suffix != REGRESSOR_SUFFIX:
+        raise DataError(f"{path}: regressors must be {REGRESSOR_SUFFIX} files (pickles such as .joblib or .pkl can "
+                        "execute code and are refused; refit with `microlatent properties fit`)")
+    try:
+        types = sio.get_untrusted_types(file=path)
+    except Exception as err:
+        raise DataError(f"{path}: not a readable skops file ({type(err).__name__}: {str(err)[:200]})") from None
+    bad = [t for t in types if not _trusted_type(t)]
+    if bad:
+        raise DataError(f"{path}: refusing to load type {bad[0]} (only scikit-learn, NumPy and PropertyRegressor)")
+    try:
+        reg = sio.load(path, trusted=types)
+    except Exception as err:
+        raise DataError(f"{path}: cannot load the fitted regressor ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(reg, PropertyRegressor):
+        raise DataError(f"{path}: not a PropertyRegressor")
+    return reg
+
+
 def load_predictor(directory) -> PropertyPredictor:
     """Open a predictor folder written by :func:`fit_property_models` (reads predictor.json only;
-    regressors are unpickled when first used - trusted folders only)."""
+    regressors are read, with skops, when first used)."""
     directory = Path(directory)
     file = directory / META_FILE
     if not file.is_file():
@@ -829,6 +871,8 @@ def load_predictor(directory) -> PropertyPredictor:
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise DataError(f"{file}: not a microlatent property predictor")
     if meta.get("version") != META_VERSION:
-        raise DataError(f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})")
+        old = " (version 1 stored pickles, which are no longer loaded: refit with `microlatent properties fit`)"
+        raise DataError(f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})"
+                        + (old if meta.get("version") == 1 else ""))
     return PropertyPredictor(directory, meta)
 

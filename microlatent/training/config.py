@@ -23,6 +23,7 @@ A sweep section::
 from __future__ import annotations
 
 import copy
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -67,6 +68,7 @@ DEFAULTS = {
         "init_from": None,  # checkpoint whose model weights start this run (finetuning)
         "log_every": 10,  # steps between rows of steps.csv
         "max_steps_per_epoch": None,  # cap for quick runs
+        "checkpoint_every_s": 120.0,  # also checkpoint mid-epoch this often (seconds), not only at epoch ends
     },
     "sweep": None,  # search space of `microlatent sweep` (see above); ignored by `microlatent train`
 }
@@ -95,8 +97,44 @@ def load_config(source, overrides=()) -> dict:
     config = merge(DEFAULTS, raw, origin=str(path))
     for item in overrides:
         config = apply_override(config, item)
+    check_values(config, origin=str(path))
     check_sweep(config, origin=str(path))
     return config
+
+
+def _number(config, dotted, origin, minimum, strict=False, integer=False, optional=False):
+    value = config
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None and optional:
+        return
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        raise InputError(f"{origin}: '{dotted}' must be {kind} {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+
+def check_values(config, origin="config"):
+    """InputError naming the file and key for a value no run can use: a run name that is a path, a
+    non-positive epoch count, batch size or learning rate, a negative or NaN loss weight, ..."""
+    name = config.get("name")
+    if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise InputError(f"{origin}: 'name' must be a plain name (it names the run folder runs/<name>), got {name!r}")
+    for dotted, minimum, strict, integer, optional in (
+        ("optim.epochs", 1, False, True, False), ("optim.batch_size", 1, False, True, False),
+        ("optim.lr", 0, True, False, False), ("optim.weight_decay", 0, False, False, False),
+        ("optim.grad_clip", 0, True, False, True), ("data.num_workers", 0, False, True, False),
+        ("data.size", 1, False, True, True), ("schedule.period_epochs", 1, False, True, False),
+        ("schedule.min_lr", 0, False, False, False), ("train.log_every", 1, False, True, False),
+        ("train.max_steps_per_epoch", 1, False, True, True), ("train.checkpoint_every_s", 0, True, False, False),
+    ):
+        _number(config, dotted, origin, minimum, strict, integer, optional)
+    for term, spec in (config.get("loss") or {}).items():
+        weight = spec.get("weight", 1.0) if isinstance(spec, dict) else spec
+        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight)
+                and weight >= 0):
+            raise InputError(f"{origin}: loss weight '{term}' must be a number >= 0, got {weight!r}")
 
 
 def resolve_config_path(source) -> Path:

@@ -49,6 +49,7 @@ from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
 from microlatent.training import distributed
+from microlatent.training.config import DEFAULTS, check_values, merge
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -88,6 +89,7 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     as in epochs.csv without the prefixes) after each epoch's checkpoint is written, on every rank; an
     exception it raises ends the run there (a hyperparameter sweep prunes a trial so).
     """
+    check_values(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -96,9 +98,14 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     if not resume and checkpoint_path.exists():
         raise InputError(f"{out_dir} already holds a run: pass --resume to continue it, or choose another --out")
 
+    for stale in out_dir.glob("*.pt.tmp*"):  # a kill during a checkpoint write leaves its temporary file
+        stale.unlink(missing_ok=True)
     saved = load_checkpoint(checkpoint_path)["extra"] if resume else None
     if saved is not None:
-        config = saved["config"]  # a resumed run keeps the config it started with
+        # A resumed run keeps the config it started with (keys added since take their defaults; the device may change).
+        saved_config = merge(DEFAULTS, saved["config"], origin=str(checkpoint_path))
+        _check_same_config(saved_config, config, checkpoint_path)
+        config = saved_config
     # One process, or one rank of a torchrun job (then: this rank's GPU, and rank 0 writes the files).
     ddp, device = distributed.setup(resolve_device(config["train"]["device"]))
     autocast = _autocast(config["train"]["amp"], device)  # checked before anything is written
@@ -108,6 +115,10 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     seed = config["seed"]
     torch.manual_seed(seed)
     train_set, val_set = _datasets(config["data"], ddp)
+    if len(train_set) == 0:
+        raise DataError(f"{config['data']['path']}: no training images (classes: "
+                        f"{', '.join(train_set.classes) if hasattr(train_set, 'classes') else '?'} or none; "
+                        "a file needs MICRO2D-layout class groups with images)")
     optim_cfg, sched_cfg = config["optim"], config["schedule"]
     batches_per_epoch = math.ceil(len(train_set) / optim_cfg["batch_size"])
     if config["train"]["max_steps_per_epoch"]:
@@ -146,9 +157,11 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
         ddp.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
 
     steps_this_call = 0
+    last_save = time.monotonic()
     units = model.latent_shape(tuple(train_set[0]["image"].shape[-2:]))[0] if len(train_set) else 0
     with _interrupt_flag() as interrupted, \
-            _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main, latent_units=units) as log:
+            _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main, latent_units=units,
+                  up_to=(step, epoch)) as log:
         while epoch < optim_cfg["epochs"]:
             model.train()
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -187,6 +200,10 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                 if stop or steps_this_call == stop_after_steps:
                     save(epoch, batch_index + 1)
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume ({out_dir})")
+                # one process only: under torchrun the ranks' clocks would disagree on when to save (and deadlock)
+                if ddp.world_size == 1 and time.monotonic() - last_save > config["train"]["checkpoint_every_s"]:
+                    save(epoch, batch_index + 1)  # a kill inside a long epoch then loses minutes, not the epoch
+                    last_save = time.monotonic()
             train_means = {k: v / max(1, len(batches)) for k, v in totals.items()}
             latents = LatentStatistics()
             val_means = evaluate_loss(model, val_set, loss_fn, optim_cfg["batch_size"], device, autocast,
@@ -198,6 +215,7 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                 warnings.warn(f"{out_dir}: {warning}", PosteriorCollapseWarning, stacklevel=2)
             epoch, batch_index, totals = epoch + 1, 0, {}
             save(epoch, 0)
+            last_save = time.monotonic()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, train_means, val_means)
     if ddp.is_main:
@@ -277,6 +295,24 @@ def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcont
     return {name: value / count for name, value in totals.items()}
 
 
+def _check_same_config(saved, asked, checkpoint_path):
+    """InputError if a resume asks for another config than the run's (``train.device`` may differ):
+    silently keeping the saved one would ignore, say, ``--set optim.epochs=4``."""
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and key not in ("loss", "generate"):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    saved_items, asked_items = dict(flat(saved)), dict(flat(asked))
+    for key in sorted(set(saved_items) | set(asked_items)):
+        if key != "train.device" and saved_items.get(key) != asked_items.get(key):
+            raise InputError(f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
+                             f"{key} = {asked_items.get(key)!r} where the run has {saved_items.get(key)!r}; "
+                             "start a new run (another --out) to change it")
+
+
 def _initial_model(config, resume_from):
     model_cfg = dict(config["model"])
     name = model_cfg.pop("name", None)
@@ -287,6 +323,10 @@ def _initial_model(config, resume_from):
         model = load_model(init_from)
         if model.config["name"] != name:
             raise InputError(f"{init_from} holds a {model.config['name']} model but the config asks for {name}")
+        for key, value in model_cfg.items():  # the architecture comes from the checkpoint: say so, never record another
+            if key in model.config and model.config[key] != value:
+                raise InputError(f"{init_from} holds a model with {key} = {model.config[key]!r} but the config "
+                                 f"asks for model.{key} = {value!r}; a finetune keeps the checkpoint's architecture")
         return model
     return build_model(name, **model_cfg)
 
@@ -511,14 +551,35 @@ def _interrupt_flag():
             signal.signal(sig, old)
 
 
+def _truncate_csv(path, column, last):
+    """Keep the header and the rows of ``path`` whose ``column`` is <= ``last`` (atomic rewrite)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or column not in rows[0]:
+        return
+    at = rows[0].index(column)
+    kept = [rows[0]] + [row for row in rows[1:] if len(row) > at and row[at] and float(row[at]) <= last]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)
+
+
 class _Logs:
     """steps.csv and epochs.csv (appended to when a run resumes), plus TensorBoard when installed.
     A context manager; with ``enabled=False`` (ranks other than 0) it writes nothing."""
 
-    def __init__(self, out_dir, names, append, enabled=True, latent_units=0):
+    def __init__(self, out_dir, names, append, enabled=True, latent_units=0, up_to=None):
         self.enabled, self.board = enabled, None
         if not enabled:
             return
+        if append and up_to is not None:  # rows written after the checkpoint we resume from are redone: drop them
+            _truncate_csv(out_dir / "steps.csv", "step", up_to[0])
+            _truncate_csv(out_dir / "epochs.csv", "epoch", up_to[1])
         mode = "a" if append else "w"
         self.step_file = open(out_dir / "steps.csv", mode, newline="")
         self.epoch_file = open(out_dir / "epochs.csv", mode, newline="")
@@ -529,9 +590,10 @@ class _Logs:
         latent = ["val_active_units", "val_output_std", *[f"val_kl_unit{i}" for i in range(latent_units)]]
         self.epochs = csv.DictWriter(self.epoch_file, ["epoch", *[f"train_{t}" for t in terms],
                                                        *[f"val_{t}" for t in terms], *latent], extrasaction="ignore")
-        if not append:
-            self.steps.writeheader()
-            self.epochs.writeheader()
+        for file, writer in ((self.step_file, self.steps), (self.epoch_file, self.epochs)):
+            if file.tell() == 0:  # a new log, or one killed before its header reached the disk
+                writer.writeheader()
+                file.flush()
         try:
             from torch.utils.tensorboard import SummaryWriter
 
