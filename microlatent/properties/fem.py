@@ -337,7 +337,7 @@ def _dot(a, b):
     return np.einsum("clbxy,clbxy->lb", a, b).astype(np.float64)
 
 
-def pcg(op: PeriodicPixelOperator, b, tol=1e-6, max_iter=200):
+def pcg(op: PeriodicPixelOperator, b, tol=1e-6, max_iter=200, load_scale=None):
     """Solve ``K w = b`` for every system (load case, image) by FFT-preconditioned CG.
 
     Parameters
@@ -347,6 +347,9 @@ def pcg(op: PeriodicPixelOperator, b, tol=1e-6, max_iter=200):
     tol : float
         Stop a system when ``||b - K w||_2 <= tol * ||b||_2`` (recursive residual).
     max_iter : int
+    load_scale : (L, B) float, optional
+        A system whose ``||b||`` is below 100 eps of this is zero (w = 0). Default: the operator's
+        element-load scale; a correction solve (iterative refinement) passes ``||b||`` itself.
 
     Returns
     -------
@@ -362,7 +365,7 @@ def pcg(op: PeriodicPixelOperator, b, tol=1e-6, max_iter=200):
     w = np.zeros_like(b)
     r = b.copy()
     bnorm = np.sqrt(_dot(b, b))
-    scale = getattr(op, "load_scale", None)
+    scale = getattr(op, "load_scale", None) if load_scale is None else np.asarray(load_scale)
     if scale is None or scale.shape != bnorm.shape:
         scale = bnorm
     # A right-hand side at rounding level of the element loads is zero (homogeneous image): w = 0.
