@@ -92,6 +92,10 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
             ("data.num_workers=-1", "'data.num_workers' must be an integer >= 0"),
             ("name=../../x", "'name' must be a plain name"),
         )],
+        (["compare", "{model}", "{model}", "--label", "a b", "--label", "a/b", "--data", "{data}", "--out", "{tmp}/r"],
+         "give the same figure file names"),
+        (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/old_report"], "already holds a report"),
+        (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
         (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
           "--out", "{tmp}/run"], "no CUDA GPU"),
     ],
@@ -100,6 +104,9 @@ def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, ar
     if "--device" in argv and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "old_report").mkdir()
+    (tmp_path / "old_report" / "report.html").write_text("<html>an earlier report</html>")
+    (tmp_path / "a_file.txt").write_text("not a folder")
     values = {"tmp": tmp_path, "data": model_and_data / "data.h5", "model": model_and_data / "model.pt"}
     code, _, err = run([arg.format(**values) for arg in argv], capsys)
     assert code == 2 and message in err, err

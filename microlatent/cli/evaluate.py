@@ -32,6 +32,7 @@ def _options(function):
                      help="At most this many images per class in the sets the overfitting check and the "
                           "nearest-neighbour search compare with (default all)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--overwrite", is_flag=True, help="Replace the report already in --out."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -57,12 +58,16 @@ def checkpoint_labels(checkpoints, labels=()):
 
 
 def _run(checkpoints, labels, data, out, split, limit, classes, threshold, texture, vgg_weights, overfit_samples,
-         reference_limit, device):
+         reference_limit, device, overwrite):
     from microlatent.evaluation import write_report
 
     for checkpoint in checkpoints:
         if not Path(checkpoint).is_file():
             raise InputError(f"model checkpoint not found: {checkpoint}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; the report is a folder")
+    if (out / "report.html").exists() and not overwrite:
+        raise InputError(f"{out} already holds a report: pass --overwrite to replace it, or choose another --out")
     path = write_report(checkpoint_labels(checkpoints, labels), data, out, split=split, limit_per_class=limit,
                         device=device, classes=classes or None, threshold=threshold, texture=texture,
                         vgg_weights=vgg_weights, overfit_samples=overfit_samples,

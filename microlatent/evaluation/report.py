@@ -164,6 +164,12 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
     if not checkpoints:
         raise InputError("write_report: give at least one checkpoint")
     checkpoints = {str(label): Path(path) for label, path in checkpoints.items()}
+    slugs = {}
+    for label in checkpoints:  # figure file names come from labels: two labels must not share one
+        if _slug(label) in slugs:
+            raise InputError(f"labels {slugs[_slug(label)]!r} and {label!r} give the same figure file names "
+                             f"(*_{_slug(label)}.png); choose labels that differ in letters or digits")
+        slugs[_slug(label)] = label
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
