@@ -96,6 +96,16 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
          "give the same figure file names"),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/old_report"], "already holds a report"),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
+        (["encode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/z.npz"], "values are NaN or infinite"),
+        (["encode", "{model}", "{tmp}/empty.npy", "--out", "{tmp}/z.npz"], "no images"),
+        (["encode", "{model}", "{tmp}/complex.npy", "--out", "{tmp}/z.npz"], "real numbers"),
+        (["stats", "{tmp}/empty.npy", "--out", "{tmp}/s.png"], "no images"),
+        (["encode", "{model}", "{data}", "--out", "{tmp}/z"], "--out must be an .npz file name"),
+        (["decode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
+        (["decode", "{model}", "{tmp}/zero.npz", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
+        (["decode", "{model}", "{tmp}/nan_mu.npz", "--out", "{tmp}/d.npz"], "finite floats"),
+        (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "nan"], "--threshold must be"),
+        (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"], "--threshold must be"),
         (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
           "--out", "{tmp}/run"], "no CUDA GPU"),
     ],
@@ -107,6 +117,12 @@ def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, ar
     (tmp_path / "old_report").mkdir()
     (tmp_path / "old_report" / "report.html").write_text("<html>an earlier report</html>")
     (tmp_path / "a_file.txt").write_text("not a folder")
+    np.save(tmp_path / "nan.npy", np.full((2, 16, 16), np.nan))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 16, 16)))
+    np.save(tmp_path / "complex.npy", np.zeros((2, 16, 16), np.complex64))
+    (tmp_path / "zero.npz").write_bytes(b"")
+    np.savez(tmp_path / "nan_mu.npz", mu=np.full((2, 4, 2, 2), np.nan))
+    np.savez(tmp_path / "z_ok.npz", mu=np.zeros((2, 4, 2, 2), np.float32))
     values = {"tmp": tmp_path, "data": model_and_data / "data.h5", "model": model_and_data / "model.pt"}
     code, _, err = run([arg.format(**values) for arg in argv], capsys)
     assert code == 2 and message in err, err

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from microlatent.data.sources import load_images
-from microlatent.errors import DataError
+from microlatent.errors import DataError, InputError
 
 _SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                     help="Override a config value, e.g. --set optim.epochs=5 --set loss.kl=1e-3 (repeatable).")
@@ -61,6 +61,7 @@ def encode(checkpoint, source, out, classes, split, limit, device):
     """Encode the microstructures in SOURCE (HDF5, image, folder or .npy) to latent means and log-variances."""
     from microlatent.evaluation import encode as encode_images, load_trained_model
 
+    _check_npz_out(out)
     images, names = load_images(source, classes=classes or None, split=split, limit=limit)
     mu, logvar = encode_images(load_trained_model(checkpoint, device), images)
     _save_npz(out, mu=mu, logvar=logvar, names=np.array(names))
@@ -78,10 +79,19 @@ def decode(checkpoint, latents, out, threshold, device):
     from microlatent.evaluation import decode as decode_latents, load_trained_model
     from microlatent.plotting import plot_images_with_statistics
 
+    if threshold is not None and not 0 < threshold < 1:  # NaN included: it gave all-zero images
+        raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
+    _check_npz_out(out)
     try:
-        z = np.load(latents)["mu"]
-    except (OSError, KeyError, ValueError) as err:
-        raise DataError(f"{latents}: not an .npz with a 'mu' array ({err})") from None
+        with np.load(latents, allow_pickle=False) as archive:
+            z = archive["mu"]
+    except (OSError, KeyError, ValueError, EOFError, AttributeError, TypeError) as err:
+        # AttributeError/TypeError: a .npy (an array, not an archive); EOFError: an empty file
+        raise DataError(f"{latents}: not an .npz with a 'mu' array, as `microlatent encode` writes "
+                        f"({type(err).__name__}: {str(err)[:120] or 'empty file'})") from None
+    if z.ndim < 2 or len(z) == 0 or not np.issubdtype(z.dtype, np.floating) or not np.isfinite(z).all():
+        raise DataError(f"{latents}: 'mu' must be a non-empty array (N, ...) of finite floats, "
+                        f"got shape {z.shape}, dtype {z.dtype}")
     images = decode_latents(load_trained_model(checkpoint, device), z)
     if threshold is not None:
         images = (images > threshold).astype(np.float32)
@@ -127,6 +137,12 @@ def _run(config, overrides, out, device, resume):
     except Interrupted as stop:
         raise click.ClickException(str(stop)) from None
     click.echo(f"done: {run / 'model.pt'}")
+
+
+def _check_npz_out(path):
+    # NumPy appends ".npz" to any other name: the file written would not be the one reported
+    if Path(path).suffix != ".npz" or Path(path).is_dir():
+        raise InputError(f"--out must be an .npz file name, got {path}")
 
 
 def _save_npz(path, **arrays):

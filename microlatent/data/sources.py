@@ -57,8 +57,15 @@ def _npy(path, limit):
         array = array[None]
     if array.ndim != 3:
         raise DataError(f"{path}: expected an array (H, W) or (N, H, W), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.number) or array.min() < 0 or array.max() > 1:
-        raise DataError(f"{path}: values must be numbers in [0, 1]")
+    if len(array) == 0 or 0 in array.shape[1:]:
+        raise DataError(f"{path}: no images (array shape {array.shape})")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+            or array.dtype == bool):
+        raise DataError(f"{path}: values must be real numbers in [0, 1], got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise DataError(f"{path}: {int((~np.isfinite(array)).sum())} values are NaN or infinite")
+    if array.min() < 0 or array.max() > 1:
+        raise DataError(f"{path}: values must be numbers in [0, 1], got {array.min():g} to {array.max():g}")
     array = array[:limit] if limit else array
     return [a.astype(np.float32) for a in array], [f"{path.name}[{i}]" for i in range(len(array))]
 
