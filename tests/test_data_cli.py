@@ -85,3 +85,34 @@ def test_help_documents_every_option():
     text = run("generate", "--help").output
     for option in ("--n", "--size", "--seed", "--out", "--param"):
         assert option in text
+
+
+def test_an_impossible_size_is_refused_before_anything_is_allocated(tmp_path):
+    result = run("generate", "GRF", "--size", 10_000_000, "--n", 1, "--out", tmp_path / "x.h5")
+    assert isinstance(result.exception, InputError) and "size 10000000 is too large" in str(result.exception)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_a_killed_generate_leaves_no_file_that_looks_complete(tmp_path):
+    """SIGKILL during a 10-class generate into a new file: no file at --out (the classes written so
+    far are in a hidden .partial file, which the next generate replaces)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.h5"
+    command = [sys.executable, "-m", "microlatent", "data", "generate", "micro2d-like", "--n", "400",
+               "--out", str(out), "--batch-size", "8"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / ".m.h5.partial"
+    deadline = time.time() + 60
+    while not partial.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert process.poll() is None, "finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert not out.exists() and partial.exists()
+    assert run("generate", "GRF", "--n", 2, "--size", 16, "--out", out).exit_code == 0
+    assert not partial.exists() and read_images(out, "GRF").shape == (2, 16, 16)

@@ -82,3 +82,30 @@ def test_missing_or_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image files"):
         import_images(tmp_path / "empty", tmp_path / "o.h5")
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 1.0, -0.1, 7])
+def test_a_threshold_outside_0_1_is_refused_and_writes_nothing(tmp_path, truth, threshold):
+    from microlatent.errors import InputError
+
+    _write_pngs(tmp_path / "pngs", truth)
+    with pytest.raises(InputError, match=r"threshold must be 'otsu' or a number in \[0, 1\)"):
+        import_images(tmp_path / "pngs", tmp_path / "o.h5", threshold=threshold)
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_flat_image_is_imported_with_a_warning(tmp_path):
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(np.full((8, 8), 200, np.uint8)).save(tmp_path / "flat" / "a.png")
+    with pytest.warns(RuntimeWarning, match="flat image .* all phase 1"):
+        import_images(tmp_path / "flat", tmp_path / "o.h5")
+    assert read_images(tmp_path / "o.h5", "flat").all()
+
+
+def test_a_failed_import_into_a_new_file_leaves_no_file(tmp_path, truth):
+    folder = tmp_path / "junk"
+    _write_pngs(folder, truth)
+    (folder / "zz_notes.txt").write_text("hello")  # read last: the file was already being written
+    with pytest.raises(DataError, match="zz_notes.txt"):
+        import_images(folder, tmp_path / "o.h5", batch_size=2)
+    assert not (tmp_path / "o.h5").exists()

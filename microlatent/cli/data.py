@@ -137,7 +137,7 @@ def _threshold(ctx, param, value):
     try:
         return float(value)
     except ValueError:
-        raise click.BadParameter(f"expected 'otsu' or a number in [0, 1], got {value!r}") from None
+        raise click.BadParameter(f"expected 'otsu' or a number in [0, 1), got {value!r}") from None
 
 
 @data.command("import")
@@ -146,7 +146,7 @@ def _threshold(ctx, param, value):
               help="HDF5 file to write (created, or the class replaced in an existing file).")
 @click.option("--name", default=None, help="Class (group) name.  [default: the folder's name]")
 @click.option("--threshold", default="otsu", show_default=True, callback=_threshold,
-              help="'otsu' (per image) or a fixed grey level in [0, 1]; brighter pixels become phase 1.")
+              help="'otsu' (per image) or a fixed grey level in [0, 1); brighter pixels become phase 1.")
 @click.option("--invert", is_flag=True, help="Make dark pixels phase 1 instead.")
 def import_cmd(folder, out, name, threshold, invert):
     """Threshold every image in FOLDER (PNG, TIFF, ...; same size) into one class of an HDF5 file."""

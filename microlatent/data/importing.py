@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -64,10 +65,18 @@ def binarise(grey: np.ndarray, threshold="otsu", invert: bool = False) -> tuple[
     """
     if threshold == "otsu":
         low, high = float(grey.min()), float(grey.max())
-        # Otsu is undefined on a flat image: call it all phase 1 if bright, all 0 if dark.
+        # Otsu is undefined on a flat image: call it all phase 1 if bright, all 0 if dark, and say so.
         cut = threshold_otsu(grey) if high > low else (low - 1.0 if low >= 0.5 else high)
+        if high == low:
+            warnings.warn(f"a flat image (every pixel {low:g}) has no Otsu threshold: imported as all phase "
+                          f"{int(low >= 0.5) ^ int(invert)}", RuntimeWarning, stacklevel=2)
     else:
-        cut = float(threshold)
+        try:
+            cut = float(threshold)
+        except (TypeError, ValueError):
+            raise InputError(f"threshold must be 'otsu' or a number in [0, 1), got {threshold!r}") from None
+        if not 0 <= cut < 1:  # NaN included: every comparison false, an all-0 (or all-1) image
+            raise InputError(f"threshold must be 'otsu' or a number in [0, 1), got {threshold!r}")
     binary = grey > cut
     return (~binary if invert else binary).astype(np.uint8), float(cut)
 
@@ -113,8 +122,9 @@ def import_images(folder, out, name: str | None = None, threshold="otsu", invert
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise DataError(f"{folder}: no such folder")
-    if not (threshold == "otsu" or (isinstance(threshold, Real) and not isinstance(threshold, bool))):
-        raise InputError(f"threshold must be 'otsu' or a number, got {threshold!r}")
+    if not (threshold == "otsu" or (isinstance(threshold, Real) and not isinstance(threshold, bool)
+                                    and 0 <= threshold < 1)):
+        raise InputError(f"threshold must be 'otsu' or a number in [0, 1), got {threshold!r}")
     files = sorted(
         entry for entry in os.listdir(folder)
         if not entry.startswith(".") and os.path.isfile(os.path.join(folder, entry))

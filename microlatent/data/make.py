@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 
 from microlatent.data import store
+from microlatent.errors import InputError
 from microlatent.data.generators import _check_params, default_size, iter_batches, resolve_kind
+
+
+MAX_SIZE = 8192  # pixels per side
 
 
 def _provenance(name: str, seed: int, params: dict) -> dict:
@@ -42,6 +46,29 @@ def write_generated(path, kind: str, n: int, size: int | None = None, seed: int 
     names = resolve_kind(kind)
     for name in names:
         _check_params(name, params)  # fail before writing anything
+        side = default_size(name) if size is None else size
+        if side > MAX_SIZE:
+            raise InputError(f"size {side} is too large: one {side} x {side} image is {side * side / 2**30:.1f} GiB "
+                             f"as bytes and ~8x that while generated; at most {MAX_SIZE}")
+    path = os.fspath(path)
+    if os.path.exists(path):  # each class is swapped in whole (store.write_class_batches)
+        _write_classes(path, names, n, size, seed, batch_size, compression, progress, params)
+        return names
+    # A new file is written under a temporary name and renamed when every class is in it: a killed
+    # generate leaves no file that looks complete.
+    partial = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
+    try:
+        _write_classes(partial, names, n, size, seed, batch_size, compression, progress, params)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return names
+
+
+def _write_classes(path, names, n, size, seed, batch_size, compression, progress, params):
+    if os.path.exists(path) and os.path.basename(path).startswith(".") and path.endswith(".partial"):
+        os.remove(path)  # left by a killed run
     for name in names:
         side = default_size(name) if size is None else size
 
@@ -57,7 +84,6 @@ def write_generated(path, kind: str, n: int, size: int | None = None, seed: int 
 
         store.write_class_batches(path, name, batches(), n, (side, side), compression,
                                   _provenance(name, seed, params))
-    return names
 
 
 def ensure_dataset(path, kind: str, n: int, size: int | None = None, seed: int = 0, **params) -> list[str]:

@@ -308,19 +308,25 @@ def write_class_batches(
         raise InputError(f"class name must be a non-empty string without '/', got {name!r}")
     height, width = (int(v) for v in image_shape)
     partial = name + " (partial)"
-    with open_file(path, "a") as f:
-        # Write under a temporary name and swap at the end, so a failure half-way (a bad image
-        # in an import, Ctrl-C) leaves the file as it was.
-        if partial in f:
-            del f[partial]
-        try:
-            done = _fill_group(f.create_group(partial), name, batches, n, height, width, compression, attrs)
-        except BaseException:
-            del f[partial]
-            raise
-        if name in f:
-            del f[name]
-        f.move(partial, name)
+    created = not os.path.exists(path)
+    try:
+        with open_file(path, "a") as f:
+            # Write under a temporary name and swap at the end, so a failure half-way (a bad image
+            # in an import, Ctrl-C) leaves the file as it was.
+            if partial in f:
+                del f[partial]
+            try:
+                done = _fill_group(f.create_group(partial), name, batches, n, height, width, compression, attrs)
+            except BaseException:
+                del f[partial]
+                raise
+            if name in f:
+                del f[name]
+            f.move(partial, name)
+    except BaseException:
+        if created and os.path.exists(path):  # a failed first class leaves no empty file behind
+            os.remove(path)
+        raise
     return done
 
 
