@@ -222,3 +222,19 @@ def test_ensure_dataset_generates_only_what_is_missing(tmp_path):
     assert not np.array_equal(read_images(path, "circles"), first)
     assert ensure_dataset(path, "GRF", 2, size=32) == ["GRF"]
     assert sorted(list_classes(path)) == ["GRF", "circles"]
+
+
+def test_info_refuses_a_file_without_classes_and_reports_malformed_datasets(tmp_path):
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DataError, match="no MICRO2D-layout class .* top-level entries: x"):
+        file_info(tmp_path / "other.h5")
+    path = tmp_path / "bad.h5"
+    write_class(path, "A", np.zeros((4, 8, 8), np.uint8), ["a"] * 4)
+    with h5py.File(path, "a") as f:
+        del f["A"]["A - labels"]
+        f["A"]["A - labels"] = np.array([b"a"] * 3)
+        f["A"]["homogenized_mechanical"] = np.zeros((4, 6, 3))
+    problems = file_info(path)["problems"]
+    assert problems == ["A: (3,) labels for 4 images",
+                        "A/homogenized_mechanical: shape (4, 6, 3), expected (4, cases, 5)"]

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from microlatent.errors import InputError
+from microlatent.errors import DataError, InputError
 
 
 def _parse_param(text: str) -> tuple[str, object]:
@@ -129,6 +129,8 @@ def info_cmd(file, no_vf):
     if len(rows) > 1:
         click.echo(_table(rows))
     click.echo("vf = volume fraction of phase 1 (pixels equal to 1), per image")
+    if info["problems"]:
+        raise DataError(f"{os.fspath(file)}: {len(info['problems'])} malformed dataset(s): {'; '.join(info['problems'])}")
 
 
 def _threshold(ctx, param, value):

@@ -225,21 +225,38 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
     dict
         ``{"path": str, "classes": {name: {"count": n, "shape": (H, W), "dtype": str,
         "vf_mean": float, "vf_min": float, "vf_max": float, "has_labels": bool,
-        "has_mechanical": bool, "has_thermal": bool}}}`` (vf_* absent when not computed, None
-        for an empty class). Volume fraction = mean of the 0/1 image (share of phase 1).
+        "has_mechanical": bool, "has_thermal": bool}}, "problems": [str]}`` (vf_* absent when not
+        computed, None for an empty class). Volume fraction = mean of the 0/1 image (share of
+        phase 1). ``problems``: label or property datasets whose shape does not fit the images.
+
+    Raises
+    ------
+    DataError
+        The file has no class in the MICRO2D layout.
     """
-    out = {"path": os.fspath(path), "classes": {}}
+    out = {"path": os.fspath(path), "classes": {}, "problems": []}
     with open_file(path) as f:
-        for name in _classes_in(f):
+        names = _classes_in(f)
+        if not names:
+            raise DataError(f"{os.fspath(path)}: no MICRO2D-layout class (a group C holding a dataset C/C of "
+                            f"images); top-level entries: {', '.join(list(f)[:10]) or 'none'}")
+        for name in names:
             data = _images_dataset(f, path, name)
+            n = int(data.shape[0])
             entry = {
-                "count": int(data.shape[0]),
+                "count": n,
                 "shape": tuple(int(v) for v in data.shape[1:]),
                 "dtype": str(data.dtype),
                 "has_labels": (name + LABELS_SUFFIX) in f[name],
                 "has_mechanical": "homogenized_mechanical" in f[name],
                 "has_thermal": "homogenized_thermal" in f[name],
             }
+            if entry["has_labels"] and f[name][name + LABELS_SUFFIX].shape != (n,):
+                out["problems"].append(f"{name}: {f[name][name + LABELS_SUFFIX].shape} labels for {n} images")
+            for prop, width in (("homogenized_mechanical", 5), ("homogenized_thermal", 2)):
+                if prop in f[name] and (len(f[name][prop].shape) != 3 or f[name][prop].shape[0] != n
+                                        or f[name][prop].shape[2] != width):
+                    out["problems"].append(f"{name}/{prop}: shape {f[name][prop].shape}, expected ({n}, cases, {width})")
             if volume_fractions:
                 total, low, high = 0.0, np.inf, -np.inf
                 for first in range(0, data.shape[0], _READ_BLOCK):
