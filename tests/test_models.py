@@ -265,7 +265,12 @@ def test_bad_checkpoints_are_data_errors(tmp_path):
     ckpt = torch.load(good, weights_only=True)
     ckpt["model_config"]["width"] = 16  # state dict no longer matches the config
     torch.save(ckpt, tmp_path / "mismatch.pt")
-    assert "does not match taesd_vae" in checkpoint_error(tmp_path / "mismatch.pt")
+    assert "model_config does not match the saved weights (encoder.0.weight: config gives (16, 1, 3, 3)" in \
+        checkpoint_error(tmp_path / "mismatch.pt")
+    ckpt["model_config"]["width"] = 100_000  # would allocate ~10^11 parameters: refused before any allocation
+    torch.save(ckpt, tmp_path / "huge.pt")
+    assert "does not match the saved weights" in checkpoint_error(tmp_path / "huge.pt")
+    ckpt["model_config"]["width"] = model.config["width"]
     ckpt["model_config"] = {**model.config, "colour": 3}
     torch.save(ckpt, tmp_path / "badkey.pt")
     assert "colour" in checkpoint_error(tmp_path / "badkey.pt")

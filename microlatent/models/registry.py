@@ -124,9 +124,18 @@ def load_model(path, map_location="cpu"):
     name, config = ckpt["model_name"], dict(ckpt["model_config"])
     rebuild = {**config, **{k: FROM_CHECKPOINT for k in INIT_WEIGHT_KEYS.get(name, ()) if k in config}}
     try:
-        model = build_model(name, **rebuild)
+        # Built first on the meta device (no memory): a config that does not fit the saved weights
+        # (e.g. an edited width of 100000) is refused before anything is allocated.
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build_model(name, **rebuild).state_dict().items()}
     except InputError as e:
         raise DataError(f"{path}: bad model_config ({e})") from None
+    saved_shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    if shapes != saved_shapes:
+        bad = next((k for k in shapes if shapes[k] != saved_shapes.get(k)), None) or next(iter(saved_shapes.keys() - shapes.keys()))
+        raise DataError(f"{path}: model_config does not match the saved weights ({bad}: config gives "
+                        f"{shapes.get(bad)}, weights {saved_shapes.get(bad)})")
+    model = build_model(name, **rebuild)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except Exception as e:
