@@ -121,3 +121,15 @@ def test_bad_arguments(h5, tmp_path):
         MicrostructureDataset(path, split_fractions=(0.8, 0.3, 0.1))
     with pytest.raises(DataError, match="no such file"):
         MicrostructureDataset(tmp_path / "none.h5")
+
+
+def test_classes_of_different_sizes_need_a_size(tmp_path):
+    from microlatent.data.store import write_class
+    from microlatent.errors import InputError
+
+    path = tmp_path / "mixed.h5"
+    write_class(path, "A", np.zeros((4, 16, 16), np.uint8), ["a"] * 4)
+    write_class(path, "B", np.ones((4, 24, 24), np.uint8), ["b"] * 4)
+    with pytest.raises(InputError, match=r"different image sizes \(A: 16x16, B: 24x24\)"):
+        MicrostructureDataset(path)
+    assert MicrostructureDataset(path, size=8, split="all")[5]["image"].shape == (1, 8, 8)

@@ -101,6 +101,11 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         self.split = split
         self.size = size
         class_ids, indices, self.counts = [], [], {}
+        shapes = {name: store.class_size(self.path, name)[1:] for name in classes}
+        if size is None and len(set(shapes.values())) > 1:  # a batch needs one size
+            listed = ", ".join(f"{name}: {h}x{w}" for name, (h, w) in shapes.items())
+            raise InputError(f"{self.path}: the classes have different image sizes ({listed}); resize them "
+                             "to one (config data.size) or choose classes of one size (data.classes)")
         for k, name in enumerate(classes):
             n = store.class_size(self.path, name)[0]
             part = split_indices(n, name, split, split_fractions, seed)
