@@ -42,6 +42,8 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("microlatent: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    except click.ClickException as err:  # a bad option or argument: the same one-line format
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"microlatent: error: {' '.join(err.format_message().split())}{hint}", err=True)
+        sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
