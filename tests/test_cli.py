@@ -106,6 +106,8 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["decode", "{model}", "{tmp}/nan_mu.npz", "--out", "{tmp}/d.npz"], "finite floats"),
         (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "nan"], "--threshold must be"),
         (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"], "--threshold must be"),
+        (["sweep", "cai_mse_cpu", "--storage", "nosuchdb://x", "--out", "{tmp}/sw"], "cannot open it as an Optuna database"),
+        (["sweep", "cai_mse_cpu", "--storage", "{tmp}/a_file.txt", "--out", "{tmp}/sw"], "file is not a database"),
         (["data", "info", "{tmp}"], "is a directory. (see `microlatent data info --help`)"),
         (["encode", "--nope"], "No such option '--nope'"),
         (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",

@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 import yaml
 
-from microlatent.errors import InputError
+from microlatent.errors import DataError, InputError
 from microlatent.training import distributed
 from microlatent.training.config import check_sweep
 from microlatent.training.loop import NonFiniteLoss, _datasets, train
@@ -133,7 +133,12 @@ def open_storage(storage):
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180)
+        except Exception as err:  # an unknown scheme, a file that is not a database, a server that is down
+            first = " ".join(str(err).split())[:200]
+            raise DataError(f"--storage {storage}: cannot open it as an Optuna database "
+                            f"({type(err).__name__}: {first})") from None
 
 
 def trial_config(config: dict, values: dict, epochs: int | None = None) -> dict:
