@@ -108,6 +108,8 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"], "--threshold must be"),
         (["sweep", "cai_mse_cpu", "--storage", "nosuchdb://x", "--out", "{tmp}/sw"], "cannot open it as an Optuna database"),
         (["sweep", "cai_mse_cpu", "--storage", "{tmp}/a_file.txt", "--out", "{tmp}/sw"], "file is not a database"),
+        (["reconstruct-stats", "{tmp}/no_maps.npz", "--out", "{tmp}/rs"], "no statistics maps or images"),
+        (["reconstruct-stats", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
         (["data", "info", "{tmp}"], "is a directory. (see `microlatent data info --help`)"),
         (["encode", "--nope"], "No such option '--nope'"),
         (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
@@ -127,6 +129,7 @@ def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, ar
     (tmp_path / "zero.npz").write_bytes(b"")
     np.savez(tmp_path / "nan_mu.npz", mu=np.full((2, 4, 2, 2), np.nan))
     np.savez(tmp_path / "z_ok.npz", mu=np.zeros((2, 4, 2, 2), np.float32))
+    np.savez(tmp_path / "no_maps.npz", statistics=np.zeros((0, 4, 16, 16)))
     values = {"tmp": tmp_path, "data": model_and_data / "data.h5", "model": model_and_data / "model.pt"}
     code, _, err = run([arg.format(**values) for arg in argv], capsys)
     assert code == 2 and message in err, err

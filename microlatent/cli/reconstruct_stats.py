@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from microlatent.errors import DataError
+from microlatent.errors import DataError, InputError
 
 
 @click.command("reconstruct-stats")
@@ -50,7 +50,11 @@ def reconstruct_stats(target, out, method, loss, n_samples, steps, time_limit, p
     """
     from microlatent.reconstruction import plot_reconstructions, reconstruct
 
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; reconstructions are written into a folder")
     targets = _targets(target, periodic, size, limit, classes)
+    if not targets:
+        raise DataError(f"{target}: no statistics maps or images to reconstruct")
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     for t in targets:
