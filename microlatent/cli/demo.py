@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from microlatent.errors import DataError
+from microlatent.errors import DataError, InputError
 
 
 @click.command()
@@ -32,6 +32,10 @@ def demo(out, do_train, device, overrides):
     from microlatent.data import MICRO2D_CLASSES, generate
     from microlatent.plotting import plot_images_with_statistics
 
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; the demo writes into a folder")
+    if not do_train and (overrides or device != "auto"):
+        raise InputError("--set and --device apply to training; --no-train trains nothing")
     out.mkdir(parents=True, exist_ok=True)
     examples = out / "examples.png"
     if not examples.exists():
