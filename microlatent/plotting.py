@@ -10,8 +10,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 import numpy as np  # noqa: E402
 
+from microlatent.errors import InputError  # noqa: E402
 from microlatent.stats import offsets, two_point  # noqa: E402
 
 
@@ -49,12 +51,31 @@ def plot_images_with_statistics(images, titles=None, path="statistics.png", peri
     return save_figure(fig, path)
 
 
+def check_figure_path(path) -> str:
+    """The image format a figure written to ``path`` gets (its suffix; none = png); InputError for a
+    suffix matplotlib cannot write (e.g. .txt) or a path that is a folder. Commands call it first,
+    so a bad --out fails before any work."""
+    path = Path(path)
+    kind = path.suffix.lstrip(".").lower() or "png"
+    if kind not in FigureCanvasBase.get_supported_filetypes():
+        raise InputError(f"{path}: a figure must be .png, .pdf, .svg or .jpg (or another matplotlib format), "
+                         f"not .{kind}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; name the figure file (e.g. {path / 'figure.png'})")
+    return kind
+
+
 def save_figure(fig, path):
     """Write a figure atomically (a half-written PNG never replaces a good one) and close it."""
     path = Path(path)
+    try:
+        kind = check_figure_path(path)
+    except InputError:
+        plt.close(fig)
+        raise
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    fig.savefig(partial, dpi=110, format=path.suffix.lstrip(".") or "png")
+    fig.savefig(partial, dpi=110, format=kind)
     plt.close(fig)
     os.replace(partial, path)
     return path

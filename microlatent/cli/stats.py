@@ -6,7 +6,8 @@ import click
 import numpy as np
 
 from microlatent.data.sources import load_images
-from microlatent.plotting import plot_images_with_statistics
+from microlatent.errors import InputError
+from microlatent.plotting import check_figure_path, plot_images_with_statistics
 from microlatent.stats import offsets, resolve_pairs, two_point
 
 
@@ -29,6 +30,9 @@ def stats(source, out, classes, limit, periodic, pairs, save):
     SOURCE is an HDF5 file in the MICRO2D layout, a PNG/TIFF image (thresholded by Otsu unless
     already binary), a folder of images, or a .npy array of phase-1 probabilities.
     """
+    check_figure_path(out)
+    if save is not None and save.suffix != ".npz":
+        raise InputError(f"--save must be an .npz file name, got {save}")
     images, names = load_images(source, classes=classes or None, limit=limit)
     plot_images_with_statistics(images, names, out, periodic=periodic)
     click.echo(f"wrote {out} ({len(images)} image{'s' * (len(images) != 1)})")

@@ -113,7 +113,9 @@ def decode(checkpoint, latents, out, threshold, device):
 def reconstruct(checkpoints, source, out, classes, split, limit, device):
     """Reconstruct inputs through one or more models (CHECKPOINTS) and draw them with their statistics."""
     from microlatent.evaluation import reconstruction_figure
+    from microlatent.plotting import check_figure_path
 
+    check_figure_path(out)
     labels = {_label(path): path for path in checkpoints}
     figure = reconstruction_figure(labels, source, out, classes=classes or None, split=split, limit=limit, device=device)
     click.echo(f"wrote {figure}")
