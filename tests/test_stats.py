@@ -207,3 +207,17 @@ def test_bad_input_gives_one_line_errors(x, kwargs, message):
     with pytest.raises(InputError) as info:
         two_point(x, **kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_probabilities_that_do_not_sum_to_one_and_complex_input_are_refused():
+    from microlatent.errors import InputError
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.random((2, 3, 8, 8))
+    with pytest.raises(InputError, match="must sum to 1 at every pixel"):
+        two_point(probabilities)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    assert two_point(probabilities, pairs="all").sum(axis=1) == pytest.approx(1.0, abs=1e-6)
+    for complex_input in (np.zeros((8, 8), np.complex64), torch.zeros(8, 8, dtype=torch.complex64)):
+        with pytest.raises(InputError, match="complex"):
+            two_point(complex_input)

@@ -223,6 +223,8 @@ def _window_sums(p1, crop_hw):
 def _as_float_tensor(x):
     """(tensor, came_from_numpy). Tensors keep float32/float64 and their device; other dtypes -> float32."""
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise InputError(f"expected real phase probabilities, got a complex tensor ({x.dtype})")
         if x.dtype == torch.float64:
             return x, False
         return x.float(), False
@@ -232,6 +234,8 @@ def _as_float_tensor(x):
         raise InputError(f"expected an image array, got {type(x).__name__}: {err}") from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise InputError(f"expected a numeric image array, got dtype {array.dtype}")
+    if np.iscomplexobj(array):  # casting would drop the imaginary part silently
+        raise InputError(f"expected real phase probabilities, got a complex array ({array.dtype})")
     dtype = np.float64 if array.dtype == np.float64 else np.float32
     return torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)), True
 
@@ -252,6 +256,9 @@ def _as_batch(tensor):
     )
 
 
+PROBABILITY_SUM_TOL = 1e-4  # float32 softmax outputs sum to 1 within ~1e-6
+
+
 def _check_probabilities(images):
     if images.numel() == 0:
         raise InputError(f"empty input of shape {tuple(images.shape)}")
@@ -260,6 +267,11 @@ def _check_probabilities(images):
         raise InputError("input contains NaN or infinite values")
     if lo < 0 or hi > 1:
         raise InputError(f"phase probabilities must lie in [0, 1], got values from {lo.item():.4g} to {hi.item():.4g}")
+    if images.ndim == 4:  # (N, C, H, W): the C phases' probabilities must sum to 1 at every pixel
+        error = (images.detach().sum(dim=1) - 1).abs().max().item()
+        if error > PROBABILITY_SUM_TOL:
+            raise InputError(f"the {images.shape[1]} phase probabilities must sum to 1 at every pixel "
+                             f"(off by up to {error:.3g})")
 
 
 def _resolve_crop(crop, height, width, periodic):
