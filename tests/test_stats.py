@@ -221,3 +221,11 @@ def test_probabilities_that_do_not_sum_to_one_and_complex_input_are_refused():
     for complex_input in (np.zeros((8, 8), np.complex64), torch.zeros(8, 8, dtype=torch.complex64)):
         with pytest.raises(InputError, match="complex"):
             two_point(complex_input)
+
+
+def test_an_output_larger_than_memory_is_refused_with_its_size(monkeypatch):
+    from microlatent.stats import correlation
+
+    monkeypatch.setattr(correlation, "_available_memory", lambda: 1000)
+    with pytest.raises(InputError, match=r"the statistics \(4, 2, 16, 16\) would take 0.01 MiB and 0.00 MiB is available"):
+        two_point(np.zeros((4, 16, 16)))

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import numpy as np
 import torch
 
@@ -81,6 +83,7 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     if images.requires_grad and torch.is_grad_enabled():
         out = torch.cat(list(chunks))
     else:  # fill one preallocated output: no second copy of the whole result
+        _check_fits_in_memory((images.shape[0], len(pair_list), *crop_hw), out_dtype, images.device)
         out = torch.empty((images.shape[0], len(pair_list), *crop_hw), dtype=out_dtype, device=images.device)
         for i, part in zip(range(0, images.shape[0], chunk), chunks):
             out[i : i + len(part)] = part
@@ -254,6 +257,32 @@ def _as_batch(tensor):
     raise InputError(
         f"expected an image (H, W), a 2-phase batch (N, H, W) or an n-phase batch (N, C, H, W), got shape {shape}"
     )
+
+
+def _available_memory():
+    """Bytes of memory available now (Linux /proc/meminfo MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _check_fits_in_memory(shape, dtype, device):
+    if device.type != "cpu":
+        return  # CUDA says so itself, in one line (torch.OutOfMemoryError)
+    need = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    available = _available_memory()
+    if available is not None and need > available:
+        raise InputError(f"the statistics {tuple(shape)} would take {_size(need)} and {_size(available)} is available: "
+                         "pass fewer images at a time, fewer pairs, or a crop")
+
+
+def _size(n):
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
 
 
 PROBABILITY_SUM_TOL = 1e-4  # float32 softmax outputs sum to 1 within ~1e-6
