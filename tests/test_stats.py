@@ -227,5 +227,5 @@ def test_an_output_larger_than_memory_is_refused_with_its_size(monkeypatch):
     from microlatent.stats import correlation
 
     monkeypatch.setattr(correlation, "_available_memory", lambda: 1000)
-    with pytest.raises(InputError, match=r"the statistics \(4, 2, 16, 16\) would take 0.01 MiB and 0.00 MiB is available"):
+    with pytest.raises(InputError, match=r"the statistics \(4, 2, 16, 16\) would take 0.02 MiB and 0.00 MiB is available"):
         two_point(np.zeros((4, 16, 16)))
