@@ -116,6 +116,8 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["stats", "{data}", "--out", "{tmp}/s.txt"], "a figure must be .png"),
         (["stats", "{data}", "--out", "{tmp}"], "is a folder; name the figure file"),
         (["reconstruct", "{model}", "--data", "{data}", "--out", "{tmp}/r.txt"], "a figure must be .png"),
+        (["stats", "{tmp}/zero.npy", "--out", "{tmp}/s.png"], "not a readable .npy array"),
+        (["reconstruct-stats", "{tmp}/zero.npz", "--out", "{tmp}/rs"], "not a readable .npz file"),
         (["data", "info", "{tmp}"], "is a directory. (see `microlatent data info --help`)"),
         (["encode", "--nope"], "No such option '--nope'"),
         (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
@@ -133,6 +135,7 @@ def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, ar
     np.save(tmp_path / "empty.npy", np.zeros((0, 16, 16)))
     np.save(tmp_path / "complex.npy", np.zeros((2, 16, 16), np.complex64))
     (tmp_path / "zero.npz").write_bytes(b"")
+    (tmp_path / "zero.npy").write_bytes(b"")
     np.savez(tmp_path / "nan_mu.npz", mu=np.full((2, 4, 2, 2), np.nan))
     np.savez(tmp_path / "z_ok.npz", mu=np.zeros((2, 4, 2, 2), np.float32))
     np.savez(tmp_path / "no_maps.npz", statistics=np.zeros((0, 4, 16, 16)))

@@ -97,7 +97,7 @@ def _targets(source, periodic, size, limit, classes):
         try:
             with np.load(source, allow_pickle=False) as data:
                 contents = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{source}: not a readable .npz file ({err})") from None
         if "statistics" not in contents:
             raise DataError(f"{source}: not a statistics file (no 'statistics' array; keys {sorted(contents)})")
@@ -110,7 +110,7 @@ def _targets(source, periodic, size, limit, classes):
     if source.suffix.lower() == ".npy":
         try:
             array = np.load(source, allow_pickle=False, mmap_mode="r")
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{source}: not a readable .npy array ({err})") from None
         if np.issubdtype(array.dtype, np.integer) and array.size and array.max() > 1:
             if array.ndim not in (2, 3):

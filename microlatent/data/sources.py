@@ -51,7 +51,7 @@ def _image_file(path, threshold):
 def _npy(path, limit):
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise DataError(f"{path}: not a readable .npy array ({err})") from None
     if array.ndim == 2:
         array = array[None]

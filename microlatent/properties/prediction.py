@@ -800,7 +800,7 @@ class PropertyPredictor:
         try:
             with np.load(file, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{file}: cannot read ({err})") from None
 
     def predict_images(self, images, model=None, kind="mlp", features="latent") -> np.ndarray:
@@ -866,7 +866,7 @@ def load_predictor(directory) -> PropertyPredictor:
                         "`microlatent properties fit`)")
     try:
         meta = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise DataError(f"{file}: cannot read ({err})") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise DataError(f"{file}: not a microlatent property predictor")

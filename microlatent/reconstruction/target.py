@@ -266,7 +266,7 @@ def load_target(path, periodic=None, size=None, index=0) -> TargetStatistics:
                 if "statistics" not in data.files:
                     raise DataError(f"{path}: not a statistics file (no 'statistics' array; keys {data.files})")
                 contents = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{path}: not a readable .npz file ({err})") from None
         return from_mapping(contents, periodic=periodic, size=size, index=index, source=str(path))
     if size is not None:
@@ -274,7 +274,7 @@ def load_target(path, periodic=None, size=None, index=0) -> TargetStatistics:
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{path}: not a readable .npy array ({err})") from None
         if np.issubdtype(array.dtype, np.integer) and array.size and array.max() > 1:  # phase labels
             if array.ndim == 3:
