@@ -187,6 +187,7 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
 
 
 def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, polish, bar, options):
+    _gradient.warm_up(target, n_samples, device)  # before the clock starts: the budget is for the search
     start = time.perf_counter()
 
     def clock():

@@ -73,6 +73,18 @@ def labels_of(hard, n_phases) -> np.ndarray:
     return hard.argmax(1).detach().cpu().numpy().astype(np.uint8)
 
 
+def warm_up(target: TargetStatistics, n_samples=1, device="cpu"):
+    """One optimiser step on the statistics at the run's shape, untimed. In a fresh process the first
+    torch.optim.Adam imports torch._dynamo (~1 s; 3 s on a loaded machine) and the first FFT at a size
+    plans it: a time budget is for the search, not for that."""
+    device = resolve_device(device)
+    shape = (n_samples, *target.shape) if target.n_phases == 2 else (n_samples, target.n_phases, *target.shape)
+    x = torch.full(shape, 1.0 / target.n_phases, device=device, requires_grad=True)
+    optimiser = torch.optim.Adam([x], lr=1e-3)
+    two_point(x, periodic=target.periodic, pairs="all", crop=target.crop, validate=False).sum().backward()
+    optimiser.step()
+
+
 def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, seed=0, device="auto",
             loss="cess", record_every=10, on_progress=None, clock=None, **options):
     """Run the schedule; returns (labels (N, H, W) uint8, soft field (N, H, W) or (N, C, H, W) float32,

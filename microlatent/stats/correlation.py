@@ -153,6 +153,8 @@ def _two_phase_chunk(p1, pairs, periodic, padded, crop_hw):
         count = float(height * width)
         total = p1.sum(dim=(-2, -1))[:, None, None]
         first = second = total
+    elif set(pairs) <= {(1, 1)}:  # f11 = S / n needs no window sums
+        count, first, second = _pair_counts(height, width, crop_hw, p1), None, None
     else:
         count, first, second = _window_sums(p1, crop_hw)
     maps = {
@@ -214,8 +216,10 @@ def _window_sums(p1, crop_hw):
     rx = _offset_axis(width, crop_hw[1]).to(p1.device)
 
     def box_sum(y0, y1, x0, x1):
-        y0, y1, x0, x1 = y0[:, None], y1[:, None], x0[None, :], x1[None, :]
-        return prefix[:, y1, x1] - prefix[:, y0, x1] - prefix[:, y1, x0] + prefix[:, y0, x0]
+        # The row range depends only on ry and the column range only on rx: difference the prefix sum
+        # along rows, then along columns (index_select; a 2-D gather per corner was 2/3 of the time).
+        rows = prefix.index_select(1, y1) - prefix.index_select(1, y0)  # (N, H', W + 1)
+        return rows.index_select(2, x1) - rows.index_select(2, x0)  # (N, H', W')
 
     # Omega_r: first point x in [max(0, -r), min(H, H - r)) along each axis; second point is x + r.
     first = box_sum((-ry).clamp(min=0), (height - ry).clamp(max=height), (-rx).clamp(min=0), (width - rx).clamp(max=width))
