@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from microlatent.data import MicrostructureDataset, generate
+from microlatent.data import MicrostructureDataset
 from microlatent.errors import InputError
 from microlatent.models import load_model
 from microlatent.training import DEFAULTS, train

@@ -1,7 +1,6 @@
 """Tests for microlatent.models: shapes, gradients, determinism, checkpoints, registry, weight loading."""
 
 import math
-import time
 import warnings
 
 import pytest

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import click
 import numpy as np
-import torch
 
 from microlatent.data.sources import load_images
 from microlatent.errors import DataError, InputError

@@ -15,8 +15,6 @@ Computed in PyTorch (NumPy in gives NumPy out), differentiable, batched in memor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
 
 import numpy as np
