@@ -116,9 +116,8 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     torch.manual_seed(seed)
     train_set, val_set = _datasets(config["data"], ddp)
     if len(train_set) == 0:
-        raise DataError(f"{config['data']['path']}: no training images (classes: "
-                        f"{', '.join(train_set.classes) if hasattr(train_set, 'classes') else '?'} or none; "
-                        "a file needs MICRO2D-layout class groups with images)")
+        raise DataError(f"{config['data']['path']}: no training images (a MICRO2D-layout file holds a group C "
+                        "with an image dataset C/C per class)")
     optim_cfg, sched_cfg = config["optim"], config["schedule"]
     batches_per_epoch = math.ceil(len(train_set) / optim_cfg["batch_size"])
     if config["train"]["max_steps_per_epoch"]:
