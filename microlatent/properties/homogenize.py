@@ -212,6 +212,7 @@ def _solve(images, mats, dtype, tol, max_iter, progress):
     iterations = np.zeros(n, dtype=np.int64)
     residual = np.zeros(n)
     converged = np.ones(n, dtype=bool)
+
     def operator(block, dt):
         coeff = np.moveaxis(coeffs.astype(dt)[block], -1, 1)  # (B, T, Nx, Ny)
         fraction = block.reshape(len(block), -1).mean(axis=1)
