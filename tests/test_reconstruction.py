@@ -290,7 +290,7 @@ def test_cli_reconstructs_from_a_statistics_file(tmp_path):
     assert isinstance(result.exception, InputError) and "[0, 1]" in str(result.exception)
 
 
-def test_a_time_budget_in_a_fresh_process_is_spent_on_the_search_not_on_warm_up():
+def test_a_time_budget_in_a_fresh_process_is_spent_on_the_search_and_all_of_it():
     """The first torch.optim.Adam of a process imports torch._dynamo (1-3 s): that happened inside the
     budget, so a 2 s reconstruction spent half of it before step 0. The warm-up now runs before the
     clock starts; step 0 is recorded within milliseconds (0.5 s leaves room for a loaded machine)."""
@@ -310,4 +310,4 @@ def test_a_time_budget_in_a_fresh_process_is_spent_on_the_search_not_on_warm_up(
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     first_step, total = json.loads(out.stdout.strip().splitlines()[-1])
     assert first_step < 0.5, (first_step, out.stderr[-500:])
-    assert total == pytest.approx(1.0, abs=0.25)
+    assert 0.95 <= total <= 1.25  # the whole budget: the polish no longer stops early (it left ~11 % unused)

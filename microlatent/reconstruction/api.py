@@ -26,7 +26,7 @@ GRADIENT_STEPS = 1000
 ANNEALING_SWEEPS = 20
 ANNEALING_MAX = 200_000
 # Greedy polish after gradient descent: candidate swaps per pixel, at most POLISH_MAX (it stops early
-# when no swap helps); with a time limit, polishing gets POLISH_TIME of it.
+# when no swap helps); with a time limit, polishing gets the last POLISH_TIME of it, all of it.
 POLISH_SWEEPS = 2
 POLISH_MAX = 10_000
 POLISH_TIME = 0.15
@@ -136,7 +136,7 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
     polish : int, optional
         Gradient method: greedy swap candidates tried on the binary image afterwards (default 2 per
         pixel, at most 10,000, stopping early when no swap helps; 0: none). With ``time_limit``,
-        polishing gets the last 15 % of it.
+        polishing gets the last 15 % of it and, by default, uses all of it.
     volume_fraction : float or sequence, optional
         Volume fraction of phase 1 (2 phases) or of every phase; default read off the target
         statistics at r = 0.
@@ -196,7 +196,10 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
     if steps is None and time_limit is None:
         steps = GRADIENT_STEPS
     pixels = target.shape[0] * target.shape[1]
-    polish = min(POLISH_SWEEPS * pixels, POLISH_MAX) if polish is None else polish
+    # Under a time budget the default polish has no step cap: it runs until the budget is spent (it
+    # stopped at ~8.9 s of 10, leaving the rest unused).
+    polish_steps = (None if time_limit else min(POLISH_SWEEPS * pixels, POLISH_MAX)) if polish is None else polish
+    polish = polish is None or polish > 0
     descent_time = time_limit * (1 - POLISH_TIME) if (time_limit and polish) else time_limit
     labels, soft, soft_errors, histories, done = _gradient.descend(
         target, n_samples=n_samples, steps=steps, time_limit=descent_time, seed=seed, device=device, loss=loss,
@@ -207,7 +210,7 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
         if polish:
             state = SwapState(image, target)
             remaining = None if not time_limit else max(time_limit - clock(), 1e-3) / (n_samples - i)
-            tried = anneal_state(state, np.random.default_rng([seed, i]), steps=polish, time_limit=remaining,
+            tried = anneal_state(state, np.random.default_rng([seed, i]), steps=polish_steps, time_limit=remaining,
                                  greedy=True, history=histories[i], clock=clock, step_offset=done)
             image = state.labels.astype(np.uint8)
         results.append(_result(target, image, soft_errors[i], histories[i], clock(), "gradient", loss, seed,

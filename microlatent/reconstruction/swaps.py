@@ -244,8 +244,8 @@ def anneal_state(state: SwapState, rng, steps=None, time_limit=None, t_start=Non
     steps : candidate swaps to try (as a one-by-one annealer would); time_limit : seconds. The
     temperature falls geometrically from ``t_start`` (default: from the spread of the energy changes
     of the first candidates) to ``t_start * t_end_ratio`` with progress = the larger of the fractions
-    of steps and of time used. Greedy mode takes the best of each batch if it lowers the energy and
-    stops early after many batches without improvement.
+    of steps and of time used. Greedy mode takes the best of each batch if it lowers the energy; without
+    a ``time_limit`` it stops early after many batches without improvement.
     ``history`` (a list) gets {"step", "seconds", "error"} entries now and then; ``clock`` returns
     seconds since the run began. Returns the number of candidate swaps tried.
     """
@@ -286,7 +286,7 @@ def anneal_state(state: SwapState, rng, steps=None, time_limit=None, t_start=Non
                 idle_batches = 0
             else:
                 idle_batches += 1
-                if idle_batches >= 50:
+                if idle_batches >= 50 and time_limit is None:  # under a time budget: keep looking till it ends
                     break
             continue
         if temperature0 is None:
