@@ -1,0 +1,144 @@
+"""The classical latent: PCA of 2-point statistics (Paulson et al. 2017), as a reversible estimator.
+
+``StatisticsPCA(n_components)`` fits a PCA to the (flattened) 2-point statistics of a set of
+microstructures; ``transform`` gives each image's principal-component code, ``inverse_transform`` maps
+codes back to statistics maps, which the reconstruction from statistics
+(:mod:`microlatent.reconstruction`) can turn into images. Saved as an .npz of arrays plus JSON settings
+(no pickles)::
+
+    pca = StatisticsPCA(n_components=20).fit(train_images)          # (N, H, W) in [0, 1]
+    codes = pca.transform(test_images)                              # (M, 20)
+    maps = pca.inverse_transform(codes)                             # (M, K, H', W')
+    pca.explained_variance_ratio_                                   # (20,)
+    pca.save("pca.npz"); StatisticsPCA.load("pca.npz")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from microlatent.errors import DataError, InputError
+from microlatent.stats.correlation import two_point
+
+FORMAT = "microlatent-statistics-pca"
+VERSION = 1
+_ARRAYS = ("components_", "mean_", "explained_variance_", "explained_variance_ratio_", "singular_values_")
+
+
+class StatisticsPCA:
+    """PCA of the 2-point statistics of microstructures (scikit-learn style: fit/transform).
+
+    Parameters
+    ----------
+    n_components : int, default 10
+        Principal components kept (at most min(N, K * H' * W') of the fitting set).
+    pairs : "auto", "all" or sequence of (h, h'), default ((1, 1),)
+        Phase pairs whose maps are the features (Paulson et al.: the phase-1 autocorrelation, which
+        for 2 phases determines the others).
+    periodic : bool, default True
+    crop : int or (int, int), optional
+        Keep only the central offsets (e.g. Cai et al.'s 50).
+
+    Attributes (after ``fit``)
+    --------------------------
+    components_ : (n_components, D); mean_ : (D,); explained_variance_, explained_variance_ratio_,
+    singular_values_ : (n_components,); statistics_shape_ : (K, H', W'); image_shape_ : (H, W).
+    """
+
+    def __init__(self, n_components=10, pairs=((1, 1),), periodic=True, crop=None):
+        self.n_components = n_components
+        self.pairs = pairs
+        self.periodic = periodic
+        self.crop = crop
+
+    def statistics(self, X) -> np.ndarray:
+        """(N, K, H', W') float64 statistics of images X (N, H, W) (or (N, C, H, W) probabilities)."""
+        X = np.asarray(X, dtype=np.float64)
+        return two_point(X, periodic=self.periodic, pairs=self._pairs(), crop=self.crop)
+
+    def fit(self, X, y=None):
+        from sklearn.decomposition import PCA
+
+        n = self.n_components
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n_components must be a positive integer, got {n!r}")
+        stats = self.statistics(X)
+        features = stats.reshape(len(stats), -1)
+        if n > min(features.shape):
+            raise InputError(f"n_components = {n} is more than min(images, features) = {min(features.shape)}")
+        pca = PCA(n_components=int(n), svd_solver="full").fit(features)
+        for name in _ARRAYS:
+            setattr(self, name, np.asarray(getattr(pca, name), dtype=np.float64))
+        self.statistics_shape_ = tuple(stats.shape[1:])
+        self.image_shape_ = tuple(np.shape(X)[-2:])
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """(N, n_components) codes of images X."""
+        self._check_fitted()
+        if tuple(np.shape(X)[-2:]) != self.image_shape_:
+            raise InputError(f"images of shape {tuple(np.shape(X)[-2:])}: this PCA was fitted on {self.image_shape_} images")
+        stats = self.statistics(X)
+        return (stats.reshape(len(stats), -1) - self.mean_) @ self.components_.T
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def inverse_transform(self, codes) -> np.ndarray:
+        """(N, K, H', W') statistics maps of codes (N, n_components)."""
+        self._check_fitted()
+        codes = np.asarray(codes, dtype=np.float64)
+        if codes.ndim != 2 or codes.shape[1] != len(self.components_):
+            raise InputError(f"codes must be (N, {len(self.components_)}), got shape {codes.shape}")
+        return (codes @ self.components_ + self.mean_).reshape(len(codes), *self.statistics_shape_)
+
+    def save(self, path):
+        """Write the fitted PCA to an .npz (arrays, and the settings as JSON; atomic)."""
+        self._check_fitted()
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise InputError(f"a StatisticsPCA is saved to an .npz file, got {path}")
+        settings = {"format": FORMAT, "version": VERSION, "n_components": int(self.n_components),
+                    "pairs": [list(p) for p in self._pairs()], "periodic": bool(self.periodic),
+                    "crop": None if self.crop is None else np.atleast_1d(self.crop).tolist(),
+                    "statistics_shape": list(self.statistics_shape_), "image_shape": list(self.image_shape_)}
+        partial = path.with_name(f".{path.name}.partial.npz")
+        np.savez(partial, settings=np.array(json.dumps(settings)), **{n: getattr(self, n) for n in _ARRAYS})
+        os.replace(partial, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> StatisticsPCA:
+        """A PCA written by :meth:`save` (read with ``allow_pickle=False``)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                settings = json.loads(str(data["settings"]))
+                arrays = {name: data[name] for name in _ARRAYS}
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            raise DataError(f"{path}: not a saved StatisticsPCA ({type(err).__name__}: {err})") from None
+        if settings.get("format") != FORMAT or settings.get("version") != VERSION:
+            raise DataError(f"{path}: not a microlatent StatisticsPCA (version {VERSION})")
+        crop = settings["crop"]
+        pca = cls(settings["n_components"], [tuple(p) for p in settings["pairs"]], settings["periodic"],
+                  None if crop is None else tuple(crop) if len(crop) > 1 else crop[0])
+        for name, value in arrays.items():
+            setattr(pca, name, value)
+        pca.statistics_shape_ = tuple(settings["statistics_shape"])
+        pca.image_shape_ = tuple(settings["image_shape"])
+        return pca
+
+    def _pairs(self):
+        if isinstance(self.pairs, str):
+            return self.pairs
+        return [tuple(int(v) for v in p) for p in self.pairs]
+
+    def _check_fitted(self):
+        if not hasattr(self, "components_"):
+            raise InputError("this StatisticsPCA is not fitted yet: call fit(images) first")
+
+
+__all__ = ["StatisticsPCA"]
