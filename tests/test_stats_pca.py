@@ -49,3 +49,18 @@ def test_save_and_load_give_the_same_codes_and_refuse_other_files(images, tmp_pa
         StatisticsPCA(n_components=99).fit(images)
     with pytest.raises(InputError, match="fitted on"):
         pca.transform(np.zeros((2, 16, 16)))
+
+
+def test_codes_decode_to_images_with_the_encoded_statistics(images):
+    from microlatent.reconstruction import from_image, statistics_error
+
+    pca = StatisticsPCA(n_components=12).fit(images)
+    mixed = [i for i, image in enumerate(images) if 0.1 < image.mean() < 0.9]  # one of each class
+    originals = images[[mixed[0], [i for i in mixed if i >= 8][0], [i for i in mixed if i >= 16][0]]]
+    decoded = pca.decode(pca.transform(originals), steps=300)
+    assert decoded.shape == originals.shape and set(np.unique(decoded)) <= {0, 1}
+    rng = np.random.default_rng(0)
+    for original, image in zip(originals, decoded):
+        target = from_image(original)
+        random = (rng.random(original.shape) < original.mean()).astype(np.uint8)
+        assert statistics_error(target, image[None])[0] < 0.2 * statistics_error(target, random[None])[0]

@@ -96,6 +96,28 @@ class StatisticsPCA:
             raise InputError(f"codes must be (N, {len(self.components_)}), got shape {codes.shape}")
         return (codes @ self.components_ + self.mean_).reshape(len(codes), *self.statistics_shape_)
 
+    def decode(self, codes, steps=None, time_limit=None, seed=0, device="cpu") -> np.ndarray:
+        """(N, H, W) uint8 microstructures whose statistics match those of ``codes`` (N, n_components):
+        each code's phase-1 autocorrelation is made a valid one (values within [max(0, 2v - 1), v],
+        v = its zero-offset value) and reconstructed by :func:`microlatent.reconstruction.reconstruct`
+        (gradient descent; ``steps`` or ``time_limit`` as there). Needs a PCA of the periodic (1, 1)
+        map, the one that determines a 2-phase image's statistics."""
+        from microlatent.reconstruction import from_map, reconstruct
+
+        self._check_fitted()
+        if self._pairs() != [(1, 1)] or not self.periodic:
+            raise InputError("decode needs a PCA of the periodic phase-1 autocorrelation (pairs ((1, 1),), periodic)")
+        images = []
+        for k, stats in enumerate(self.inverse_transform(codes)):
+            f11 = stats[0]
+            centre = tuple(n // 2 for n in f11.shape)
+            v = float(np.clip(f11[centre], 1e-4, 1 - 1e-4))
+            f11 = np.clip(f11, max(0.0, 2 * v - 1), v)
+            f11[centre] = v
+            target = from_map(f11[None], pairs=[(1, 1)], periodic=True, size=self.image_shape_, name=f"code{k}")
+            images.append(reconstruct(target, steps=steps, time_limit=time_limit, seed=seed, device=device)[0].image)
+        return np.stack(images)
+
     def save(self, path):
         """Write the fitted PCA to an .npz (arrays, and the settings as JSON; atomic)."""
         self._check_fitted()
