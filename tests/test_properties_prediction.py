@@ -196,11 +196,14 @@ def test_latent_predictor_of_ex_beats_the_mean_on_held_out_images(setup, fitted)
         r2, err = _metric(rows, "labels", "latent", kind, "Ex")
         assert r2 > 0.5, (kind, r2)
         assert 0 < err < 60
-    # the table is printed with both feature kinds and every regressor
-    for word in ("latent", "downsampled", "mlp", "linear", "svr", "R2 Ex", "MAPE% nu_yx"):
+    # the table is printed with every feature kind and every regressor
+    for word in ("latent", "downsampled", "pca-stats", "mlp", "linear", "svr", "R2 Ex", "MAPE% nu_yx"):
         assert word in output
+    r2_pca, _ = _metric(rows, "labels", "pca-stats", "svr", "Ex")  # the classical latent learns Ex too
+    assert r2_pca > 0.5, r2_pca
     meta = json.loads((out / "predictor.json").read_text())
     assert meta["latent_shape"] == [4, 4, 4] and meta["control_shape"] == [4, 4]
+    assert meta["pca"]["n_components"] == 64 and 0 < meta["pca"]["explained_variance"] <= 1
     assert meta["split"]["split_fractions"] == [0.6, 0.1, 0.3]
     assert meta["n_train"] == 72 and meta["n_test"] == 36  # the training split: 60/10/30 of 60 per class
     assert meta["phases"]["E"] == [10.0, 1.0] and meta["properties"] == list(PROPERTY_NAMES)
@@ -246,6 +249,13 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
     expected = load_predictor(out).predict_images(images, load_trained_model(checkpoint, "cpu"), kind="svr")
     np.testing.assert_allclose(printed, expected, rtol=1e-5)
     assert printed.shape == (5, 5) and "Ex" in result.output
+    # the PCA latent: the saved PCA and regressor give what the fit reported for the same test images
+    result = CliRunner().invoke(properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr",
+                                             "--features", "pca-stats", "--out", str(csv_path)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    with np.load(out / "predictions.npz") as saved:
+        np.testing.assert_allclose(np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6)),
+                                   saved["pca-stats_svr"][:5], rtol=1e-5)
 
 
 def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):

@@ -167,9 +167,9 @@ def _hidden(text):
               help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).")
 @click.option("--regressor", "regressors", multiple=True, type=click.Choice(_KINDS + ("all",)),
               default=("all",), show_default=True, help="Regressor(s): Cai's MLP, linear regression, RBF SVR (repeatable).")
-@click.option("--features", "features", multiple=True, type=click.Choice(("latent", "downsampled", "all")),
+@click.option("--features", "features", multiple=True, type=click.Choice(("latent", "downsampled", "pca-stats", "all")),
               default=("all",), show_default=True,
-              help="Latent codes, and/or the control: images area-downsampled to the latent's spatial size.")
+              help="Latent codes; the control (images area-downsampled to the latent's spatial size); pca-stats: a PCA of the autocorrelations with as many components as the latent has (Paulson et al.).")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Predictor folder (default: 'properties' beside CHECKPOINT).")
 @click.option("--class", "classes", multiple=True, metavar="NAMES",
@@ -195,7 +195,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
     from microlatent.properties.prediction import fit_property_models, metrics_table
 
     kinds = _KINDS if "all" in regressors else regressors
-    feats = ("latent", "downsampled") if "all" in features else features
+    feats = ("latent", "downsampled", "pca-stats") if "all" in features else features
     out = Path(out) if out else Path(checkpoint).resolve().parent / "properties"
     result = fit_property_models(
         checkpoint, data, out, kinds=kinds, features=feats, closed_loop=closed_loop,
@@ -213,7 +213,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("source", metavar="IMAGES_OR_FILE", type=click.Path())
 @click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True)
-@click.option("--features", type=click.Choice(("latent", "downsampled")), default="latent", show_default=True)
+@click.option("--features", type=click.Choice(("latent", "downsampled", "pca-stats")), default="latent", show_default=True)
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="The model to encode with (default: the one named in MODEL_DIR/predictor.json; must hold the same weights).")
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")

@@ -53,7 +53,8 @@ from microlatent.errors import DataError, InputError
 
 PROPERTY_NAMES = ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")
 REGRESSOR_KINDS = ("mlp", "linear", "svr")
-FEATURE_KINDS = ("latent", "downsampled")
+FEATURE_KINDS = ("latent", "downsampled", "pca-stats")
+PCA_FILE = "pca_stats.npz"
 TARGET_SETS = ("labels", "decoded")  # regress the stored labels, or the decoded-thresholded images' properties
 META_FILE = "predictor.json"
 META_FORMAT = "microlatent-property-predictor"
@@ -142,15 +143,22 @@ def latent_codes(model, images, batch_size=32) -> np.ndarray:
     return mu
 
 
-def feature_matrix(images, features: str, model=None, latent_shape=None, codes=None) -> np.ndarray:
+def feature_matrix(images, features: str, model=None, latent_shape=None, codes=None, pca=None) -> np.ndarray:
     """(N, D) float64 features of images (N, H, W) in [0, 1].
 
     ``features="latent"``: the model's latent means, flattened (pass ``codes`` to reuse encodings);
     ``"downsampled"``: the images area-downsampled to the latent's spatial size (:func:`control_shape`
-    of ``latent_shape``, or of the model's latent for these images), flattened.
+    of ``latent_shape``, or of the model's latent for these images), flattened;
+    ``"pca-stats"``: the codes of a fitted :class:`~microlatent.stats.StatisticsPCA` (``pca``), the
+    classical latent of Paulson et al. (2017).
     """
     if features not in FEATURE_KINDS:
         raise InputError(f"features must be one of {', '.join(FEATURE_KINDS)}, got {features!r}")
+    if features == "pca-stats":
+        if pca is None:
+            raise InputError("pca-stats features need a fitted StatisticsPCA")
+        codes = pca.transform(np.asarray(images, dtype=np.float64))
+        return codes / np.sqrt(pca.explained_variance_[0])  # leading component ~unit variance, the rest in proportion
     if features == "latent":
         if codes is None:
             if model is None:
@@ -199,7 +207,7 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         mlp: ``MLPRegressor(hidden_layer_sizes, activation="relu", solver="adam", alpha,
         early_stopping=True)`` (Cai et al.: hidden (1000, 1000, 100)); linear: ordinary least
         squares; svr: ``SVR(kernel="rbf", C, epsilon, gamma)`` per output (Sardeshmukh et al.).
-    features : {"latent", "downsampled"}, default "latent"
+    features : {"latent", "downsampled", "pca-stats"}, default "latent"
         What the inputs are (recorded with the model; the regressor itself takes any (N, ...) array).
     hidden_layer_sizes, alpha, learning_rate_init, max_iter, n_iter_no_change : MLP settings.
     C, epsilon, gamma : SVR settings (in standardised target units: epsilon 0.05 = 5% of a std).
@@ -264,8 +272,11 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         self.single_output_ = y_arr.ndim == 1
         y2 = y_arr.reshape(len(y_arr), -1)
         self.n_outputs_ = y2.shape[1]
+        # PCA codes keep their relative variances: standardising each component would raise the noise
+        # in the trailing ones to the leading ones' level (RBF SVR on 64 PCA codes of 72 images: R^2 0.15).
+        scaler = StandardScaler(with_std=self.features != "pca-stats")
         self.model_ = TransformedTargetRegressor(
-            regressor=Pipeline([("scale", StandardScaler()), ("model", self._estimator(len(X)))]),
+            regressor=Pipeline([("scale", scaler), ("model", self._estimator(len(X)))]),
             transformer=StandardScaler(), check_inverse=False,
         )
         with warnings.catch_warnings():
@@ -317,7 +328,7 @@ def _torch_module_class():
             ys = ttr.transformer_
             self.kind = regressor.kind
             self.register_buffer("x_mean", t(xs.mean_))
-            self.register_buffer("x_scale", t(xs.scale_))
+            self.register_buffer("x_scale", t(xs.scale_ if xs.scale_ is not None else np.ones_like(xs.mean_)))
             self.register_buffer("y_mean", t(ys.mean_))
             self.register_buffer("y_scale", t(ys.scale_))
             if self.kind == "linear":
@@ -545,7 +556,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     out_dir : path
         Folder for the predictor (see the module docstring).
     kinds : subset of ("mlp", "linear", "svr")
-    features : subset of ("latent", "downsampled")
+    features : subset of ("latent", "downsampled", "pca-stats")
     closed_loop : bool, default True
         Also fit ``decoded_{kind}`` regressors: latent code -> solver properties of the thresholded
         decoded image, on the training codes plus ``n_prior`` prior draws and ``n_mix`` mixtures of
@@ -592,6 +603,18 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     if "downsampled" in features:
         X["downsampled"] = (feature_matrix(train_images, "downsampled", latent_shape=latent_shape),
                             feature_matrix(test_images, "downsampled", latent_shape=latent_shape))
+    pca_meta = None
+    if "pca-stats" in features:  # the classical latent, at the VAE latent's size (or as many as the data allow)
+        from microlatent.stats import StatisticsPCA
+
+        n_components = min(int(np.prod(latent_shape)), len(train_images) - 1, int(np.prod(train_images.shape[1:])))
+        say(f"fitting a {n_components}-component PCA of the training images' autocorrelations")
+        pca = StatisticsPCA(n_components).fit(train_images)
+        X["pca-stats"] = (feature_matrix(train_images, "pca-stats", pca=pca), feature_matrix(test_images, "pca-stats", pca=pca))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        pca.save(out_dir / PCA_FILE)
+        pca_meta = {"file": PCA_FILE, "n_components": n_components,
+                    "explained_variance": float(pca.explained_variance_ratio_.sum())}
     params = dict(regressor_params or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, files, predictions = [], {}, {"y_test": y_test, "names": np.array(test_names)}
@@ -644,7 +667,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         "n_train": len(y_train), "n_test": len(y_test), "phases": phases, "threshold": THRESHOLD,
         "label_stats": _stats(y_train), "regressors": files, "features": list(features), "kinds": list(kinds),
         "regressor_params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-        "seed": seed,
+        "seed": seed, "pca": pca_meta,
     }
     if closed_loop:
         meta["closed_loop"] = {"n_codes": len(codes), "n_prior": n_prior, "n_mix": n_mix,
@@ -719,7 +742,7 @@ def plot_predictions(predictions, path):
     rows = [("labels", k) for k in kinds] + ([("decoded", k) for k in kinds if f"decoded_{k}" in predictions])
     fig, axes = plt.subplots(len(rows), len(PROPERTY_NAMES), figsize=(3.0 * len(PROPERTY_NAMES), 2.9 * len(rows)),
                              squeeze=False)
-    colours = {"latent": "tab:blue", "downsampled": "tab:orange", "decoded": "tab:green"}
+    colours = {"latent": "tab:blue", "downsampled": "tab:orange", "pca-stats": "tab:purple", "decoded": "tab:green"}
     for i, (set_name, kind) in enumerate(rows):
         for j, prop in enumerate(PROPERTY_NAMES):
             ax = axes[i, j]
@@ -808,7 +831,12 @@ class PropertyPredictor:
         reg = self.regressor(kind, features)
         if features == "decoded":
             raise InputError("the decoded (closed-loop) regressors take latent codes, not images")
-        X = feature_matrix(images, features, model=model, latent_shape=self.meta["latent_shape"])
+        pca = None
+        if features == "pca-stats":
+            from microlatent.stats import StatisticsPCA
+
+            pca = StatisticsPCA.load(self.file((self.meta.get("pca") or {}).get("file", PCA_FILE)))
+        X = feature_matrix(images, features, model=model, latent_shape=self.meta["latent_shape"], pca=pca)
         return reg.predict(X)
 
 

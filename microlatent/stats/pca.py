@@ -42,6 +42,7 @@ class StatisticsPCA:
     periodic : bool, default True
     crop : int or (int, int), optional
         Keep only the central offsets (e.g. Cai et al.'s 50).
+    svd_solver : scikit-learn PCA's (default "auto": randomized for few components of large maps)
 
     Attributes (after ``fit``)
     --------------------------
@@ -49,11 +50,12 @@ class StatisticsPCA:
     singular_values_ : (n_components,); statistics_shape_ : (K, H', W'); image_shape_ : (H, W).
     """
 
-    def __init__(self, n_components=10, pairs=((1, 1),), periodic=True, crop=None):
+    def __init__(self, n_components=10, pairs=((1, 1),), periodic=True, crop=None, svd_solver="auto"):
         self.n_components = n_components
         self.pairs = pairs
         self.periodic = periodic
         self.crop = crop
+        self.svd_solver = svd_solver
 
     def statistics(self, X) -> np.ndarray:
         """(N, K, H', W') float64 statistics of images X (N, H, W) (or (N, C, H, W) probabilities)."""
@@ -70,7 +72,7 @@ class StatisticsPCA:
         features = stats.reshape(len(stats), -1)
         if n > min(features.shape):
             raise InputError(f"n_components = {n} is more than min(images, features) = {min(features.shape)}")
-        pca = PCA(n_components=int(n), svd_solver="full").fit(features)
+        pca = PCA(n_components=int(n), svd_solver=self.svd_solver, random_state=0).fit(features)
         for name in _ARRAYS:
             setattr(self, name, np.asarray(getattr(pca, name), dtype=np.float64))
         self.statistics_shape_ = tuple(stats.shape[1:])
