@@ -232,3 +232,28 @@ def test_markdown_carries_no_raw_html_from_labels_or_cells(setup):
     assert "<img" not in text and "&lt;img src=x onerror=alert(1)&gt;\\|x" in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ") and "&lt;img" in line]
     assert table_rows and all(line.count(" | ") == line.count("|") - line.count("\\|") - 2 for line in table_rows)
+
+
+def test_latent_vs_pca_scores_both_latents_on_the_test_split(setup, capsys):
+    from microlatent.cli import main
+    from microlatent.evaluation.metrics import statistics_losses
+    from microlatent.evaluation.pca_comparison import compare_latents
+
+    checkpoint = setup["checkpoints"]["mse"]
+    result = compare_latents(checkpoint, setup["data"], limit_per_class=2, steps=200)
+    rows = {row["latent"]: row for row in result["rows"]}
+    assert rows["vae"]["dimensions"] == 3 * 8 * 8 and rows["pca-stats"]["dimensions"] == 27  # capped: 28 train images
+    names = result["names"]
+    assert names == [f"{c}[{i}]" for c in ("GRF", "lines") for i in _split(setup["data"], c)[:2]]
+    # the VAE's scores are those of its thresholded reconstructions, recomputed here
+    images = np.concatenate([read_images(setup["data"], c, _split(setup["data"], c)[:2]) for c in ("GRF", "lines")])
+    inputs, recons = reconstruct(load_trained_model(checkpoint, "cpu"), list(images.astype(np.float32)))
+    expected = statistics_losses(inputs.astype(np.float64), (recons >= 0.5).astype(np.float64))["js"]
+    np.testing.assert_allclose(result["per_image"]["vae"]["js"], expected, rtol=1e-9)
+    # the PCA codes decode to images far closer in statistics than random ones of the same volume fraction
+    rng = np.random.default_rng(0)
+    random = (rng.random(inputs.shape) < inputs.mean(axis=(1, 2), keepdims=True)).astype(np.float64)
+    assert np.median(result["per_image"]["pca-stats"]["js"]) < 0.5 * np.median(statistics_losses(inputs, random)["js"])
+    main(["latent-vs-pca", str(checkpoint), "--data", str(setup["data"]), "--n", "1", "--steps", "50"])
+    out = capsys.readouterr().out
+    assert "pca-stats" in out and "median JS" in out and "closer in statistics (JS) on" in out

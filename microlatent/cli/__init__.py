@@ -18,7 +18,7 @@ def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
-    from microlatent.cli.evaluate import compare, evaluate
+    from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca
     from microlatent.cli.properties import design, homogenize, properties
     from microlatent.cli.reconstruct_stats import reconstruct_stats
     from microlatent.cli.reproduce import reproduce
@@ -27,7 +27,7 @@ def _register_commands():
     from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
     data.add_command(homogenize)
-    for command in (demo, data, stats, train, finetune, sweep, configs, encode, decode, reconstruct, evaluate, compare, reproduce, reconstruct_stats, properties, design):
+    for command in (demo, data, stats, train, finetune, sweep, configs, encode, decode, reconstruct, evaluate, compare, latent_vs_pca, reproduce, reconstruct_stats, properties, design):
         cli.add_command(command)
 
 

@@ -91,3 +91,34 @@ def evaluate(checkpoint, label, **options):
 def compare(checkpoints, labels, **options):
     """Compare trained models (CHECKPOINTS) on the same samples: win matrix, histograms, tables, figures."""
     _run(list(checkpoints), list(labels), **options)
+
+
+@click.command("latent-vs-pca")
+@click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="HDF5 data set (default: the checkpoint's training data).")
+@click.option("--n", "limit", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Test images per class.")
+@click.option("--components", type=click.IntRange(min=1), default=None,
+              help="PCA components (default: as many numbers as the VAE latent has).")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="Gradient steps of each PCA decode (reconstruction from statistics).")
+@click.option("--device", default="cpu", show_default=True)
+def latent_vs_pca(checkpoint, data, limit, components, steps, device):
+    """CHECKPOINT's latent against a PCA of 2-point statistics at equal size, on held-out images.
+
+    Both encode and decode the checkpoint's test images; each binary image that comes back is scored
+    against its input by the Jensen-Shannon divergence of their 2-point statistics (lower = closer).
+    """
+    from microlatent.evaluation.pca_comparison import compare_latents
+
+    if not checkpoint.is_file():
+        raise InputError(f"model checkpoint not found: {checkpoint}")
+    result = compare_latents(checkpoint, data, limit_per_class=limit, n_components=components, steps=steps,
+                             device=device, log=click.echo)
+    click.echo(f"{len(result['names'])} test images; PCA explains {result['explained_variance']:.1%} of the "
+               "training autocorrelations' variance")
+    click.echo(f"{'latent':10s} {'numbers':>8s} {'median JS':>10s} {'s/decode':>9s}")
+    for row in result["rows"]:
+        click.echo(f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} {row['seconds_per_decode']:9.3f}")
+    click.echo(f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images")

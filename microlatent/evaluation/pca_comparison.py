@@ -1,0 +1,71 @@
+"""A trained VAE's latent against the classical latent, a PCA of 2-point statistics, at equal size.
+
+Both encode the same held-out images (the checkpoint's test split, as the model saw them) to codes of
+the same length and decode them back: the VAE with its decoder, the PCA through the reconstruction
+from statistics (:meth:`microlatent.stats.StatisticsPCA.decode`). Scored on the binary image each
+gives back (the VAE's thresholded at 0.5) against the input: the Jensen-Shannon divergence and the
+excess CESS of their 2-point statistics, and the seconds per decode.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from microlatent.errors import InputError
+
+
+def compare_latents(checkpoint, data=None, split="test", limit_per_class=4, n_components=None, steps=300,
+                    device="cpu", log=None) -> dict:
+    """{"rows": [{"latent", "dimensions", "median_js", "median_excess_cess", "seconds_per_decode"}],
+    "per_image": {latent: {"js": (N,), "excess_cess": (N,)}}, "names": [...], "explained_variance": float}.
+
+    The PCA is fitted on the checkpoint's training split (at the model's image size) with
+    ``n_components`` (default: the VAE latent's size, capped by the training images) components;
+    ``steps``: gradient steps of each PCA decode.
+    """
+    from microlatent.evaluation.inference import load_trained_model, model_batches, reconstruct
+    from microlatent.evaluation.metrics import statistics_losses
+    from microlatent.evaluation.report import _checkpoint_config
+    from microlatent.evaluation.samples import DEFAULT_FRACTIONS, load_split
+    from microlatent.stats import StatisticsPCA
+
+    say = log or (lambda line: None)
+    data_config = _checkpoint_config(checkpoint).get("data") or {}
+    data = data or data_config.get("path")
+    if not data:
+        raise InputError("no data given and the checkpoint's config names no data.path")
+    seed = int(data_config.get("split_seed", 0) or 0)
+    fractions = tuple(data_config.get("split_fractions") or DEFAULT_FRACTIONS)
+    model = load_trained_model(checkpoint, device)
+
+    def as_seen(samples):  # the images at the model's size, binary as in training
+        return np.concatenate([b[:, 0].cpu().numpy() for b in model_batches(model, samples.images)]).astype(np.float64)
+
+    train = as_seen(load_split(data, "train", None, None, seed, fractions))
+    test_samples = load_split(data, split, limit_per_class, None, seed, fractions)
+    test = as_seen(test_samples)
+    dims = int(np.prod(model.latent_shape(test.shape[1:])))
+    k = min(n_components or dims, len(train) - 1)
+    say(f"PCA of {len(train)} training autocorrelations, {k} components; VAE latent {dims} numbers")
+    pca = StatisticsPCA(k).fit(train)
+
+    started = time.perf_counter()
+    _, recon = reconstruct(model, list(test.astype(np.float32)))
+    vae_seconds = (time.perf_counter() - started) / len(test)
+    vae_binary = (recon >= 0.5).astype(np.float64)
+    say(f"decoding {len(test)} PCA codes through the reconstruction from statistics ({steps} steps each)")
+    started = time.perf_counter()
+    pca_binary = pca.decode(pca.transform(test), steps=steps, device=device).astype(np.float64)
+    pca_seconds = (time.perf_counter() - started) / len(test)
+
+    per_image, rows = {}, []
+    for name, images, size, seconds in (("vae", vae_binary, dims, vae_seconds), ("pca-stats", pca_binary, k, pca_seconds)):
+        scores = statistics_losses(test, images)
+        per_image[name] = {"js": scores["js"], "excess_cess": scores["excess_cess"]}
+        rows.append({"latent": name, "dimensions": size, "median_js": float(np.median(scores["js"])),
+                     "median_excess_cess": float(np.median(scores["excess_cess"])), "seconds_per_decode": seconds})
+    wins = float(np.mean(per_image["vae"]["js"] < per_image["pca-stats"]["js"]))
+    return {"rows": rows, "per_image": per_image, "names": test_samples.names, "vae_wins_js": wins,
+            "explained_variance": float(pca.explained_variance_ratio_.sum())}
