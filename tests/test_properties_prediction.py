@@ -109,6 +109,15 @@ def test_mlp_learns_a_nonlinear_map_and_defaults_to_cais_architecture():
     assert mlp.score(X[320:], y[320:]) > lin.score(X[320:], y[320:]) + 0.2
 
 
+def test_gradient_boosting_learns_a_nonlinear_map_and_refuses_a_torch_export():
+    X, y = _nonlinear_data(seed=5, n=400)
+    gbr = PropertyRegressor(kind="gbr").fit(X[:320], y[:320])
+    lin = PropertyRegressor(kind="linear").fit(X[:320], y[:320])
+    assert gbr.score(X[320:], y[320:]) > lin.score(X[320:], y[320:]) + 0.2
+    with pytest.raises(InputError, match="cannot guide a gradient search"):
+        gbr.to_torch()
+
+
 @pytest.mark.parametrize("kind", ["linear", "svr", "mlp"])
 def test_torch_export_matches_predict_and_has_correct_gradients(kind):
     X, y = _nonlinear_data(seed=3, n=120)
@@ -197,7 +206,7 @@ def test_latent_predictor_of_ex_beats_the_mean_on_held_out_images(setup, fitted)
         assert r2 > 0.5, (kind, r2)
         assert 0 < err < 60
     # the table is printed with every feature kind and every regressor
-    for word in ("latent", "downsampled", "pca-stats", "mlp", "linear", "svr", "R2 Ex", "MAPE% nu_yx"):
+    for word in ("latent", "downsampled", "pca-stats", "mlp", "linear", "svr", "gbr", "R2 Ex", "MAPE% nu_yx"):
         assert word in output
     r2_pca, _ = _metric(rows, "labels", "pca-stats", "svr", "Ex")  # the classical latent learns Ex too
     assert r2_pca > 0.5, r2_pca

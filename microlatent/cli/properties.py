@@ -148,7 +148,7 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
 # Property prediction from latent codes, and design in latent space.
 # --------------------------------------------------------------------------------------------
 
-_KINDS = ("mlp", "linear", "svr")
+_KINDS = ("mlp", "linear", "svr", "gbr")
 
 
 def _hidden(text):
@@ -166,7 +166,7 @@ def _hidden(text):
 @click.option("--data", "data", type=click.Path(dir_okay=False), required=True,
               help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).")
 @click.option("--regressor", "regressors", multiple=True, type=click.Choice(_KINDS + ("all",)),
-              default=("all",), show_default=True, help="Regressor(s): Cai's MLP, linear regression, RBF SVR (repeatable).")
+              default=("all",), show_default=True, help="Regressor(s): Cai's MLP, linear regression, RBF SVR, gradient boosting (repeatable).")
 @click.option("--features", "features", multiple=True, type=click.Choice(("latent", "downsampled", "pca-stats", "all")),
               default=("all",), show_default=True,
               help="Latent codes; the control (images area-downsampled to the latent's spatial size); pca-stats: a PCA of the autocorrelations with as many components as the latent has (Paulson et al.).")

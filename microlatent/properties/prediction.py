@@ -52,7 +52,7 @@ import numpy as np
 from microlatent.errors import DataError, InputError
 
 PROPERTY_NAMES = ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")
-REGRESSOR_KINDS = ("mlp", "linear", "svr")
+REGRESSOR_KINDS = ("mlp", "linear", "svr", "gbr")
 FEATURE_KINDS = ("latent", "downsampled", "pca-stats")
 PCA_FILE = "pca_stats.npz"
 TARGET_SETS = ("labels", "decoded")  # regress the stored labels, or the decoded-thresholded images' properties
@@ -203,10 +203,12 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
-    kind : {"mlp", "linear", "svr"}, default "mlp"
+    kind : {"mlp", "linear", "svr", "gbr"}, default "mlp"
         mlp: ``MLPRegressor(hidden_layer_sizes, activation="relu", solver="adam", alpha,
         early_stopping=True)`` (Cai et al.: hidden (1000, 1000, 100)); linear: ordinary least
-        squares; svr: ``SVR(kernel="rbf", C, epsilon, gamma)`` per output (Sardeshmukh et al.).
+        squares; svr: ``SVR(kernel="rbf", C, epsilon, gamma)`` per output (Sardeshmukh et al.);
+        gbr: scikit-learn's ``HistGradientBoostingRegressor`` per output (the gradient boosting of
+        PCA-of-statistics benchmarks; no ``to_torch``).
     features : {"latent", "downsampled", "pca-stats"}, default "latent"
         What the inputs are (recorded with the model; the regressor itself takes any (N, ...) array).
     hidden_layer_sizes, alpha, learning_rate_init, max_iter, n_iter_no_change : MLP settings.
@@ -243,6 +245,10 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
             return LinearRegression()
         if self.kind == "svr":
             return MultiOutputRegressor(SVR(kernel="rbf", C=self.C, epsilon=self.epsilon, gamma=self.gamma))
+        if self.kind == "gbr":  # the PCA-of-statistics benchmark's regressor (not differentiable: no design)
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            return MultiOutputRegressor(HistGradientBoostingRegressor(random_state=self.random_state))
         if self.kind == "mlp":
             return MLPRegressor(
                 hidden_layer_sizes=tuple(self.hidden_layer_sizes), activation="relu", solver="adam",
@@ -310,6 +316,9 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         kernel expansion of each SVR, and the inverse target scaling. Matches :meth:`predict` to
         rounding."""
         self._check_fitted()
+        if self.kind == "gbr":
+            raise InputError("a gradient-boosting regressor is piecewise constant, so it cannot guide a gradient "
+                             "search; use mlp, linear or svr")
         return TorchRegressor(self, dtype=dtype)
 
 
@@ -555,7 +564,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         MICRO2D-layout HDF5 file with ``homogenized_mechanical`` labels (``microlatent data homogenize``).
     out_dir : path
         Folder for the predictor (see the module docstring).
-    kinds : subset of ("mlp", "linear", "svr")
+    kinds : subset of ("mlp", "linear", "svr", "gbr")
     features : subset of ("latent", "downsampled", "pca-stats")
     closed_loop : bool, default True
         Also fit ``decoded_{kind}`` regressors: latent code -> solver properties of the thresholded
