@@ -57,6 +57,8 @@ def write_generated(path, kind: str, n: int, size: int | None = None, seed: int 
     # A new file is written under a temporary name and renamed when every class is in it: a killed
     # generate leaves no file that looks complete.
     partial = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
+    if os.path.exists(partial):
+        os.remove(partial)  # left by a killed run
     try:
         _write_classes(partial, names, n, size, seed, batch_size, compression, progress, params)
         os.replace(partial, path)
@@ -67,8 +69,6 @@ def write_generated(path, kind: str, n: int, size: int | None = None, seed: int 
 
 
 def _write_classes(path, names, n, size, seed, batch_size, compression, progress, params):
-    if os.path.exists(path) and os.path.basename(path).startswith(".") and path.endswith(".partial"):
-        os.remove(path)  # left by a killed run
     for name in names:
         side = default_size(name) if size is None else size
 
