@@ -1,6 +1,7 @@
 """2-point statistics against the definition, computed by explicit loops over pixels."""
 
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_chunked_batches_match_one_at_a_time(monkeypatch):
     np.testing.assert_allclose(with_grad.detach().numpy(), whole, atol=1e-14)
 
 
-def test_float32_non_periodic_maps_are_accurate_at_offsets_with_few_pairs():
+def test_float32_non_periodic_maps_are_accurate_at_offsets_with_few_pairs(monkeypatch):
     """Corner offsets have a single pair; float32 FFT roundoff divided by 1 must not show there."""
     x = (np.random.default_rng(11).random((2, 64, 64)) < 0.4).astype(np.float32)
     f32 = two_point(x, periodic=False, pairs="all")
@@ -160,6 +161,31 @@ def test_float32_non_periodic_maps_are_accurate_at_offsets_with_few_pairs():
     np.testing.assert_allclose(f32, f64, atol=1e-6)
     corner = x[:, 0, 0] * x[:, -1, -1]  # f(1,1 | r = (-(H-1), -(W-1))): the one pair is x[H-1,W-1], x[0,0]
     np.testing.assert_allclose(f32[:, 3, 0, 0], corner, atol=1e-6)
+    # Grey (non-binary) float32 input, and binary images too large to round sums exactly, take the
+    # float64 path: just as accurate at the corners.
+    grey = np.random.default_rng(13).random((2, 64, 64)).astype(np.float32)
+    np.testing.assert_allclose(two_point(grey, periodic=False, pairs="all"),
+                               two_point(grey.astype(np.float64), periodic=False, pairs="all"), atol=1e-6)
+    module = sys.modules["microlatent.stats.correlation"]
+    monkeypatch.setattr(module, "_WHOLE_NUMBER_MAX_PIXELS", 16)
+    np.testing.assert_allclose(two_point(x, periodic=False, pairs="all"), f64, atol=1e-6)
+
+
+@pytest.mark.parametrize("crop", [31, 32, (9, 40)])
+def test_cropped_non_periodic_maps_need_less_padding_and_stay_accurate_in_float32(crop):
+    """A crop is padded only as far as its largest offset, and summed in float32 when every kept offset
+    pairs enough pixels: it must still match the float64 full map, cropped."""
+    x = (np.random.default_rng(12).random((3, 64, 50)) < 0.4).astype(np.float32)
+    full = two_point(x.astype(np.float64), periodic=False, pairs="all")
+    got = two_point(x, periodic=False, pairs="all", crop=crop)
+    kh, kw = (crop, crop) if isinstance(crop, int) else crop
+    top, left = full.shape[2] // 2 - kh // 2, full.shape[3] // 2 - kw // 2
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, full[:, :, top : top + kh, left : left + kw], atol=2e-6)
+    three = np.stack([1 - x, x * 0.5, x * 0.5], axis=1)
+    got3 = two_point(three, periodic=False, pairs="all", crop=crop)
+    full3 = two_point(three.astype(np.float64), periodic=False, pairs="all")
+    np.testing.assert_allclose(got3, full3[:, :, top : top + kh, left : left + kw], atol=2e-6)
 
 
 @pytest.mark.parametrize("periodic", [True, False])

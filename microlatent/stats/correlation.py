@@ -38,8 +38,8 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
         case), values in [0, 1]; phase 0 is 1 - x. (N, 1, H, W) is read the same way.
         (N, C, H, W) with C >= 2: probability of each of C phases.
         NumPy in gives NumPy out (float64 stays float64, anything else becomes float32); a tensor in
-        gives a tensor out on the same device, float32 or float64, differentiable. Non-periodic sums are
-        accumulated in float64 whatever the input (see Returns).
+        gives a tensor out on the same device, float32 or float64, differentiable. Non-periodic float32
+        sums are made exact or accurate where float32 roundoff would show (see Returns).
     periodic : bool
         True: x + r wraps around (output H' x W' = H x W, offsets -(H//2) .. (H-1)//2).
         False: no wrap (output (2H-1) x (2W-1), offsets -(H-1) .. H-1).
@@ -55,7 +55,11 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     Returns
     -------
     (N, K, H', W') array or tensor, one map per pair, zero offset at [H'//2, W'//2]. FFT roundoff can
-    leave values ~1e-7 (float32 periodic) or ~1e-15 (non-periodic, summed in float64) outside [0, 1].
+    leave values ~1e-7 (float32) or ~1e-15 (float64) outside [0, 1]. Non-periodic maps divide each
+    offset by its own pair count, which would magnify float32 roundoff at offsets with few pairs; there
+    binary images up to 512 x 512 have their sums rounded to the whole numbers they are (exact), and
+    other float32 input is summed in float64 (about 2x the time). A crop pads the FFT only as far as
+    its largest offset.
     """
     tensor, to_numpy = _as_float_tensor(x)
     images, two_phase = _as_batch(tensor)
@@ -66,25 +70,33 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     height, width = images.shape[-2:]
     crop_hw = _resolve_crop(crop, height, width, periodic)
     out_dtype = images.dtype
+    whole_numbers = False
     if not periodic:
-        # Each offset is divided by its own pair count, down to 1 at the corners: float32 FFT roundoff
-        # (~1e-7 of the whole image's sum) would grow to ~1e-3 there, so sum in float64.
-        images = images.double()
+        images, whole_numbers = _nonperiodic_precision(images, crop_hw)
 
-    compute = _two_phase_chunk if two_phase else _multi_phase_chunk
-    padded = (height, width) if periodic else (_fast_size(2 * height - 1), _fast_size(2 * width - 1))
-    spectra = 1 if two_phase else len({h for pair in pair_list for h in pair})
-    per_image = images.element_size() * padded[0] * (2 * spectra * (padded[1] // 2 + 1) + (len(pair_list) + 1) * padded[1])
+    padded = _padded_size(height, width, periodic, crop_hw)
+    range_y, range_x = _offset_range(height, width, periodic, crop_hw)
+    inverse_count = 1.0 / (height * width) if periodic else 1.0 / _pair_counts(height, width, crop_hw, images)
+    needs_ones = two_phase and not periodic and any(0 in pair for pair in pair_list)
+    ones = _ones_spectrum(height, width, padded, images) if needs_ones else None
+    used = {h for pair in pair_list for h in pair}
+    per_image = images.element_size() * padded[0] * (2 * len(used) * (padded[1] // 2 + 1) + 2 * padded[1])
     chunk = max(1, _CHUNK_BYTES // per_image)
-    chunks = (compute(images[i : i + chunk], pair_list, periodic, padded, crop_hw).to(out_dtype)
-              for i in range(0, images.shape[0], chunk))
+    starts = range(0, images.shape[0], chunk)
     if images.requires_grad and torch.is_grad_enabled():
-        out = torch.cat(list(chunks))
-    else:  # fill one preallocated output: no second copy of the whole result
+        out = torch.cat([
+            torch.stack([_gather(raw, range_y, range_x) * inverse_count  # (never whole_numbers: no gradient)
+                         for raw in _correlations(images[i : i + chunk], pair_list, two_phase, periodic, padded, ones)], dim=1)
+            for i in starts
+        ]).to(out_dtype)
+    else:  # gather, normalise and cast each map into one preallocated output in a single pass
         _check_fits_in_memory((images.shape[0], len(pair_list), *crop_hw), out_dtype, images.device)
         out = torch.empty((images.shape[0], len(pair_list), *crop_hw), dtype=out_dtype, device=images.device)
-        for i, part in zip(range(0, images.shape[0], chunk), chunks):
-            out[i : i + len(part)] = part
+        for i in starts:
+            for k, raw in enumerate(_correlations(images[i : i + chunk], pair_list, two_phase, periodic, padded, ones)):
+                if whole_numbers:  # binary input: every sum is a whole number, float32 roundoff < 0.1
+                    raw.round_()
+                _gather(raw, range_y, range_x, scale=inverse_count, out=out[i : i + len(raw), k])
     return out.cpu().numpy() if to_numpy else out
 
 
@@ -138,91 +150,99 @@ def volume_fraction(x):
     return result.detach().cpu().numpy() if to_numpy else result
 
 
-def _two_phase_chunk(p1, pairs, periodic, padded, crop_hw):
-    """Statistics of a 2-phase batch (N, H, W) from one FFT: with S(r) = sum x(x) x(x+r) and the window
-    sums A(r) = sum_{Omega_r} x(x), B(r) = sum_{Omega_r} x(x+r) and counts n(r),
-    f11 = S/n, f10 = (A - S)/n, f01 = (B - S)/n, f00 = (n - A - B + S)/n."""
-    height, width = p1.shape[-2:]
-    spectrum = torch.fft.rfftn(p1, s=padded, dim=(-2, -1))
-    raw = torch.fft.irfftn(spectrum.conj() * spectrum, s=padded, dim=(-2, -1))
-    raw = _centre(raw, height, width, periodic, crop_hw)
-    if periodic:
-        # Every window is the whole image: A = B = sum of x, n = H W.
-        count = float(height * width)
-        total = p1.sum(dim=(-2, -1))[:, None, None]
-        first = second = total
-    elif set(pairs) <= {(1, 1)}:  # f11 = S / n needs no window sums
-        count, first, second = _pair_counts(height, width, crop_hw, p1), None, None
+def _correlations(images, pairs, two_phase, periodic, padded, ones):
+    """Circular correlations sum_x m(h, x) m(h', x + r) of a chunk, one (N, P, Q) map per pair (h, h'),
+    zero-padded to ``padded``: one forward FFT per phase used and one inverse FFT per pair. A 2-phase
+    batch (N, H, W) holds phase 1; phase 0 = mask - x has spectrum ``ones`` - X, so it costs no FFT,
+    and periodic 2-phase maps all follow from S = corr(x, x) and the image's sum T:
+    corr(x, 1-x) = corr(1-x, x) = T - S, corr(1-x, 1-x) = HW - 2T + S."""
+    if two_phase:
+        x = torch.fft.rfftn(images, s=padded, dim=(-2, -1))
+        if periodic:
+            same = torch.fft.irfftn(x.conj() * x, s=padded, dim=(-2, -1))
+            total = images.sum(dim=(-2, -1))[:, None, None]
+            derived = {(1, 1): lambda: same, (0, 1): lambda: total - same, (1, 0): lambda: total - same,
+                       (0, 0): lambda: (images[0].numel() - 2 * total) + same}
+            yield from (derived[pair]() for pair in pairs)
+            return
+        spectra = {1: x, 0: ones - x if ones is not None else None}
     else:
-        count, first, second = _window_sums(p1, crop_hw)
-    maps = {
-        (1, 1): lambda: raw,
-        (1, 0): lambda: first - raw,
-        (0, 1): lambda: second - raw,
-        (0, 0): lambda: count - first - second + raw,
-    }
-    return torch.stack([maps[pair]() for pair in pairs], dim=1) / count
-
-
-def _multi_phase_chunk(phases, pairs, periodic, padded, crop_hw):
-    """Statistics of an n-phase batch (N, C, H, W): one FFT per phase that a pair uses, one inverse FFT
-    per pair (never all C x C products at once)."""
-    height, width = phases.shape[-2:]
-    spectra = {h: torch.fft.rfftn(phases[:, h], s=padded, dim=(-2, -1)) for h in sorted({h for p in pairs for h in p})}
-    maps = []
+        spectra = {h: torch.fft.rfftn(images[:, h], s=padded, dim=(-2, -1)) for h in sorted({h for p in pairs for h in p})}
     for h, k in pairs:
-        raw = torch.fft.irfftn(spectra[h].conj() * spectra[k], s=padded, dim=(-2, -1))
-        maps.append(_centre(raw, height, width, periodic, crop_hw))
-    count = float(height * width) if periodic else _pair_counts(height, width, crop_hw, phases)
-    return torch.stack(maps, dim=1) / count
+        yield torch.fft.irfftn(spectra[h].conj() * spectra[k], s=padded, dim=(-2, -1))
 
 
-def _centre(raw, height, width, periodic, crop_hw):
-    """Move offset 0 of a circular correlation (index 0) to the centre and keep the wanted offsets."""
+def _ones_spectrum(height, width, padded, like):
+    """rfft of the image's all-ones mask at the FFT size: the spectrum of 'inside the image'."""
+    return torch.fft.rfftn(torch.ones((height, width), dtype=like.dtype, device=like.device), s=padded)
+
+
+def _padded_size(height, width, periodic, crop_hw):
+    """FFT size: the image itself (periodic), else zero-padded so that no kept offset wraps around. A
+    circular correlation of length P mixes offsets r and r - P; with |r| <= m kept, P >= H + m keeps
+    r - P below -(H - 1), where no pixels pair. A crop therefore needs less padding than the full map."""
     if periodic:
-        centred = torch.fft.fftshift(raw, dim=(-2, -1))
-    else:
-        # Offsets -(H-1)..(H-1) of the zero-padded correlation sit at indices P-(H-1)..P-1, 0..H-1.
-        centred = torch.roll(raw, shifts=(height - 1, width - 1), dims=(-2, -1))[..., : 2 * height - 1, : 2 * width - 1]
-    kh, kw = crop_hw
-    top, left = centred.shape[-2] // 2 - kh // 2, centred.shape[-1] // 2 - kw // 2
-    return centred[..., top : top + kh, left : left + kw]
+        return height, width
+    reach_y, reach_x = (int(max(abs(r[0]), abs(r[-1]))) for r in offsets((height, width), False, crop_hw))
+    return _fast_size(height + reach_y), _fast_size(width + reach_x)
 
 
-def _offset_axis(size, keep):
-    """Non-periodic offsets along one axis, cropped to the central ``keep``, as a tensor."""
-    full = torch.arange(-(size - 1), size)
-    start = len(full) // 2 - keep // 2
-    return full[start : start + keep]
+def _offset_range(height, width, periodic, crop_hw):
+    """((first ry, last ry), (first rx, last rx)) kept: a contiguous run through 0 along each axis."""
+    ry, rx = offsets((height, width), periodic, crop_hw)
+    return (int(ry[0]), int(ry[-1])), (int(rx[0]), int(rx[-1]))
+
+
+def _gather(raw, range_y, range_x, scale=None, out=None):
+    """The offsets range_y x range_x (inclusive, each a run through 0) of circular correlations ``raw``
+    (..., P, Q), centred: offset r sits at index r mod P, so the negative offsets come from the end.
+    Four block copies (index_select was 10x slower), times ``scale`` (a number or an (H', W') map) if
+    given. With ``out`` the blocks are written there, cast to its dtype, in the same pass (no autograd)."""
+    (y0, y1), (x0, x1) = range_y, range_x
+    size_y, size_x = raw.shape[-2:]
+    if out is None:
+        out = raw.new_empty((*raw.shape[:-2], y1 - y0 + 1, x1 - x0 + 1))
+    for rows_out, rows_in in ((slice(None, -y0), slice(size_y + y0, None)), (slice(-y0, None), slice(None, y1 + 1))):
+        for cols_out, cols_in in ((slice(None, -x0), slice(size_x + x0, None)), (slice(-x0, None), slice(None, x1 + 1))):
+            block = raw[..., rows_in, cols_in]
+            if scale is None:
+                out[..., rows_out, cols_out] = block
+            elif isinstance(scale, torch.Tensor):
+                torch.mul(block, scale[rows_out, cols_out], out=out[..., rows_out, cols_out])
+            else:
+                torch.mul(block, scale, out=out[..., rows_out, cols_out])
+    return out
+
+
+# Non-periodic maps divide each offset's sum by its own pair count n(r), down to 1 at the corners of a
+# full map: float32 FFT roundoff (~1e-7 of the image's sum) grows by HW / n(r) there, to ~1e-3. So:
+_FLOAT32_MIN_PAIR_SHARE = 0.25  # float32 as it is where every kept offset pairs >= 1/4 of the pixels;
+_WHOLE_NUMBER_MAX_PIXELS = 512 * 512  # binary images up to this size: float32, sums rounded to whole
+# numbers, which is exact: measured roundoff of an all-ones 512 x 512 image is 0.06, and 0.25 at 1024.
+
+
+def _nonperiodic_precision(images, crop_hw):
+    """(images in the dtype to sum in, whether to round the sums to whole numbers) for non-periodic
+    statistics: float64 input stays float64; float32 is kept where its roundoff cannot show (see
+    above); everything else is summed in float64 (2x the FFT time)."""
+    if images.dtype == torch.float64:
+        return images, False
+    height, width = images.shape[-2:]
+    ry, rx = offsets((height, width), False, crop_hw)
+    fewest = (height - np.abs(ry).max()) * (width - np.abs(rx).max())
+    if fewest >= _FLOAT32_MIN_PAIR_SHARE * height * width:
+        return images, False
+    if (height * width <= _WHOLE_NUMBER_MAX_PIXELS and not (images.requires_grad and torch.is_grad_enabled())
+            and bool(((images == 0) | (images == 1)).all())):
+        return images, True
+    return images.double(), False
 
 
 def _pair_counts(height, width, crop_hw, like):
     """|Omega_r| = (H - |ry|) (W - |rx|) for the non-periodic offsets kept, shape (H', W')."""
-    ry = _offset_axis(height, crop_hw[0]).to(like.device)
-    rx = _offset_axis(width, crop_hw[1]).to(like.device)
-    return ((height - ry.abs())[:, None] * (width - rx.abs())[None, :]).to(like.dtype)
-
-
-def _window_sums(p1, crop_hw):
-    """For each non-periodic offset r: the count n(r), A(r) = sum of x over Omega_r (first point) and
-    B(r) = sum of x over Omega_r + r (second point), from one 2-D prefix sum. Shapes (H', W') and
-    (N, H', W')."""
-    height, width = p1.shape[-2:]
-    # prefix[i, j] = sum of x[:i, :j]
-    prefix = torch.nn.functional.pad(p1.cumsum(-2).cumsum(-1), (1, 0, 1, 0))
-    ry = _offset_axis(height, crop_hw[0]).to(p1.device)
-    rx = _offset_axis(width, crop_hw[1]).to(p1.device)
-
-    def box_sum(y0, y1, x0, x1):
-        # The row range depends only on ry and the column range only on rx: difference the prefix sum
-        # along rows, then along columns (index_select; a 2-D gather per corner was 2/3 of the time).
-        rows = prefix.index_select(1, y1) - prefix.index_select(1, y0)  # (N, H', W + 1)
-        return rows.index_select(2, x1) - rows.index_select(2, x0)  # (N, H', W')
-
-    # Omega_r: first point x in [max(0, -r), min(H, H - r)) along each axis; second point is x + r.
-    first = box_sum((-ry).clamp(min=0), (height - ry).clamp(max=height), (-rx).clamp(min=0), (width - rx).clamp(max=width))
-    second = box_sum(ry.clamp(min=0), (height + ry).clamp(max=height), rx.clamp(min=0), (width + rx).clamp(max=width))
-    return _pair_counts(height, width, crop_hw, p1), first, second
+    ry, rx = offsets((height, width), False, crop_hw)
+    counts = (height - np.abs(ry))[:, None] * (width - np.abs(rx))[None, :]
+    return torch.as_tensor(counts, dtype=like.dtype, device=like.device)
 
 
 def _as_float_tensor(x):
