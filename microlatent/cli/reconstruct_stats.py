@@ -18,12 +18,16 @@ from microlatent.errors import DataError, InputError
               help="Folder for the reconstructions (.npy phase labels, .png), one figure per target and summary.json.")
 @click.option("--method", type=click.Choice(["gradient", "annealing"]), default="gradient", show_default=True,
               help="Gradient descent on a pixel field (with the clamp loss), or Yeong-Torquato simulated annealing.")
+@click.option("--optimizer", type=click.Choice(["lbfgs", "adam"]), default=None,
+              help="Gradient method: L-BFGS-B on pixel values with restarts (default for 2 phases on a CPU), or "
+                   "Adam on a sigmoid/softmax field with the clamp loss (default for more phases or on a GPU).")
 @click.option("--loss", type=click.Choice(["cess", "msess"]), default="cess", show_default=True,
-              help="Statistics loss of the gradient method.")
+              help="Statistics loss of --optimizer adam (lbfgs fits the phase-1 autocorrelation by squared error).")
 @click.option("--n", "n_samples", type=click.IntRange(min=1), default=1, show_default=True,
               help="Reconstructions per target.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Gradient steps (default 1000) or annealing candidate swaps (default 20 per pixel, at most 200,000).")
+              help="Gradient steps or L-BFGS-B evaluations (default 1000), or annealing candidate swaps (default 20 per "
+                   "pixel, at most 200,000).")
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds per run instead of (or as well as) --steps.")
 @click.option("--polish", type=click.IntRange(min=0), default=None,
@@ -39,7 +43,7 @@ from microlatent.errors import DataError, InputError
 @click.option("--limit", type=click.IntRange(min=1), default=1, show_default=True,
               help="Targets to reconstruct: the first LIMIT images (of each --class) or statistics maps in TARGET.")
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) to take targets from (repeatable).")
-def reconstruct_stats(target, out, method, loss, n_samples, steps, time_limit, polish, periodic, seed, device,
+def reconstruct_stats(target, out, method, optimizer, loss, n_samples, steps, time_limit, polish, periodic, seed, device,
                       volume_fraction, size, limit, classes):
     """Reconstruct microstructures from the 2-point statistics of TARGET.
 
@@ -58,9 +62,12 @@ def reconstruct_stats(target, out, method, loss, n_samples, steps, time_limit, p
     out.mkdir(parents=True, exist_ok=True)
     summary = []
     for t in targets:
+        options = {"optimizer": optimizer} if method == "gradient" and optimizer else {}
+        if optimizer and method != "gradient":
+            raise InputError("--optimizer applies to --method gradient")
         results = reconstruct(t, method=method, loss=loss, n_samples=n_samples, steps=steps, seed=seed,
                               device=device, volume_fraction=volume_fraction, time_limit=time_limit,
-                              polish=polish, progress=True)
+                              polish=polish, progress=True, **options)
         stem = _stem(t.name)
         for j, r in enumerate(results):
             array_path, png_path = out / f"{stem}_{method}_{j}.npy", out / f"{stem}_{method}_{j}.png"
@@ -75,7 +82,7 @@ def reconstruct_stats(target, out, method, loss, n_samples, steps, time_limit, p
                 + f"), {r.seconds:.1f} s -> {array_path}"
             )
             summary.append({
-                "target": t.name, "sample": j, "method": method, "loss": loss if method == "gradient" else None,
+                "target": t.name, "sample": j, "method": method, "optimizer": r.optimizer, "loss": r.loss,
                 "error": r.error, "cess": r.cess, "soft_error": r.soft_error, "seconds": r.seconds, "steps": r.steps,
                 "seed": r.seed, "volume_fractions": r.volume_fractions.tolist(),
                 "target_volume_fractions": np.asarray(t.volume_fractions).tolist(),

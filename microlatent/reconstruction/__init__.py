@@ -5,9 +5,13 @@
     results[0].image, results[0].error
 
 Methods
-    ``"gradient"``: gradient descent on a sigmoid (2 phases) / softmax (C phases) pixel field
+    ``"gradient"``, ``optimizer="lbfgs"`` (2 phases on a CPU, the default there): L-BFGS-B on pixel
+    values in [0, 1] fitting the phase-1 autocorrelation, as MCRpy does (Seibert et al.), restarted
+    from a new random field whenever a run stalls, binarised at the target volume fraction
+    (``microlatent.reconstruction.lbfgs``); often an exact match (error ~1e-32).
+    ``"gradient"``, ``optimizer="adam"`` (C phases, GPUs): Adam on a sigmoid / softmax pixel field
     minimising CESS or MSESS plus the clamp loss (Cai et al. 2025, eq. 7-9), ending in a binary image
-    (``microlatent.reconstruction.gradient``), then a short greedy pixel-swap polish.
+    (``microlatent.reconstruction.gradient``). Either is followed by a short greedy pixel-swap polish.
     ``"annealing"``: Yeong-Torquato simulated annealing with phase-preserving swaps and an
     incremental O(H W) update of the statistics per swap (``microlatent.reconstruction.swaps``).
 

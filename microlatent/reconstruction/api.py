@@ -13,12 +13,14 @@ import torch
 from microlatent.errors import InputError
 from microlatent.losses.terms import cess_from_stats, msess_from_stats
 from microlatent.reconstruction import gradient as _gradient
+from microlatent.reconstruction import lbfgs as _lbfgs
 from microlatent.reconstruction.swaps import SwapState, anneal_state, initial_temperature
 from microlatent.reconstruction.target import TargetStatistics, as_target
 from microlatent.training import resolve_device
 
 METHODS = ("gradient", "annealing")
 LOSSES = ("cess", "msess")
+OPTIMIZERS = ("lbfgs", "adam")
 
 # Default work per reconstruction: gradient steps; annealing candidate swaps per pixel, at most
 # ANNEALING_MAX (about 2 minutes at 224 x 224 on one CPU core).
@@ -60,6 +62,8 @@ class Reconstruction:
     seed: int = 0
     steps: int = 0
     soft: np.ndarray | None = field(default=None, repr=False)
+    optimizer: str | None = None
+    runs: int = 1
 
     def __repr__(self):
         return (f"Reconstruction(method={self.method!r}, shape={self.image.shape}, error={self.error:.4g}, "
@@ -127,8 +131,8 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
         Reconstructions to make (seeds ``seed``, ``seed + 1``, ... for annealing; one batch for
         the gradient method).
     steps : int, optional
-        Gradient steps (default 1000) or annealing candidate swaps (default 20 per pixel, at most
-        200,000). With
+        Gradient steps or L-BFGS-B objective evaluations (default 1000), or annealing candidate swaps
+        (default 20 per pixel, at most 200,000). With
         ``time_limit`` and no ``steps`` the run lasts ``time_limit`` seconds.
     time_limit : float, optional
         Seconds per run (a gradient batch, or one annealing sample); schedules follow whichever of
@@ -150,7 +154,8 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
     progress : bool
         Show a tqdm progress bar.
     **options
-        Gradient: lr, beta_max, clamp_start, clamp_end, sigma, soft_until, hard_from, init_noise,
+        Gradient: optimizer ("lbfgs": L-BFGS-B with restarts, the default for 2 phases on a CPU;
+        "adam": the default for more phases or on a GPU, where ``loss`` applies). Adam only: lr, beta_max, clamp_start, clamp_end, sigma, soft_until, hard_from, init_noise,
         noise (see ``microlatent.reconstruction.gradient``). Annealing: t_start (absolute),
         t_factor (start temperature relative to the median energy change of random swaps),
         t_end_ratio.
@@ -187,12 +192,13 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
 
 
 def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, polish, bar, options):
-    _gradient.warm_up(target, n_samples, device)  # before the clock starts: the budget is for the search
-    start = time.perf_counter()
-
-    def clock():
-        return time.perf_counter() - start
-
+    optimizer = options.pop("optimizer", None) or ("lbfgs" if target.n_phases == 2 and device.type == "cpu" else "adam")
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if optimizer == "lbfgs" and target.n_phases != 2:
+        raise InputError(f"the lbfgs optimizer handles 2 phases; use optimizer='adam' for {target.n_phases}")
+    if optimizer == "lbfgs" and options:
+        raise InputError(f"option(s) {sorted(options)} belong to optimizer='adam'")
     if steps is None and time_limit is None:
         steps = GRADIENT_STEPS
     pixels = target.shape[0] * target.shape[1]
@@ -200,6 +206,15 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
     # stopped at ~8.9 s of 10, leaving the rest unused).
     polish_steps = (None if time_limit else min(POLISH_SWEEPS * pixels, POLISH_MAX)) if polish is None else polish
     polish = polish is None or polish > 0
+    if optimizer == "lbfgs":
+        return _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar)
+
+    _gradient.warm_up(target, n_samples, device)  # before the clock starts: the budget is for the search
+    start = time.perf_counter()
+
+    def clock():
+        return time.perf_counter() - start
+
     descent_time = time_limit * (1 - POLISH_TIME) if (time_limit and polish) else time_limit
     labels, soft, soft_errors, histories, done = _gradient.descend(
         target, n_samples=n_samples, steps=steps, time_limit=descent_time, seed=seed, device=device, loss=loss,
@@ -214,9 +229,43 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
                                  greedy=True, history=histories[i], clock=clock, step_offset=done)
             image = state.labels.astype(np.uint8)
         results.append(_result(target, image, soft_errors[i], histories[i], clock(), "gradient", loss, seed,
-                               done + tried, soft[i]))
+                               done + tried, soft[i], optimizer="adam"))
     for r in results:
         r.seconds = clock()
+    return results
+
+
+def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar):
+    """Each sample in turn: L-BFGS-B with restarts (``lbfgs.search``) for its share of the time (less
+    the polish share) or ``steps`` evaluations, then the greedy swap polish."""
+    _lbfgs.warm_up(target)  # before the clock starts: the budget is for the search
+    start = time.perf_counter()
+
+    def clock():
+        return time.perf_counter() - start
+
+    results = []
+    for i in range(n_samples):
+        share_end = None if not time_limit else time_limit * (i + 1) / n_samples
+        search_end = None if not share_end else share_end - (time_limit / n_samples) * (POLISH_TIME if polish else 0)
+        history = []
+        labels, soft, used, runs = _lbfgs.search(target, time_limit=search_end, evaluations=None if time_limit else steps,
+                                                 seed=seed + i, clock=clock, history=history,
+                                                 error_of=lambda image: statistics_error(target, image)[0])
+        tried = 0
+        if polish and history[-1]["error"] >= _lbfgs.EXACT:
+            state = SwapState(labels, target)
+            tried = _lbfgs.fix_ambiguous_pixels(state, soft, time_limit=share_end, clock=clock)
+            remaining = None if not time_limit else max(share_end - clock(), 1e-3)
+            if state.energy >= _lbfgs.EXACT:
+                tried += anneal_state(state, np.random.default_rng([seed, i]), steps=polish_steps, time_limit=remaining,
+                                      greedy=True, history=history, clock=clock, step_offset=used + tried)
+            labels = state.labels.astype(np.uint8)
+        soft_error = float(statistics_error(target, soft.astype(np.float64))[0])
+        results.append(_result(target, labels, soft_error, history, clock(), "gradient", None, seed + i,
+                               used + tried, soft, optimizer="lbfgs", runs=runs))
+        if bar:
+            bar.update_to((i + 1) / n_samples, results[-1].error)
     return results
 
 
@@ -253,7 +302,7 @@ def random_labels(target: TargetStatistics, rng) -> np.ndarray:
     return rng.permutation(labels).reshape(H, W).astype(np.uint8)
 
 
-def _result(target, image, soft_error, history, seconds, method, loss, seed, steps, soft):
+def _result(target, image, soft_error, history, seconds, method, loss, seed, steps, soft, optimizer=None, runs=1):
     image = np.asarray(image, dtype=np.uint8)
     error = float(statistics_error(target, image)[0])
     history.append({"step": int(steps), "seconds": float(seconds), "error": error})
@@ -270,6 +319,8 @@ def _result(target, image, soft_error, history, seconds, method, loss, seed, ste
         seed=int(seed),
         steps=int(steps),
         soft=soft,
+        optimizer=optimizer,
+        runs=int(runs),
     )
 
 

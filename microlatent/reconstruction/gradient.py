@@ -86,7 +86,7 @@ def warm_up(target: TargetStatistics, n_samples=1, device="cpu"):
 
 
 def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, seed=0, device="auto",
-            loss="cess", record_every=10, on_progress=None, clock=None, **options):
+            loss="cess", record_every=10, on_progress=None, clock=None, start_field=None, **options):
     """Run the schedule; returns (labels (N, H, W) uint8, soft field (N, H, W) or (N, C, H, W) float32,
     soft errors (N,), histories: N lists of {"step", "seconds", "error"} with the error of the binary
     image at that step)."""
@@ -110,6 +110,8 @@ def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, 
         init = torch.logit(vf[1]) + opts["init_noise"] * torch.randn((n_samples, H, W), generator=generator)
     else:
         init = torch.log(vf)[None, :, None, None] + opts["init_noise"] * torch.randn((n_samples, C, H, W), generator=generator)
+    if start_field is not None:  # continue from a soft field (e.g. the L-BFGS-B stage's)
+        init = torch.logit(torch.as_tensor(start_field, dtype=torch.float32).clamp(0.02, 0.98))
     logits = init.to(device).requires_grad_(True)
     f_target = torch.as_tensor(target.statistics, dtype=torch.float32, device=device)[None]
     counts = int(round(float(target.volume_fractions[1]) * H * W)) if C == 2 else None
