@@ -4,13 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 demo: $(VENV)/.installed
 	$(BIN)/microlatent demo --out outputs/demo
 
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/python -m pytest -n 2 -q
+
+# ruff (pyflakes, import order, line length) on everything, mypy on stats/losses/models/properties
+lint: $(VENV)/.installed
+	$(BIN)/ruff check microlatent tests benchmarks
+	$(BIN)/mypy
 
 install: $(VENV)/.installed
 

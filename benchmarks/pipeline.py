@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from microlatent.data.make import ensure_dataset
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model
-from microlatent.training import load_config, resolve_device, train
+from microlatent.device import resolve_device  # noqa: E402
+from microlatent.training import load_config, train
 from microlatent.training.loop import Interrupted, _datasets, _loader
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -20,7 +20,8 @@ import torch
 
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model
-from microlatent.training import load_config, resolve_device
+from microlatent.device import resolve_device  # noqa: E402
+from microlatent.training import load_config
 
 
 def step_rate(model, loss_fn, images, repeats, device):

@@ -17,7 +17,8 @@ from microlatent.data.dataset import split_indices
 from microlatent.data.generators import generate, lines
 from microlatent.data.store import read_images, write_class
 from microlatent.errors import InputError
-from microlatent.evaluation import load_trained_model, reconstruct, write_report
+from microlatent.evaluation import reconstruct, write_report
+from microlatent.models.run import Run
 from microlatent.evaluation.lines import count_lines
 from microlatent.evaluation.metrics import (
     autocorrelation_features,
@@ -110,7 +111,7 @@ def test_json_numbers_equal_recomputation(setup):
     images = np.concatenate([read_images(data, c, _split(data, c)) for c in ("GRF", "lines")]).astype(np.float32)
     classes = [s["class"] for s in results["samples"]]
     for label, checkpoint in setup["checkpoints"].items():
-        inputs, recons = reconstruct(load_trained_model(checkpoint, "cpu"), list(images))
+        inputs, recons = reconstruct(Run.load(checkpoint, "cpu"), list(images))
         per_sample = results["per_sample"][label]
         thresholds = [0.95 if c == "lines" else 0.5 for c in classes]
         for key, values in reconstruction_metrics(inputs, recons, threshold=thresholds).items():
@@ -148,7 +149,7 @@ def test_json_numbers_equal_recomputation(setup):
 def test_overfitting_numbers_equal_brute_force(setup):
     results, data = setup["json"], setup["data"]
     entry = results["overfitting"]["mse"]
-    model = load_trained_model(setup["checkpoints"]["mse"], "cpu")
+    model = Run.load(setup["checkpoints"]["mse"], "cpu")
     split = {c: split_indices(20, c, "train", (0.7, 0.15, 0.15), seed=0) for c in ("GRF", "lines")}
     train = np.concatenate([read_images(data, c, split[c]) for c in ("GRF", "lines")]).astype(np.float64)
     assert entry["train"]["reference_n"] == len(train) and entry["train"]["n"] == 6
@@ -205,10 +206,10 @@ def test_checkpoint_labels(tmp_path):
 
 def test_metrics_do_not_depend_on_the_chunk_size(setup):
     from microlatent.evaluation.report import _evaluate_model
-    from microlatent.evaluation.samples import load_split
+    from microlatent.data import Split, read_split
 
-    samples = load_split(setup["data"], "test", split_fractions=(0.7, 0.15, 0.15))
-    model = load_trained_model(setup["checkpoints"]["cess"], "cpu")
+    samples = read_split(setup["data"], "test", Split(fractions=(0.7, 0.15, 0.15)))
+    model = Run.load(setup["checkpoints"]["cess"], "cpu")
     truth = [(None, None)] * len(samples)
     run = _evaluate_model(model, samples, {"GRF": 0.5, "lines": 0.95}, truth, np.zeros(0, dtype=np.int64), None,
                           keep={0, 5}, n_outliers=2, chunk=4)
@@ -247,7 +248,7 @@ def test_latent_vs_pca_scores_both_latents_on_the_test_split(setup, capsys):
     assert names == [f"{c}[{i}]" for c in ("GRF", "lines") for i in _split(setup["data"], c)[:2]]
     # the VAE's scores are those of its thresholded reconstructions, recomputed here
     images = np.concatenate([read_images(setup["data"], c, _split(setup["data"], c)[:2]) for c in ("GRF", "lines")])
-    inputs, recons = reconstruct(load_trained_model(checkpoint, "cpu"), list(images.astype(np.float32)))
+    inputs, recons = reconstruct(Run.load(checkpoint, "cpu"), list(images.astype(np.float32)))
     expected = statistics_losses(inputs.astype(np.float64), (recons >= 0.5).astype(np.float64))["js"]
     np.testing.assert_allclose(result["per_image"]["vae"]["js"], expected, rtol=1e-9)
     # the PCA codes decode to images far closer in statistics than random ones of the same volume fraction

@@ -54,7 +54,7 @@ def setup(tmp_path_factory, train_tiny_model):
     predictor folder with closed-loop regressors (MLP, smaller than Cai's to keep the test quick; SVR)."""
     from microlatent.data import generate
     from microlatent.data.store import write_class
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
     from microlatent.properties.storage import homogenize_file
     root = tmp_path_factory.mktemp("design")
     data = root / "set.h5"
@@ -66,7 +66,7 @@ def setup(tmp_path_factory, train_tiny_model):
     fit_property_models(checkpoint, data, root / "predictor", kinds=("mlp", "svr"), features=("latent",),
                         regressor_params={"hidden_layer_sizes": (128, 128)}, figure=False)
     predictor = load_predictor(root / "predictor")
-    return predictor, load_trained_model(checkpoint, "cpu"), checkpoint, root
+    return predictor, Run.load(checkpoint, "cpu"), checkpoint, root
 
 
 def test_sweep_targets_span_the_training_labels(setup):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
+from microlatent.data import Split
 import pytest
 import torch
 from click.testing import CliRunner
@@ -221,14 +223,14 @@ def test_latent_predictor_of_ex_beats_the_mean_on_held_out_images(setup, fitted)
 
 def test_reported_metrics_match_a_refit_on_the_same_split(setup, fitted):
     """The CSV's numbers are what the saved regressors give on the test split (R^2 and MAPE recomputed)."""
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
     from microlatent.properties.prediction import latent_codes
 
     data, checkpoint, _ = setup
     out, _ = fitted
     predictor = load_predictor(out)
-    images, y, names, _ = read_labelled_split(data, "test", split_fractions=(0.6, 0.1, 0.3))
-    model = load_trained_model(checkpoint, "cpu")
+    images, y, names, _ = read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))
+    model = Run.load(checkpoint, "cpu")
     pred = predictor.regressor("svr", "latent").predict(latent_codes(model, images).reshape(len(images), -1))
     import csv
 
@@ -238,24 +240,24 @@ def test_reported_metrics_match_a_refit_on_the_same_split(setup, fitted):
     assert r2_per_property(y, pred)[2] == pytest.approx(r2, abs=1e-5)
     assert mape(y, pred)[2] == pytest.approx(err, rel=1e-5)
     # the images were never seen in training: the train and test splits are disjoint
-    train_names = set(read_labelled_split(data, "train", split_fractions=(0.6, 0.1, 0.3))[2])
+    train_names = set(read_labelled_split(data, "train", Split(fractions=(0.6, 0.1, 0.3)))[2])
     assert not train_names & set(names)
 
 
 def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, tmp_path):
     from microlatent.cli.properties import properties
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
 
     data, checkpoint, _ = setup
     out, _ = fitted
-    images = read_labelled_split(data, "test", split_fractions=(0.6, 0.1, 0.3))[0][:5]
+    images = read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))[0][:5]
     np.save(tmp_path / "five.npy", images)
     csv_path = tmp_path / "pred.csv"
     result = CliRunner().invoke(properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr",
                                              "--out", str(csv_path)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6))
-    expected = load_predictor(out).predict_images(images, load_trained_model(checkpoint, "cpu"), kind="svr")
+    expected = load_predictor(out).predict_images(images, Run.load(checkpoint, "cpu"), kind="svr")
     np.testing.assert_allclose(printed, expected, rtol=1e-5)
     assert printed.shape == (5, 5) and "Ex" in result.output
     # the PCA latent: the saved PCA and regressor give what the fit reported for the same test images
@@ -277,12 +279,13 @@ def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
     result = CliRunner().invoke(properties, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = {line.split()[0] for line in result.output.splitlines()[1:] if "[" in line}
-    expected = set(read_labelled_split(data, "test", split_fractions=(0.6, 0.1, 0.3))[2])
+    expected = set(read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))[2])
     assert printed == expected and len(expected) == json.loads((out / "predictor.json").read_text())["n_test"]
 
 
 def test_a_different_checkpoint_is_refused(setup, fitted, tmp_path):
     from microlatent.models import load_model, save_model
+    from microlatent.models.run import Run
 
     _, checkpoint, _ = setup
     out, _ = fitted
@@ -291,7 +294,7 @@ def test_a_different_checkpoint_is_refused(setup, fitted, tmp_path):
         next(model.parameters()).add_(0.01)
     save_model(model, tmp_path / "other.pt")
     with pytest.raises(DataError, match="not the model this predictor was fitted on"):
-        load_predictor(out).check_checkpoint(tmp_path / "other.pt")
+        load_predictor(out).check_run(Run.load(tmp_path / "other.pt", "cpu"))
 
 
 def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):

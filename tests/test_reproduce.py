@@ -56,7 +56,7 @@ def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwar
     from microlatent.data.store import write_class
     from microlatent.evaluation.metrics import autocorrelation_features
     from microlatent.evaluation.reproduce import _texture_extra
-    from microlatent.evaluation.samples import load_split
+    from microlatent.data import Split, read_split
     from microlatent.models import build_model, save_model
 
     data = tmp_path / "two.h5"
@@ -64,10 +64,11 @@ def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwar
         (images, labels), = generate(kind, 20, size=32, seed=3).values()
         write_class(data, kind, images, labels)
     model = build_model("texture_vae", latent_dim=4, image_size=32, vgg_weights="random", decoder_width=16)
-    save_model(model, tmp_path / "model.pt", extra={"config": {"data": {"size": None}}})
+    # The 1-NN reference and test images come from the split the model was trained on (seed 5 here).
+    save_model(model, tmp_path / "model.pt", extra={"config": {"data": {"size": None, "split_seed": 5}}})
     extra = _texture_extra({"texture_vae": tmp_path / "model.pt"}, data, tmp_path)
 
-    train, test = load_split(data, "train", limit_per_class=40), load_split(data, "test")
+    train, test = read_split(data, "train", Split(seed=5), limit_per_class=40), read_split(data, "test", Split(seed=5))
     reference = autocorrelation_features(np.stack(train.images).astype(float))
     real = autocorrelation_features(np.stack(test.images).astype(float))
     nearest = [int(np.argmin(((reference - f) ** 2).sum(1))) for f in real]

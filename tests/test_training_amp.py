@@ -74,8 +74,8 @@ def test_bf16_training_learns_and_stays_within_rounding_and_one_step_of_float32(
     # Tolerance. The bf16 run differs from the float32 one (same seed, initial weights and batches) by
     # (i) its validation forward pass, rounded to 8 significant bits, which moves a mean loss by at most
     #     u = 2**-8 relative (measured: under 0.2 u), and
-    # (ii) where its weights are after the same steps: its gradients carry bfloat16 rounding and its
-    #     latent noise is drawn in bfloat16 (different numbers from the same seed), so the trajectories
+    # (ii) where its weights are after the same steps: its gradients carry bfloat16 rounding (its latent
+    #     noise is the same: drawn in float32 outside autocast), so the trajectories
     #     part; over a run this short they stay less than one optimiser step apart, and one step moves
     #     the float32 run's validation loss by |L_S - L_(S-1)| (one epoch = one full-batch step).
     # Measured for seeds 0-9 of both cases: |bf16 - float32| at most 0.26 of this tolerance.

@@ -196,7 +196,8 @@ def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, r
     SS-VAE at chance on orientation; now 80 epochs on 96 tiny images (~1,000 steps, ~40 s) separate
     them. Fewer steps do not: a translation-invariant loss starting from a near-constant output sits
     on a plateau for the first few hundred steps (seen at 64 px too, epochs.csv of hashemi_ssvae_cpu)."""
-    from microlatent.evaluation.inference import encode, load_trained_model, reconstruct
+    from microlatent.evaluation.inference import encode, reconstruct
+    from microlatent.models.run import Run
     from microlatent.evaluation.lines import line_measurements, line_truth
     from microlatent.data import read_images, read_labels
     from microlatent.training import train
@@ -212,7 +213,7 @@ def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, r
     header = (run / "epochs.csv").read_text().splitlines()[0].split(",")
     assert {"val_active_units", "val_output_std", "val_kl_unit0", "val_kl_unit3"} <= set(header)
 
-    model = load_trained_model(run / "model.pt", "cpu")
+    model = Run.load(run / "model.pt", "cpu")
     truth = np.array([line_truth(label)[0] for label in read_labels(data, "lines")])
     _, recons = reconstruct(model, list(images.astype(np.float32)))
     orientations, _ = line_measurements(recons)

@@ -232,24 +232,23 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
     import numpy as np
 
+    from microlatent.data import Split
     from microlatent.data.sources import load_images
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
     from microlatent.properties.prediction import PROPERTY_NAMES, load_predictor
 
     predictor = load_predictor(model_dir)
-    split_cfg = predictor.meta.get("split") or {}
+    cut = Split.from_config(predictor.meta.get("split") or {})  # the split the predictor was fitted with
     images, names = load_images(source, classes=_split_classes(classes) or None, split=split, limit=limit,
-                                seed=int(split_cfg.get("split_seed", 0) or 0),
-                                split_fractions=tuple(split_cfg.get("split_fractions") or (0.8, 0.1, 0.1)))
+                                seed=cut.seed, split_fractions=cut.fractions)
     if len({np.shape(image) for image in images}) > 1:
         from microlatent.errors import InputError
 
         raise InputError(f"{source}: images of different sizes; predict them separately")
     model = None
     if features == "latent":
-        checkpoint = checkpoint or predictor.meta["checkpoint"]["path"]
-        predictor.check_checkpoint(checkpoint)
-        model = load_trained_model(checkpoint, device)
+        model = Run.load(checkpoint or predictor.meta["checkpoint"]["path"], device)
+        predictor.check_run(model)
     values = predictor.predict_images(np.stack(images), model, kind=regressor, features=features)
     rows = [["image"] + list(PROPERTY_NAMES)] + [[n] + [f"{v:.6g}" for v in row] for n, row in zip(names, values)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -301,7 +300,7 @@ def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, pro
     its range) between targets and solver-verified values.
     """
     from microlatent.errors import InputError
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
     from microlatent.properties.design import (
         design as run_design,
         design_sweep,
@@ -313,12 +312,12 @@ def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, pro
     from microlatent.properties.prediction import load_predictor
 
     predictor = load_predictor(predictor_dir)
-    predictor.check_checkpoint(checkpoint)
     if sweep is None and not targets:
         raise InputError("give --target NAME=VALUE (repeatable) or --sweep N")
     if sweep is not None and targets:
         raise InputError("--sweep chooses its own targets (of --property); drop --target")
-    model = load_trained_model(checkpoint, device)
+    model = Run.load(checkpoint, device)
+    predictor.check_run(model)
     report = lambda m: click.echo(m, err=True)  # noqa: E731
     common = dict(candidates=candidates, regressor=regressor, closed_loop=not open_loop, lam=lam, steps=steps,
                   lr=lr, init=init, seed=seed, progress=report)

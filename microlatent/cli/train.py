@@ -58,11 +58,12 @@ def configs():
 @_DEVICE
 def encode(checkpoint, source, out, classes, split, limit, device):
     """Encode the microstructures in SOURCE (HDF5, image, folder or .npy) to latent means and log-variances."""
-    from microlatent.evaluation import encode as encode_images, load_trained_model
+    from microlatent.evaluation import encode as encode_images
+    from microlatent.models.run import Run
 
     _check_npz_out(out)
     images, names = load_images(source, classes=classes or None, split=split, limit=limit)
-    mu, logvar = encode_images(load_trained_model(checkpoint, device), images)
+    mu, logvar = encode_images(Run.load(checkpoint, device), images)
     _save_npz(out, mu=mu, logvar=logvar, names=np.array(names))
     click.echo(f"wrote {out}: {len(names)} latent codes of shape {mu.shape[1:]}")
 
@@ -75,7 +76,8 @@ def encode(checkpoint, source, out, classes, split, limit, device):
 @_DEVICE
 def decode(checkpoint, latents, out, threshold, device):
     """Decode latent codes (the 'mu' array of an `encode` .npz) back to microstructures."""
-    from microlatent.evaluation import decode as decode_latents, load_trained_model
+    from microlatent.evaluation import decode as decode_latents
+    from microlatent.models.run import Run
     from microlatent.plotting import plot_images_with_statistics
 
     if threshold is not None and not 0 < threshold < 1:  # NaN included: it gave all-zero images
@@ -91,7 +93,7 @@ def decode(checkpoint, latents, out, threshold, device):
     if z.ndim < 2 or len(z) == 0 or not np.issubdtype(z.dtype, np.floating) or not np.isfinite(z).all():
         raise DataError(f"{latents}: 'mu' must be a non-empty array (N, ...) of finite floats, "
                         f"got shape {z.shape}, dtype {z.dtype}")
-    images = decode_latents(load_trained_model(checkpoint, device), z)
+    images = decode_latents(Run.load(checkpoint, device), z)
     if threshold is not None:
         images = (images > threshold).astype(np.float32)
     _save_npz(out, images=images)

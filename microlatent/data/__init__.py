@@ -9,13 +9,19 @@ Storage (``microlatent.data.store``)
     :func:`write_class`, :func:`list_classes`, :func:`read_images`, :func:`read_labels`,
     :func:`file_info`; :func:`write_generated` streams generated classes into a file and
     :func:`ensure_dataset` does so only for classes not already there with the same arguments.
+Splits (``microlatent.data.split``)
+    :class:`Split` (seed, fractions, classes; :meth:`Split.from_config` rebuilds a training run's),
+    :func:`read_split` / :func:`iter_split` / :func:`sample_split`, the one reader of a split's
+    images, as :class:`Samples`; :func:`load_samples` also takes image files, folders and .npy.
 Training
     :class:`MicrostructureDataset`, lazy, split per class, optional resize.
 Import
     :func:`import_images` thresholds a folder of PNG/TIFF images into the same layout.
 """
 
-from microlatent.data.dataset import MicrostructureDataset, split_indices
+from microlatent.data.dataset import MicrostructureDataset
+from microlatent.data.sources import load_images, load_samples
+from microlatent.data.split import Samples, Split, iter_split, read_split, sample_split, split_indices
 from microlatent.data.generators import (
     GENERATORS,
     KINDS,
@@ -43,17 +49,24 @@ __all__ = [
     "KINDS",
     "MICRO2D_CLASSES",
     "MicrostructureDataset",
+    "Samples",
+    "Split",
     "ensure_dataset",
     "file_info",
     "generate",
     "import_images",
     "iter_batches",
+    "iter_split",
+    "load_images",
+    "load_samples",
     "list_classes",
     "parse_label",
     "read_images",
     "read_labels",
     "read_property",
+    "read_split",
     "resolve_kind",
+    "sample_split",
     "split_indices",
     "write_class",
     "write_class_batches",

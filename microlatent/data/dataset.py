@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Sequence
 
 import h5py
@@ -12,38 +11,8 @@ import torch
 
 from microlatent.data import store
 from microlatent.data.resize import resize_images
+from microlatent.data.split import DEFAULT_FRACTIONS, split_indices
 from microlatent.errors import DataError, InputError
-
-SPLITS = ("train", "val", "test", "all")
-
-
-def split_indices(n: int, class_name: str, split: str = "train",
-                  split_fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
-    """Indices (sorted) of one class's images in a train/val/test split.
-
-    The class's own random permutation, seeded by ``(seed, crc32(class_name))``, is cut at
-    ``round(n * f_train)`` and ``round(n * (f_train + f_val))``; the split of a class therefore
-    depends only on its name, its size, ``seed`` and the fractions, never on which other classes
-    are loaded. ``split="all"`` returns every index.
-
-    Returns
-    -------
-    (k,) int64
-    """
-    if split not in SPLITS:
-        raise InputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    fractions = np.asarray(split_fractions, dtype=float)
-    if fractions.shape != (3,) or (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
-        raise InputError(f"split_fractions must be 3 non-negative numbers summing to 1, got {split_fractions!r}")
-    if split == "all":
-        return np.arange(n, dtype=np.int64)
-    rng = np.random.default_rng([int(seed), zlib.crc32(class_name.encode())])
-    order = rng.permutation(n)
-    cut1 = int(round(n * fractions[0]))
-    cut2 = max(cut1, min(n, int(round(n * (fractions[0] + fractions[1])))))
-    part = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}[split]
-    return np.sort(part).astype(np.int64)
-
 
 class MicrostructureDataset(torch.utils.data.Dataset):
     """Images of one HDF5 file (MICRO2D layout), any subset of its classes, one split.
@@ -80,7 +49,7 @@ class MicrostructureDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, path, classes: str | Sequence[str] | None = None, split: str = "train",
-                 split_fractions=(0.8, 0.1, 0.1), seed: int = 0, size: int | None = None):
+                 split_fractions=DEFAULT_FRACTIONS, seed: int = 0, size: int | None = None):
         self.path = os.fspath(path)
         available = store.list_classes(self.path)
         if classes is None:

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from microlatent.data import store
-from microlatent.data.dataset import split_indices
+from microlatent.data.split import Samples, Split, is_hdf5, read_split
 from microlatent.data.importing import IMAGE_SUFFIXES, binarise, read_image
-from microlatent.errors import DataError, InputError
+from microlatent.errors import DataError
 
 
 def load_images(source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu",
-                split_fractions=(0.8, 0.1, 0.1)):
+                split_fractions=None):
     """Binary microstructures and a name for each, from ``source``:
 
     - an HDF5 file in the MICRO2D layout: images of ``classes`` (default all) in ``split`` (split by
@@ -70,25 +69,22 @@ def _npy(path, limit):
     return [a.astype(np.float32) for a in array], [f"{path.name}[{i}]" for i in range(len(array))]
 
 
-def _hdf5(path, classes, split, limit, per_class, seed, split_fractions):
-    names = store.list_classes(path)
-    if classes:
-        classes = [classes] if isinstance(classes, str) else list(classes)
-        missing = [c for c in classes if c not in names]
-        if missing:
-            raise DataError(f"{path}: no class {missing[0]!r} (classes: {', '.join(names)})")
-        names = classes
-    images, labels = [], []
-    for name in names:
-        count = store.class_size(path, name)[0]
-        indices = split_indices(count, name, split, split_fractions, seed)
-        if limit and per_class:
-            indices = indices[:limit]
-        if limit and not per_class:
-            indices = indices[: max(0, limit - len(images))]
-        if len(indices):
-            images.extend(store.read_images(path, name, indices).astype(np.float32))
-            labels.extend(f"{name}[{i}]" for i in indices)
-    if not images:
-        raise InputError(f"{path}: no images in split {split!r} of {', '.join(names)}")
-    return images, labels
+def _hdf5(path, classes, part, limit, per_class, seed, split_fractions):
+    split = Split(seed, tuple(split_fractions) if split_fractions else Split().fractions).with_classes(classes)
+    samples = read_split(path, part, split, limit_per_class=limit if per_class else None,
+                         limit=None if per_class else limit)
+    return [image.astype(np.float32) for image in samples.images], samples.names
+
+
+def load_samples(source, part="test", split=Split(), limit_per_class=None) -> Samples:
+    """The images an evaluation runs on: ``part`` of an HDF5 file cut by ``split``, the first
+    ``limit_per_class`` of each class; an image, folder or .npy is read whole by :func:`load_images`,
+    as one class "all", and the split does not apply."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if not is_hdf5(path):
+        images, names = load_images(path, limit=limit_per_class)
+        return Samples(images, names, ["all"] * len(images), [-1] * len(images), [""] * len(images),
+                       {"data": str(path), "split": "all (not an HDF5 file)"})
+    return read_split(path, part, split, limit_per_class=limit_per_class)

@@ -9,7 +9,7 @@
     figures     the report's figures
 """
 
-from microlatent.evaluation.inference import decode, encode, load_trained_model, model_batches, reconstruct
+from microlatent.evaluation.inference import decode, encode, model_batches, reconstruct
 from microlatent.evaluation.figures import reconstruction_figure
 from microlatent.evaluation.lines import count_lines, line_orientation
 from microlatent.evaluation.metrics import (
@@ -24,7 +24,7 @@ from microlatent.evaluation.report import write_report
 from microlatent.evaluation.texture import GramDistance, stsim2, stsim2_batch
 
 __all__ = [
-    "decode", "encode", "load_trained_model", "model_batches", "reconstruct", "reconstruction_figure",
+    "decode", "encode", "model_batches", "reconstruct", "reconstruction_figure",
     "count_lines", "line_orientation",
     "mean_mse_to_set", "nearest_neighbours", "reconstruction_metrics", "summarize", "volume_fraction_difference",
     "win_matrix",

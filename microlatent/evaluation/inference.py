@@ -1,7 +1,8 @@
 """Running trained models on arrays: load a checkpoint for inference, encode, decode, reconstruct.
 
 Arrays in, arrays out: images are (N, H, W) float32 in [0, 1]; each model sees them resized to the
-size its training config used (``trained_size``) and gives reconstructions back at that size.
+size its training config used (``Run.trained_size``) and gives reconstructions back at that size.
+Functions take a :class:`~microlatent.models.run.Run` (or a bare model, used at the images' size).
 """
 
 from __future__ import annotations
@@ -11,55 +12,45 @@ import torch
 
 from microlatent.data.resize import resize_images
 from microlatent.errors import InputError
-
-
-def load_trained_model(checkpoint, device="auto"):
-    """The checkpoint's model in eval mode on ``device``, with ``trained_size``: the image side its
-    training config resized to (None: as stored)."""
-    from microlatent.models import load_checkpoint, load_model
-    from microlatent.training import resolve_device
-
-    device = resolve_device(device or "auto")
-    model = load_model(checkpoint).to(device).eval()
-    extra = load_checkpoint(checkpoint).get("extra") or {}
-    model.trained_size = ((extra.get("config") or {}).get("data") or {}).get("size")
-    return model
+from microlatent.models.run import as_run
 
 
 def model_batches(model, images, batch_size=32):
-    """(B, 1, H, W) tensors on the model's device, resized to its ``trained_size`` when it has one."""
+    """(B, 1, H, W) tensors on the model's device, resized to the run's ``trained_size`` when it has one.
+    ``model``: a :class:`Run` or a bare model (images at their own size)."""
+    run = as_run(model)
     images = list(images)
     if len({np.shape(image) for image in images}) > 1:
         raise InputError("images of different sizes cannot be batched for a model")
-    device = next(model.parameters()).device
-    size = getattr(model, "trained_size", None)
+    device = run.device
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.stack(images[start : start + batch_size]).astype(np.float32))[:, None]
-        if size:
-            batch = resize_images(batch, size)  # as in training: binary images stay binary
+        if run.trained_size:
+            batch = resize_images(batch, run.trained_size)  # as in training: binary images stay binary
         yield batch.to(device)
 
 
 @torch.no_grad()
 def encode(model, images, batch_size=32):
     """Latent means and log-variances: two arrays (N, *latent_shape)."""
-    parts = [model.encode(batch) for batch in model_batches(model, images, batch_size)]
+    parts = [as_run(model).model.encode(batch) for batch in model_batches(model, images, batch_size)]
     return (torch.cat([mu for mu, _ in parts]).cpu().numpy(), torch.cat([lv for _, lv in parts]).cpu().numpy())
 
 
 @torch.no_grad()
 def decode(model, latents, batch_size=64):
     """Images (N, H, W) in [0, 1] decoded from latent codes (N, *latent_shape)."""
-    device = next(model.parameters()).device
+    run = as_run(model)
     z = torch.as_tensor(np.asarray(latents), dtype=torch.float32)
-    return torch.cat([model.decode(chunk.to(device)).cpu() for chunk in z.split(batch_size)])[:, 0].numpy()
+    return torch.cat([run.model.decode(chunk.to(run.device)).cpu() for chunk in z.split(batch_size)])[:, 0].numpy()
 
 
 @torch.no_grad()
 def reconstruct(model, images, batch_size=32):
     """(inputs as the model saw them, reconstructions), each (N, H, W) float32; eval mode, so z = mu."""
     inputs, recons = [], []
+    net = as_run(model).model
     for batch in model_batches(model, images, batch_size):
         inputs.append(batch[:, 0].cpu().numpy())
-        recons.append(model(batch)[0][:, 0].float().cpu().numpy())
+        recons.append(net(batch)[0][:, 0].float().cpu().numpy())
     return np.concatenate(inputs), np.concatenate(recons)

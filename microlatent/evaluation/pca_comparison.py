@@ -25,34 +25,32 @@ def compare_latents(checkpoint, data=None, split="test", limit_per_class=4, n_co
     ``n_components`` (default: the VAE latent's size, capped by the training images) components;
     ``steps``: gradient steps of each PCA decode.
     """
-    from microlatent.evaluation.inference import load_trained_model, model_batches, reconstruct
+    from microlatent.data import load_samples
+    from microlatent.evaluation.inference import model_batches, reconstruct
     from microlatent.evaluation.metrics import statistics_losses
-    from microlatent.evaluation.report import _checkpoint_config
-    from microlatent.evaluation.samples import DEFAULT_FRACTIONS, load_split
+    from microlatent.models.run import Run
     from microlatent.stats import StatisticsPCA
 
     say = log or (lambda line: None)
-    data_config = _checkpoint_config(checkpoint).get("data") or {}
-    data = data or data_config.get("path")
+    run = Run.load(checkpoint, device)
+    data = data or run.data_path
     if not data:
         raise InputError("no data given and the checkpoint's config names no data.path")
-    seed = int(data_config.get("split_seed", 0) or 0)
-    fractions = tuple(data_config.get("split_fractions") or DEFAULT_FRACTIONS)
-    model = load_trained_model(checkpoint, device)
+    everything = run.split.with_classes(None)  # every class of the file, cut as in training
 
     def as_seen(samples):  # the images at the model's size, binary as in training
-        return np.concatenate([b[:, 0].cpu().numpy() for b in model_batches(model, samples.images)]).astype(np.float64)
+        return np.concatenate([b[:, 0].cpu().numpy() for b in model_batches(run, samples.images)]).astype(np.float64)
 
-    train = as_seen(load_split(data, "train", None, None, seed, fractions))
-    test_samples = load_split(data, split, limit_per_class, None, seed, fractions)
+    train = as_seen(load_samples(data, "train", everything))
+    test_samples = load_samples(data, split, everything, limit_per_class)
     test = as_seen(test_samples)
-    dims = int(np.prod(model.latent_shape(test.shape[1:])))
+    dims = int(np.prod(run.model.latent_shape(test.shape[1:])))
     k = min(n_components or dims, len(train) - 1)
     say(f"PCA of {len(train)} training autocorrelations, {k} components; VAE latent {dims} numbers")
     pca = StatisticsPCA(k).fit(train)
 
     started = time.perf_counter()
-    _, recon = reconstruct(model, list(test.astype(np.float32)))
+    _, recon = reconstruct(run, list(test.astype(np.float32)))
     vae_seconds = (time.perf_counter() - started) / len(test)
     vae_binary = (recon >= 0.5).astype(np.float64)
     say(f"decoding {len(test)} PCA codes through the reconstruction from statistics ({steps} steps each)")

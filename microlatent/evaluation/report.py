@@ -42,7 +42,7 @@ from microlatent.data.resize import resize_images
 
 from microlatent.errors import InputError
 from microlatent.evaluation import figures
-from microlatent.evaluation.inference import encode, load_trained_model, model_batches, reconstruct
+from microlatent.evaluation.inference import encode, model_batches, reconstruct
 from microlatent.evaluation.latent import (
     TRAVERSAL_VALUES,
     interpolation,
@@ -62,7 +62,9 @@ from microlatent.evaluation.metrics import (
     volume_fraction_difference,
     win_matrix,
 )
-from microlatent.evaluation.samples import DEFAULT_FRACTIONS, is_hdf5, iter_split, load_split, sample_split
+from microlatent.data.sources import load_samples
+from microlatent.data.split import is_hdf5, iter_split, sample_split
+from microlatent.models.run import Run
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 
@@ -174,15 +176,14 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
     figure_dir = out_dir / "figures"
     figure_dir.mkdir(parents=True, exist_ok=True)
 
-    first_config = _checkpoint_config(next(iter(checkpoints.values())))
-    data_config = first_config.get("data") or {}
+    models = {label: Run.load(checkpoint, device) for label, checkpoint in checkpoints.items()}
+    first = next(iter(models.values()))
     if data is None:
-        data = data_config.get("path")
+        data = first.data_path
         if not data:
             raise InputError("no data given and the first checkpoint's config names no data.path")
-    split_seed = int(data_config.get("split_seed", 0) or 0)
-    fractions = tuple(data_config.get("split_fractions") or DEFAULT_FRACTIONS)
-    samples = load_split(data, split, limit_per_class, classes, split_seed, fractions)
+    cut = first.split.with_classes(classes)  # the first run's seed and fractions, over the classes asked for
+    samples = load_samples(data, split, cut, limit_per_class)
     hdf5 = is_hdf5(data)
     say(f"evaluating {len(checkpoints)} model(s) on {len(samples)} {samples.source['split']} images of {data}")
 
@@ -192,26 +193,23 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
     line_positions = np.array([i for i, (o, _) in enumerate(truth) if o is not None], dtype=np.int64)
 
     keep = sorted({int(i) for c in class_names for i in samples.where(c)[:grid_per_class]})
-    models, runs = {}, {}
+    runs = {}
     gram = None
-    for label, checkpoint in checkpoints.items():
+    for label, model in models.items():
         say(f"{label}: reconstructing and measuring")
-        model = load_trained_model(checkpoint, device)
         if texture and gram is None:
             from microlatent.evaluation.texture import GramDistance
 
-            gram = GramDistance(vgg_weights=vgg_weights, device=next(model.parameters()).device)
-        models[label] = model
+            gram = GramDistance(vgg_weights=vgg_weights, device=model.device)
         runs[label] = _evaluate_model(model, samples, thresholds, truth, line_positions, gram if texture else None,
                                       keep, outliers, line_threshold=line_threshold)
 
     lines = None
     if len(line_positions):
         say("lines: nearest training images in statistics space")
-        lines = _lines_section(samples, truth, line_positions, runs, models, data, hdf5, split_seed, fractions,
-                               reference_limit_per_class)
+        lines = _lines_section(samples, truth, line_positions, runs, models, data, hdf5, cut, reference_limit_per_class)
     results = {
-        "meta": _meta(checkpoints, models, samples, data, thresholds, texture, gram, split_seed, fractions,
+        "meta": _meta(checkpoints, models, samples, data, thresholds, texture, gram, cut,
                       {label: run["input_size"] for label, run in runs.items()}),
         "line_threshold": line_threshold,
         "samples": [{"name": n, "class": c, "index": i, "label": lab}
@@ -228,8 +226,7 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
         results["lines"] = lines
     if hdf5 and overfit_samples:
         say("overfitting check")
-        results["overfitting"] = _overfitting(models, data, classes, split_seed, fractions, overfit_samples,
-                                              reference_limit_per_class)
+        results["overfitting"] = _overfitting(models, data, cut, overfit_samples, reference_limit_per_class)
 
     say("figures")
     results["figures"] = _figures(results, runs, models, samples, figure_dir, grid_per_class, outliers, traversal_units)
@@ -241,12 +238,6 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
 # ---------------------------------------------------------------------------------------------------
 
 
-def _checkpoint_config(checkpoint):
-    from microlatent.models import load_checkpoint
-
-    return (load_checkpoint(checkpoint).get("extra") or {}).get("config") or {}
-
-
 def _stsim2_or_nan(inputs, recons, device):
     from microlatent.evaluation.texture import stsim2_batch
 
@@ -255,12 +246,12 @@ def _stsim2_or_nan(inputs, recons, device):
     return stsim2_batch(inputs, recons, device=device)
 
 
-def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, keep, n_outliers, chunk=256,
+def _evaluate_model(run, samples, thresholds, truth, line_positions, gram, keep, n_outliers, chunk=256,
                     line_threshold=0.5):
     """Per-sample metrics of one model, in chunks of ``chunk`` images so that memory stays bounded;
     keeps (input as seen, reconstruction) only of the samples ``keep``, of the ``n_outliers`` with the
     highest excess CESS, and the reconstructions of lines samples (for the nearest-neighbour search)."""
-    device = next(model.parameters()).device
+    device = run.device
     n = len(samples)
     parts, kept, top, line_recons = [], {}, {}, {}
     latents = LatentStatistics()
@@ -270,9 +261,9 @@ def _evaluate_model(model, samples, thresholds, truth, line_positions, gram, kee
         # One pass: eval-mode reconstruction is decode(mu), and mu, logvar feed the latent diagnostics.
         seen, decoded = [], []
         with torch.no_grad():
-            for batch in model_batches(model, samples.images[start:stop], batch_size=32):
-                mu, logvar = model.encode(batch)
-                recon = model.decode(mu)
+            for batch in model_batches(run, samples.images[start:stop], batch_size=32):
+                mu, logvar = run.model.encode(batch)
+                recon = run.model.decode(mu)
                 latents.add(mu, logvar, recon)
                 seen.append(batch[:, 0].cpu().numpy())
                 decoded.append(recon[:, 0].float().cpu().numpy())
@@ -324,7 +315,7 @@ def _resized(model, images):
     return np.concatenate(parts) if parts else np.zeros((0, 1, 1), dtype=np.float32)
 
 
-def _lines_section(samples, truth, positions, runs, models, data, hdf5, split_seed, fractions, reference_limit):
+def _lines_section(samples, truth, positions, runs, models, data, hdf5, cut, reference_limit):
     """Hashemi B.3 (and C.2): line counts of the training images nearest in statistics space."""
     true_counts = np.array([truth[i][1] for i in positions])
     _, input_counts = line_measurements([samples.images[i] for i in positions])
@@ -348,10 +339,10 @@ def _lines_section(samples, truth, positions, runs, models, data, hdf5, split_se
     # B.3: the training image nearest to each original (as stored) in statistics space; C.2: the one
     # nearest to each reconstruction, with the training images resized as the model saw them.
     to_original = NearestSearch(autocorrelation_features([samples.images[i] for i in positions]))
-    sizes = {label: getattr(models[label], "trained_size", None) for label in runs}
+    sizes = {label: models[label].trained_size for label in runs}
     to_recon = {label: NearestSearch(autocorrelation_features(run["line_recons"])) for label, run in runs.items()}
     ref_counts, ref_names = [], []
-    for name, indices, images, labels in iter_split(data, "train", line_classes, split_seed, fractions, reference_limit):
+    for name, indices, images, labels in iter_split(data, "train", cut.with_classes(line_classes), reference_limit):
         ref_counts += [line_truth(label)[1] if line_truth(label)[1] is not None else -1 for label in labels]
         ref_names += [f"{name}[{i}]" for i in indices]
         to_original.update(autocorrelation_features(images))
@@ -388,15 +379,15 @@ def _ks(a, b):
     return {"statistic": float(result.statistic), "pvalue": float(result.pvalue)}
 
 
-def _overfitting(models, data, classes, split_seed, fractions, n, reference_limit):
+def _overfitting(models, data, cut, n, reference_limit):
     """Hashemi B: each reconstruction's mean MSE to every image of its own split, train vs val."""
     moments = {}  # (split, trained size) -> {"image": SetMoments, "stats": SetMoments}
 
     def set_moments(model, split):
-        key = (split, getattr(model, "trained_size", None))
+        key = (split, model.trained_size)
         if key not in moments:
             image_m, stats_m = SetMoments(), SetMoments()
-            for _, _, images, _ in iter_split(data, split, classes, split_seed, fractions, reference_limit):
+            for _, _, images, _ in iter_split(data, split, cut, reference_limit):
                 resized = _resized(model, images)
                 image_m.update(flatten(resized))
                 stats_m.update(autocorrelation_features(resized))
@@ -410,7 +401,7 @@ def _overfitting(models, data, classes, split_seed, fractions, n, reference_limi
         for split in ("train", "val"):
             if split not in drawn:
                 try:
-                    drawn[split] = sample_split(data, split, n, classes, split_seed, fractions)
+                    drawn[split] = sample_split(data, split, n, cut)
                 except InputError:
                     drawn[split] = None
             if drawn[split] is None:
@@ -441,25 +432,25 @@ def _summaries(values, samples):
     }
 
 
-def _meta(checkpoints, models, samples, data, thresholds, texture, gram, split_seed, fractions, input_sizes):
+def _meta(checkpoints, models, samples, data, thresholds, texture, gram, cut, input_sizes):
     from microlatent import __version__
 
     model_info = {}
     for label, checkpoint in checkpoints.items():
-        config = _checkpoint_config(checkpoint)
-        model = models[label]
+        run = models[label]
+        config = run.config
         model_info[label] = {
-            "checkpoint": str(checkpoint), "model": model.config.get("name"), "model_config": model.config,
+            "checkpoint": str(checkpoint), "model": run.model.config.get("name"), "model_config": run.model.config,
             "config_name": config.get("name"), "loss": config.get("loss"),
             "init_from": (config.get("train") or {}).get("init_from"),
-            "trained_size": model.trained_size, "input_size": input_sizes.get(label),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "trained_size": run.trained_size, "input_size": input_sizes.get(label),
+            "parameters": int(sum(p.numel() for p in run.model.parameters())),
         }
     counts = {c: int(len(samples.where(c))) for c in samples.class_names()}
     return {
         "created": datetime.datetime.now().isoformat(timespec="seconds"), "microlatent": __version__,
-        "data": str(data), "split": samples.source.get("split"), "split_seed": split_seed,
-        "split_fractions": list(fractions), "n_samples": len(samples), "samples_per_class": counts,
+        "data": str(data), "split": samples.source.get("split"), "split_seed": cut.seed,
+        "split_fractions": list(cut.fractions), "n_samples": len(samples), "samples_per_class": counts,
         "models": model_info,
         "statistics": "periodic 2-point statistics, all ordered phase pairs (CESS, MSESS); "
                       "autocorrelation f(1,1|r) for nearest neighbours and the overfitting check",

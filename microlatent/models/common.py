@@ -1,7 +1,7 @@
 """Pieces every model shares: the reparameterisation trick, input checks, and the VAE base class.
 
 Every model is a ``VAE``: ``encode(x) -> (mu, logvar)``, ``decode(z) -> recon``,
-``forward(x) -> (recon, mu, logvar)``, ``latent_shape(image_size)`` and a ``config`` dict (its
+``forward(x, eps=None) -> (recon, mu, logvar)``, ``latent_shape(image_size)`` and a ``config`` dict (its
 constructor arguments plus ``"name"``) from which ``build_model`` rebuilds it.
 """
 
@@ -18,13 +18,16 @@ from microlatent.errors import InputError
 FROM_CHECKPOINT = "<checkpoint>"
 
 
-def reparameterize(mu, logvar):
-    """Sample z = mu + exp(logvar / 2) * eps, eps ~ N(0, I); differentiable in mu and logvar.
+def reparameterize(mu, logvar, eps=None):
+    """Sample z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (drawn here unless given); differentiable in
+    mu and logvar.
 
-    mu, logvar: tensors of one shape, e.g. (N, C, h, w) or (N, D). Returns a tensor of that shape.
-    logvar is clamped to [-30, 20] here (only here) so that a diverging encoder cannot overflow exp.
+    mu, logvar (and eps): tensors of one shape, e.g. (N, C, h, w) or (N, D). Returns a tensor of that
+    shape. logvar is clamped to [-30, 20] here (only here) so that a diverging encoder cannot overflow exp.
     """
-    return mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * torch.randn_like(mu)
+    if eps is None:
+        eps = torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * eps.to(mu.dtype)
 
 
 def check_images(x, name, channels=(1,), multiple=None, size=None):
@@ -64,14 +67,12 @@ class VAE(nn.Module):
 
     name = None
 
-    @staticmethod
-    def reparameterize(mu, logvar):
-        """z = mu + exp(logvar / 2) * eps; see microlatent.models.common.reparameterize."""
-        return reparameterize(mu, logvar)
-
-    def forward(self, x):
+    def forward(self, x, eps=None):
+        """(recon, mu, logvar). In training mode z = mu + exp(logvar / 2) * eps with ``eps`` (shape of
+        mu) as given, e.g. by data-parallel training, which draws one global batch's noise; drawn
+        here otherwise."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar) if self.training else mu
+        z = reparameterize(mu, logvar, eps) if self.training else mu
         return self.decode(z), mu, logvar
 
     def output_layer(self):

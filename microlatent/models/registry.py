@@ -120,7 +120,12 @@ def load_model(path, map_location="cpu"):
     model.config are restored as saved. DataError (one line naming the file) if anything is wrong.
     """
     path = os.fspath(path)
-    ckpt = load_checkpoint(path)
+    return model_from_checkpoint(load_checkpoint(path), path).to(map_location).eval()
+
+
+def model_from_checkpoint(ckpt, path):
+    """The model a checkpoint dict from :func:`load_checkpoint` describes, on the CPU in eval mode
+    (``path`` names it in errors)."""
     name, config = ckpt["model_name"], dict(ckpt["model_config"])
     rebuild = {**config, **{k: FROM_CHECKPOINT for k in INIT_WEIGHT_KEYS.get(name, ()) if k in config}}
     try:
@@ -148,4 +153,4 @@ def load_model(path, map_location="cpu"):
         if k in PROVENANCE:
             setattr(model, k, v)
     model.config = config
-    return model.to(map_location).eval()
+    return model.eval()

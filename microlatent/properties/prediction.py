@@ -175,9 +175,11 @@ def feature_matrix(images, features: str, model=None, latent_shape=None, codes=N
 
 
 def _model_latent_shape(model, image_shape) -> tuple:
-    size = getattr(model, "trained_size", None)
-    side = (size, size) if size else tuple(image_shape)
-    return tuple(int(v) for v in model.latent_shape(side))
+    from microlatent.models.run import as_run
+
+    run = as_run(model)
+    side = (run.trained_size, run.trained_size) if run.trained_size else tuple(image_shape)
+    return tuple(int(v) for v in run.model.latent_shape(side))
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,35 +434,28 @@ def phase_settings(path, classes) -> dict:
     return next(iter(found.values())) if found else dict(DEFAULT_PHASES, source="assumed")
 
 
-def read_labelled_split(path, split="train", classes=None, split_seed=0, split_fractions=(0.8, 0.1, 0.1),
-                        limit=None):
-    """Images, labels and names of one split of a MICRO2D-layout file.
-
-    The split is :func:`microlatent.data.split_indices` per class (the training split function; pass
-    the checkpoint's ``split_seed`` and ``split_fractions``). ``limit``: at most that many images per
-    class (the first of the split). Returns ``(images (N, H, W) float32, y (N, 5) float64 in
-    PROPERTY_NAMES order, names list of "Class[index]", class_of list of str)``.
+def read_labelled_split(path, part="train", split=None, limit=None):
+    """Images, labels and names of one part ("train", "val", "test") of a MICRO2D-layout file, cut by
+    ``split`` (a :class:`~microlatent.data.Split`; pass the checkpoint run's, so the regressors see its
+    training images and are scored on its test images). ``limit``: at most that many images per class
+    (the first of the part). Returns ``(images (N, H, W) float32, y (N, 5) float64 in PROPERTY_NAMES
+    order, names list of "Class[index]", class_of list of str)``.
 
     Raises DataError when a class has no ``homogenized_mechanical`` labels or unfinished (NaN) rows.
     """
-    from microlatent.data.dataset import split_indices
-    from microlatent.data.store import class_size, list_classes, open_file, read_images, read_property
+    from microlatent.data.split import Split
+    from microlatent.data.store import open_file, read_images, read_property
 
     path = os.fspath(path)
-    available = list_classes(path)
-    classes = list(classes) if classes else available
-    missing = [c for c in classes if c not in available]
-    if missing:
-        raise DataError(f"{path}: no class {missing[0]!r} (classes in file: {', '.join(available) or 'none'})")
+    members = (split or Split()).members(path, part)
+    classes = [name for name, _ in members]
     with open_file(path) as f:
         unlabelled = [c for c in classes if MECHANICAL not in f[c]]
     if unlabelled:
         raise DataError(f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
                         f"`microlatent data homogenize {path}` first")
     images, labels, names, class_of = [], [], [], []
-    for name in classes:
-        n = class_size(path, name)[0]
-        idx = split_indices(n, name, split, tuple(split_fractions), split_seed)
+    for name, idx in members:
         if limit:
             idx = idx[:limit]
         if not len(idx):
@@ -475,7 +470,7 @@ def read_labelled_split(path, split="train", classes=None, split_seed=0, split_f
         names.extend(f"{name}[{i}]" for i in idx)
         class_of.extend([name] * len(idx))
     if not images:
-        raise DataError(f"{path}: split {split!r} of {', '.join(classes)} holds no images")
+        raise DataError(f"{path}: split {part!r} of {', '.join(classes)} holds no images")
     shapes = {im.shape[1:] for im in images}
     if len(shapes) > 1:
         raise DataError(f"{path}: classes have different image sizes {sorted(shapes)}; choose classes of one size")
@@ -523,23 +518,12 @@ def closed_loop_codes(codes, n_prior, n_mix, seed=0):
 # --------------------------------------------------------------------------------------------
 
 
-def checkpoint_identity(checkpoint) -> dict:
-    """``{"path", "state_dict_sha256", "model"}`` of a checkpoint (the SHA of its weights, as stored)."""
-    from microlatent.models import load_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
-    return {"path": os.path.abspath(os.fspath(checkpoint)), "state_dict_sha256": ckpt.get("state_dict_sha256"),
-            "model": ckpt.get("model_name")}
-
-
-def _training_split(checkpoint) -> dict:
-    from microlatent.models import load_checkpoint
-
-    config = ((load_checkpoint(checkpoint).get("extra") or {}).get("config") or {})
-    data = config.get("data") or {}
-    return {"split_seed": int(data.get("split_seed", 0) or 0),
-            "split_fractions": list(data.get("split_fractions") or (0.8, 0.1, 0.1)),
-            "classes": data.get("classes"), "size": data.get("size"), "trained_on": data.get("path")}
+def _split_meta(run) -> dict:
+    """What a predictor records about the data split of its run (read back by ``predict``)."""
+    data = run.config.get("data") or {}
+    return {"split_seed": run.split.seed, "split_fractions": list(run.split.fractions),
+            "classes": list(run.split.classes) if run.split.classes else None, "size": run.trained_size,
+            "trained_on": data.get("path")}
 
 
 def _stats(y) -> dict:
@@ -583,7 +567,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         ``{"metrics": list of row dicts, "out_dir": Path, "meta": dict}``; rows have set, features,
         regressor, property, r2, mape, n_train, n_test.
     """
-    from microlatent.evaluation.inference import load_trained_model
+    from microlatent.models.run import Run
 
     _sklearn()
     say = progress or (lambda message: None)
@@ -591,18 +575,19 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     features = _choices(features, FEATURE_KINDS, "features")
     out_dir = Path(out_dir)
     data = os.fspath(data)
-    ident = checkpoint_identity(checkpoint)
-    split = _training_split(checkpoint)
-    if classes is None and split["classes"]:
+    model = Run.load(checkpoint, device)  # read once: model, split, identity
+    ident, split = model.identity(), _split_meta(model)
+    cut = model.split
+    if classes is not None:
+        cut = cut.with_classes(classes)
+    elif cut.classes:  # the training classes present in data, else all
         from microlatent.data.store import list_classes
 
         present = set(list_classes(data))
-        classes = [c for c in split["classes"] if c in present] or None
-    model = load_trained_model(checkpoint, device)
+        cut = cut.with_classes([c for c in cut.classes if c in present] or None)
     say(f"reading {data}")
-    read = dict(classes=classes, split_seed=split["split_seed"], split_fractions=split["split_fractions"], limit=limit)
-    train_images, y_train, train_names, train_classes = read_labelled_split(data, "train", **read)
-    test_images, y_test, test_names, test_classes = read_labelled_split(data, "test", **read)
+    train_images, y_train, train_names, train_classes = read_labelled_split(data, "train", cut, limit)
+    test_images, y_test, test_names, test_classes = read_labelled_split(data, "test", cut, limit)
     phases = phase_settings(data, sorted(set(train_classes) | set(test_classes)))
     latent_shape = _model_latent_shape(model, train_images.shape[1:])
     say(f"encoding {len(train_images)} train + {len(test_images)} test images (latent {latent_shape})")
@@ -671,7 +656,7 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     meta = {
         "format": META_FORMAT, "version": META_VERSION, "properties": list(PROPERTY_NAMES),
         "checkpoint": ident, "latent_shape": list(latent_shape), "control_shape": list(control_shape(latent_shape)),
-        "image_shape": list(train_images.shape[1:]), "trained_size": getattr(model, "trained_size", None),
+        "image_shape": list(train_images.shape[1:]), "trained_size": model.trained_size,
         "data": os.path.abspath(data), "classes": sorted(set(train_classes)), "split": split, "limit": limit,
         "n_train": len(y_train), "n_test": len(y_test), "phases": phases, "threshold": THRESHOLD,
         "label_stats": _stats(y_train), "regressors": files, "features": list(features), "kinds": list(kinds),
@@ -818,14 +803,14 @@ class PropertyPredictor:
             raise DataError(f"{self.directory / META_FILE}: file {name!r} is not a plain file name inside the folder")
         return self.directory / name
 
-    def check_checkpoint(self, checkpoint):
-        """DataError unless ``checkpoint`` holds the weights the predictor was fitted on."""
-        ident = checkpoint_identity(checkpoint)
+    def check_run(self, run):
+        """DataError unless the :class:`~microlatent.models.run.Run` holds the weights the predictor was
+        fitted on."""
         want = self.meta["checkpoint"].get("state_dict_sha256")
-        if want and ident["state_dict_sha256"] != want:
-            raise DataError(f"{os.fspath(checkpoint)}: not the model this predictor was fitted on "
+        if want and run.state_dict_sha256 != want:
+            raise DataError(f"{os.fspath(run.path)}: not the model this predictor was fitted on "
                             f"({self.directory / META_FILE} names {self.meta['checkpoint']['path']}, "
-                            f"weights SHA-256 {want[:12]}..., this one {str(ident['state_dict_sha256'])[:12]}...)")
+                            f"weights SHA-256 {want[:12]}..., this one {str(run.state_dict_sha256)[:12]}...)")
 
     def fit_data(self) -> dict:
         file = self.file("fit_data.npz")

@@ -16,7 +16,7 @@ from microlatent.reconstruction import gradient as _gradient
 from microlatent.reconstruction import lbfgs as _lbfgs
 from microlatent.reconstruction.swaps import SwapState, anneal_state, initial_temperature
 from microlatent.reconstruction.target import TargetStatistics, as_target
-from microlatent.training import resolve_device
+from microlatent.device import resolve_device
 
 METHODS = ("gradient", "annealing")
 LOSSES = ("cess", "msess")

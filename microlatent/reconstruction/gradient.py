@@ -25,7 +25,7 @@ import torch
 from microlatent.losses.terms import LOG_FLOOR, cess_from_stats, clamp, msess_from_stats
 from microlatent.reconstruction.target import TargetStatistics
 from microlatent.stats import two_point
-from microlatent.training import resolve_device
+from microlatent.device import resolve_device
 
 DEFAULTS = {
     "lr": 0.3,

@@ -2,7 +2,7 @@
 data-parallel under torchrun, and hyperparameter sweeps (``microlatent.training.sweep``, needs optuna)."""
 
 from microlatent.training.config import DEFAULTS, check_sweep, load_config, shipped_configs
-from microlatent.training.loop import Interrupted, NonFiniteLoss, evaluate_loss, resolve_device, train
+from microlatent.training.loop import Interrupted, NonFiniteLoss, evaluate_loss, train
 
 __all__ = ["DEFAULTS", "Interrupted", "NonFiniteLoss", "check_sweep", "evaluate_loss", "load_config",
-           "resolve_device", "shipped_configs", "train"]
+           "shipped_configs", "train"]

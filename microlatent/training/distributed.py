@@ -29,7 +29,6 @@ from __future__ import annotations
 import atexit
 import datetime
 import os
-from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -49,7 +48,6 @@ class Distributed:
 
     def __init__(self, rank: int = 0, world_size: int = 1, device: torch.device | None = None):
         self.rank, self.world_size, self.device = rank, world_size, device
-        self._global_batch = None
 
     @property
     def enabled(self) -> bool:
@@ -72,36 +70,24 @@ class Distributed:
         return self.world_size * (end - start) / n
 
     def wrap(self, model):
-        """DistributedDataParallel around ``model`` (changed in place: SyncBatchNorm on GPUs, noise for
-        the global batch); ``model`` itself in one process."""
+        """DistributedDataParallel around ``model`` (SyncBatchNorm on GPUs); ``model`` itself in one
+        process."""
         if not self.enabled:
             return model
-        model.reparameterize = self._reparameterize  # an instance attribute shadows VAE.reparameterize
         if self.device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             return torch.nn.parallel.DistributedDataParallel(model, device_ids=[self.device])
         return torch.nn.parallel.DistributedDataParallel(model)
 
-    def global_batch(self, n: int):
-        """Context for one training forward pass whose global batch has n images (see _reparameterize)."""
-        return self._batch_context(n) if self.enabled else nullcontext()
-
-    @contextmanager
-    def _batch_context(self, n):
-        self._global_batch = n
-        try:
-            yield
-        finally:
-            self._global_batch = None
-
-    def _reparameterize(self, mu, logvar):
-        """z = mu + exp(logvar / 2) * eps as microlatent.models.common.reparameterize, with eps drawn for
-        the whole global batch and sliced to this rank's rows: the numbers one process would draw."""
-        n = self._global_batch if self._global_batch is not None else mu.shape[0] * self.world_size
+    def noise(self, n: int, shape, device):
+        """This rank's rows of the latent noise eps ~ N(0, I) of a global batch of ``n`` codes of
+        ``shape``: drawn for the whole batch and sliced, so the numbers are those one process draws
+        (float32, outside autocast, on every rank the same)."""
+        eps = torch.randn((n, *shape), device=device)
+        if not self.enabled:
+            return eps
         start, end = shard_bounds(n, self.rank, self.world_size)
-        eps = torch.randn((n, *mu.shape[1:]), dtype=mu.dtype, device=mu.device)
-        eps = eps[start:end] if end > start else eps[:1]
-        return mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * eps
+        return eps[start:end] if end > start else eps[:1]
 
     def mean_over_ranks(self, parts: dict, n: int, flag: bool = False):
         """(global-batch means of per-rank mean loss terms, whether ``flag`` is set on any rank).

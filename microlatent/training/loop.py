@@ -45,6 +45,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from microlatent.device import resolve_device
 from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
@@ -61,23 +62,6 @@ class Interrupted(Exception):
 
 class NonFiniteLoss(DataError):
     """The training loss became NaN or infinite (the checkpoint before that step is kept)."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" picks CUDA, then Apple's MPS, then the CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} asked for, but this machine has no CUDA GPU (use --device auto or cpu)")
-    return device
 
 
 def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True,
@@ -172,8 +156,10 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
             for batch_index, images in enumerate(bar, start=batch_index):
                 images = images.to(device, non_blocking=True)
                 batch_size = len(batches[batch_index])  # the global batch: all ranks together
-                with autocast(), ddp.global_batch(batch_size):
-                    recon, mu, logvar = net(images)
+                # The latent noise of the whole global batch, this rank's rows (as one process draws it).
+                eps = ddp.noise(batch_size, model.latent_shape(tuple(images.shape[-2:])), device)
+                with autocast():
+                    recon, mu, logvar = net(images, eps=eps)
                 # Outside autocast: inside, the style loss's Gram matrices (small differences of large sums)
                 # ran in bfloat16; no loss should depend on autocast's per-device op lists.
                 loss, parts = loss_fn(recon.float(), images, mu.float(), logvar.float())
