@@ -12,9 +12,11 @@ demo: $(VENV)/.installed
 test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
-# ruff (pyflakes, import order, line length) on everything, mypy on stats/losses/models/properties
+# ruff (pyflakes, import order, line length; the code is as `ruff format` writes it) on everything,
+# mypy on stats/losses/models/properties
 lint: $(VENV)/.installed
 	$(BIN)/ruff check microlatent tests benchmarks
+	$(BIN)/ruff format --check microlatent tests benchmarks
 	$(BIN)/mypy
 
 install: $(VENV)/.installed

@@ -88,13 +88,18 @@ def main(argv=None):
 
     makers = {"grf": grf_image, "discs": disc_image}
     names = [s.strip() for s in args.images.split(",") if s.strip()]
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
-    print(f"{args.size} x {args.size} images; median of {args.repeats} after a warm-up; "
-          "seconds per image (wall / CPU)\n")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start"
+    )
+    print(
+        f"{args.size} x {args.size} images; median of {args.repeats} after a warm-up; seconds per image (wall / CPU)\n"
+    )
 
-    header = (f"{'image':<6} {'problem':<8} {'solver':<14} {'wall s':>8} {'cpu s':>8} {'iters':>6} "
-              f"{'vs sparse':>10} {'max rel diff':>13}")
+    header = (
+        f"{'image':<6} {'problem':<8} {'solver':<14} {'wall s':>8} {'cpu s':>8} {'iters':>6} "
+        f"{'vs sparse':>10} {'max rel diff':>13}"
+    )
     print(header)
     print("-" * len(header))
     for name in names:
@@ -115,11 +120,14 @@ def main(argv=None):
             for label, wall, cpu, out in rows:
                 ratio = f"{sp_wall / wall:9.1f}x" if ref else f"{'-':>10}"
                 diff = f"{max_rel(out, ref, keys):13.2e}" if ref else f"{'-':>13}"
-                print(f"{name:<6} {problem:<8} {label:<14} {wall:8.3f} {cpu:8.3f} {out['iterations']:6d} "
-                      f"{ratio} {diff}")
+                print(
+                    f"{name:<6} {problem:<8} {label:<14} {wall:8.3f} {cpu:8.3f} {out['iterations']:6d} {ratio} {diff}"
+                )
             if ref:
-                print(f"{name:<6} {problem:<8} {'sparse splu':<14} {sp_wall:8.3f} {sp_cpu:8.3f} {'-':>6} "
-                      f"{'1.0x':>10} {'(reference)':>13}")
+                print(
+                    f"{name:<6} {problem:<8} {'sparse splu':<14} {sp_wall:8.3f} {sp_cpu:8.3f} {'-':>6} "
+                    f"{'1.0x':>10} {'(reference)':>13}"
+                )
         vf = image.mean()
         res = homogenize_elastic(image, dtype=np.float64)
         print(f"{name:<6} vf1 = {vf:.3f}: " + ", ".join(f"{k} = {res[k]:.5f}" for k in MECH))

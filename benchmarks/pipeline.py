@@ -32,9 +32,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the cache
 import torch  # noqa: E402
 
 from microlatent.data.make import ensure_dataset
+from microlatent.device import resolve_device  # noqa: E402
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model
-from microlatent.device import resolve_device  # noqa: E402
 from microlatent.training import load_config, train
 from microlatent.training.loop import Interrupted, _datasets, _loader
 
@@ -84,16 +84,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="cai_mse")
     parser.add_argument("--data", help="MICRO2D-layout HDF5 file (default: a generated one)")
-    parser.add_argument("--images", type=int, default=None,
-                        help="images per class generated (default: 64, or enough for the steps)")
+    parser.add_argument(
+        "--images", type=int, default=None, help="images per class generated (default: 64, or enough for the steps)"
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="default: the config's on CUDA or for a config of 64 px or less, else 4")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="default: the config's on CUDA or for a config of 64 px or less, else 4"
+    )
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default 20 on CUDA, 3 on CPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 5 on CUDA, 1 on CPU)")
-    parser.add_argument("--workers", default=None, help="comma-separated worker counts (default 0,4,8 on CUDA, 0,1 on CPU)")
-    parser.add_argument("--loader-only", action="store_true",
-                        help="measure the DataLoader alone (e.g. on a CPU at a GPU's batch size)")
+    parser.add_argument(
+        "--workers", default=None, help="comma-separated worker counts (default 0,4,8 on CUDA, 0,1 on CPU)"
+    )
+    parser.add_argument(
+        "--loader-only", action="store_true", help="measure the DataLoader alone (e.g. on a CPU at a GPU's batch size)"
+    )
     parser.add_argument("--out", type=Path, help="also write the output to this file")
     args = parser.parse_args()
 
@@ -105,10 +110,12 @@ def main():
     batch = args.batch or (config["optim"]["batch_size"] if gpu or small else 4)
     steps, warmup = args.steps or (20 if gpu else 3), args.warmup if args.warmup is not None else (5 if gpu else 1)
     workers = [int(w) for w in (args.workers or ("0,4,8" if gpu else "0,1")).split(",")]
-    lines = [f"torch {torch.__version__}, device {torch.cuda.get_device_name(device) if gpu else device}, "
-             f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}",
-             f"config {args.config}: {config['model']['name']}, loss {sorted(config['loss'])}, {size or 'stored'} px, "
-             f"batch {batch}, {warmup} warm-up + {steps} timed steps"]
+    lines = [
+        f"torch {torch.__version__}, device {torch.cuda.get_device_name(device) if gpu else device}, "
+        f"threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}",
+        f"config {args.config}: {config['model']['name']}, loss {sorted(config['loss'])}, {size or 'stored'} px, "
+        f"batch {batch}, {warmup} warm-up + {steps} timed steps",
+    ]
     print(*lines, sep="\n", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,11 +127,17 @@ def main():
         base = {**config, "name": "pipeline"}
         base["data"] = {**config["data"], "path": str(data), "generate": None}
         base["optim"] = {**config["optim"], "batch_size": batch, "epochs": 1}
-        base["train"] = {**config["train"], "device": str(device), "log_every": 1,
-                         "max_steps_per_epoch": warmup + steps}
+        base["train"] = {
+            **config["train"],
+            "device": str(device),
+            "log_every": 1,
+            "max_steps_per_epoch": warmup + steps,
+        }
 
-        table = [f"{'workers':>7s} {'cache':>6s} {'loader':>9s}" +
-                 ("" if args.loader_only else f" {'step':>9s} {'train':>9s} {'vs step':>8s}")]
+        table = [
+            f"{'workers':>7s} {'cache':>6s} {'loader':>9s}"
+            + ("" if args.loader_only else f" {'step':>9s} {'train':>9s} {'vs step':>8s}")
+        ]
         print(*table, sep="\n", flush=True)
         for cache in (None, "disk"):
             for count in workers:

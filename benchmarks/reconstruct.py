@@ -20,7 +20,8 @@ Each method runs twice per target, with a third of the size's time budget and wi
                 own Python (it needs TensorFlow and numpy<2) on as many threads as torch uses here:
                 after an untimed warm-up, with no iteration cap and the same wall-clock limit as ours
                 (checked at every objective evaluation from the first one on; MCRpy's setup is not
-                charged, as our warm-up is not), keeping its lowest-loss field (the third too only with --mcrpy-both; --quick: 64 px targets
+                charged, as our warm-up is not), keeping its lowest-loss field (the third too only with
+                --mcrpy-both; --quick: 64 px targets
                 only). Its result is not binary: its largest vf x H x W values become phase 1, the
                 target's volume fraction as ours keep it ("soft" column: error of the raw field).
 
@@ -155,8 +156,13 @@ def mcrpy_python(path):
     for candidate in candidates:
         if not candidate or not Path(candidate).exists():
             continue
-        probe = subprocess.run([candidate, "-c", "import mcrpy, numpy; print(mcrpy.__version__, numpy.__version__)"],
-                               capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        probe = subprocess.run(
+            [candidate, "-c", "import mcrpy, numpy; print(mcrpy.__version__, numpy.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         if probe.returncode == 0:
             return candidate, probe.stdout.strip().splitlines()[-1]
         return None, f"{candidate} cannot import mcrpy: {probe.stderr.strip().splitlines()[-1:]}"
@@ -169,7 +175,7 @@ def binarise_at_volume_fraction(field, volume_fraction):
     flat = field.ravel()
     k = int(round(volume_fraction * flat.size))
     binary = np.zeros(flat.size, dtype=np.uint8)
-    binary[np.argsort(flat, kind="stable")[flat.size - k:]] = 1
+    binary[np.argsort(flat, kind="stable")[flat.size - k :]] = 1
     return binary.reshape(field.shape)
 
 
@@ -183,7 +189,7 @@ def run_mcrpy(python, targets, budget, threads, quick, both=False, fractions=FRA
         size = image.shape[0]
         if quick and size > smallest:
             continue
-        for fraction in (fractions if both and not quick else fractions[-1:]):
+        for fraction in fractions if both and not quick else fractions[-1:]:
             jobs.append({"target": key, "fraction": fraction, "budget": budget[size] * fraction})
         images[f"image_{key}"] = image.astype(np.float64)
     with tempfile.TemporaryDirectory() as work:
@@ -191,8 +197,12 @@ def run_mcrpy(python, targets, budget, threads, quick, both=False, fractions=FRA
         runner.write_text(MCRPY_RUNNER)
         inputs, outputs = Path(work) / "in.npz", Path(work) / "out.npz"
         np.savez(inputs, jobs=np.array(json.dumps(jobs)), **images)
-        proc = subprocess.run([python, str(runner), str(inputs), str(outputs), work, str(threads)], capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+        proc = subprocess.run(
+            [python, str(runner), str(inputs), str(outputs), work, str(threads)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""},
+        )
         if proc.returncode != 0 or not outputs.exists():
             print(f"MCRpy run failed: {proc.stderr.strip()[-2000:]}", file=sys.stderr)
             return {}
@@ -214,19 +224,28 @@ def run_mcrpy(python, targets, budget, threads, quick, both=False, fractions=FRA
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="about a minute: 4 kinds at 64 and 128 px, short budgets, MCRpy once per 64 px target")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="about a minute: 4 kinds at 64 and 128 px, short budgets, MCRpy once per 64 px target",
+    )
     parser.add_argument("--kinds", nargs="+", default=None)
     parser.add_argument("--sizes", nargs="+", type=int, default=None)
     parser.add_argument("--budget", nargs="+", default=None, help="SIZE=SECONDS per run, e.g. 64=2 128=4")
     parser.add_argument("--device", default="auto", help="gradient method device")
     parser.add_argument("--no-mcrpy", action="store_true")
     parser.add_argument("--mcrpy-python", default=None)
-    parser.add_argument("--mcrpy-both", action="store_true",
-                        help="also run MCRpy with a third of the budget (adds a few minutes)")
-    parser.add_argument("--fractions", nargs="+", type=float, default=list(FRACTIONS),
-                        help="shares of the budget each method runs with, the last the full one "
-                             "(default 1/3 1; e.g. --budget 64=10 --fractions 0.2 1 for 2 s and 10 s)")
+    parser.add_argument(
+        "--mcrpy-both", action="store_true", help="also run MCRpy with a third of the budget (adds a few minutes)"
+    )
+    parser.add_argument(
+        "--fractions",
+        nargs="+",
+        type=float,
+        default=list(FRACTIONS),
+        help="shares of the budget each method runs with, the last the full one "
+        "(default 1/3 1; e.g. --budget 64=10 --fractions 0.2 1 for 2 s and 10 s)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     fractions = tuple(args.fractions)
@@ -245,9 +264,12 @@ def main(argv=None):
         parser.error(f"no time budget for size(s) {missing}: give --budget SIZE=SECONDS")
 
     started = time.perf_counter()
-    print(f"# microlatent reconstruction benchmark ({'quick' if args.quick else 'default'}): {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
-          f"{' (' + torch.cuda.get_device_name() + ')' if torch.cuda.is_available() and args.device != 'cpu' else ''}")
+    print(
+        f"# microlatent reconstruction benchmark ({'quick' if args.quick else 'default'}): "
+        f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if torch.cuda.is_available() and args.device != 'cpu' else ''}"
+    )
     targets, baseline = {}, {}
     for size in sizes:
         for kind in kinds:
@@ -266,34 +288,50 @@ def main(argv=None):
                 limit = budget[size] * fraction
                 start = time.perf_counter()
                 result = reconstruct(target, method=method, time_limit=limit, seed=0, device=args.device)[0]
-                rows.append({
-                    "target": key, "size": size, "method": method, "fraction": fraction, "budget": limit,
-                    "error": result.error, "soft_error": result.soft_error, "seconds": time.perf_counter() - start,
-                    "vf_error": abs(float(result.volume_fractions[1]) - float(target.volume_fractions[1])),
-                    "steps": result.steps,
-                })
-            print(f"  {key:22s} {method:9s} error {rows[-1]['error']:.3g} in {rows[-1]['seconds']:.1f} s",
-                  file=sys.stderr, flush=True)
+                rows.append(
+                    {
+                        "target": key,
+                        "size": size,
+                        "method": method,
+                        "fraction": fraction,
+                        "budget": limit,
+                        "error": result.error,
+                        "soft_error": result.soft_error,
+                        "seconds": time.perf_counter() - start,
+                        "vf_error": abs(float(result.volume_fractions[1]) - float(target.volume_fractions[1])),
+                        "steps": result.steps,
+                    }
+                )
+            print(
+                f"  {key:22s} {method:9s} error {rows[-1]['error']:.3g} in {rows[-1]['seconds']:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     mcrpy_note = "skipped (--no-mcrpy)"
     if not args.no_mcrpy:
         python, info = mcrpy_python(args.mcrpy_python)
         if python:
-            results = run_mcrpy(python, targets, budget, torch.get_num_threads(), args.quick, args.mcrpy_both, fractions)
+            results = run_mcrpy(
+                python, targets, budget, torch.get_num_threads(), args.quick, args.mcrpy_both, fractions
+            )
             mcrpy_note = f"MCRpy {info.split()[0]} (numpy {info.split()[1]}) via {python}" if results else "failed"
             for (key, fraction), r in results.items():
                 size = targets[key][0].shape[0]
-                rows.append({"target": key, "size": size, "method": "mcrpy", "fraction": fraction,
-                             "budget": None, **r})
+                rows.append({"target": key, "size": size, "method": "mcrpy", "fraction": fraction, "budget": None, **r})
         else:
             mcrpy_note = f"not available: {info}"
 
     print()
     print(f"MCRpy: {mcrpy_note}")
-    print("error = MSESS (all ordered pairs, all offsets) of the final binary image; rel = error / error of a random "
-          "image with the same volume fraction; t = wall seconds of the run")
-    header = (f"{'target':22s} {'random':>9s} | {'method':9s} | {'t (short)':>7s} {'error':>9s} {'rel':>8s} | "
-              f"{'t (full)':>8s} {'error':>9s} {'rel':>8s} {'soft':>9s} {'|dvf|':>7s}")
+    print(
+        "error = MSESS (all ordered pairs, all offsets) of the final binary image; rel = error / error of a random "
+        "image with the same volume fraction; t = wall seconds of the run"
+    )
+    header = (
+        f"{'target':22s} {'random':>9s} | {'method':9s} | {'t (short)':>7s} {'error':>9s} {'rel':>8s} | "
+        f"{'t (full)':>8s} {'error':>9s} {'rel':>8s} {'soft':>9s} {'|dvf|':>7s}"
+    )
     print(header)
     print("-" * len(header))
     for key in targets:
@@ -310,20 +348,27 @@ def main(argv=None):
 
             soft = f"{full['soft_error']:9.2e}" if full and full.get("soft_error") is not None else f"{'-':>9s}"
             dvf = f"{full['vf_error']:7.4f}" if full else f"{'-':>7s}"
-            print(f"{key:22s} {baseline[key]:9.2e} | {method:9s} | {cell(short)} | {cell(full)} "
-                  f"{soft} {dvf}")
+            print(f"{key:22s} {baseline[key]:9.2e} | {method:9s} | {cell(short)} | {cell(full)} {soft} {dvf}")
     print()
     for method in ("gradient", "annealing", "mcrpy"):
-        rel = [r["error"] / baseline[r["target"]] for r in rows if r["method"] == method and r["fraction"] == fractions[-1]]
+        rel = [
+            r["error"] / baseline[r["target"]] for r in rows if r["method"] == method and r["fraction"] == fractions[-1]
+        ]
         if rel:
-            print(f"{method:9s}: geometric mean rel error (full budget) {np.exp(np.mean(np.log(np.maximum(rel, 1e-30)))):.2e} "
-                  f"over {len(rel)} targets")
+            print(
+                f"{method:9s}: geometric mean rel error (full budget) "
+                f"{np.exp(np.mean(np.log(np.maximum(rel, 1e-30)))):.2e} "
+                f"over {len(rel)} targets"
+            )
     for fraction in fractions:
         wins = {}
         for key in targets:
             # An error below EXACT is a translate or reflection of the target: exact matches tie.
-            errors = {r["method"]: (r["error"] if r["error"] >= EXACT else 0.0)
-                      for r in rows if r["target"] == key and r["fraction"] == fraction}
+            errors = {
+                r["method"]: (r["error"] if r["error"] >= EXACT else 0.0)
+                for r in rows
+                if r["target"] == key and r["fraction"] == fraction
+            }
             if errors:
                 lowest = min(errors.values())
                 best = [m for m, e in errors.items() if e == lowest]
@@ -332,8 +377,9 @@ def main(argv=None):
         print(f"lowest error at {fraction:g} of the budget: " + ", ".join(f"{m} {n}" for m, n in sorted(wins.items())))
     print(f"total benchmark time {time.perf_counter() - started:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "baseline": baseline, "budget": budget, "mcrpy": mcrpy_note},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"rows": rows, "baseline": baseline, "budget": budget, "mcrpy": mcrpy_note}, indent=1)
+        )
     return 0
 
 

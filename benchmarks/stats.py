@@ -21,7 +21,8 @@ median of the timed repeats (and the best), and the ratio to the NumPy baseline 
 in the same process. Repeats stop early once a case has used --budget seconds (at least 2 timed calls
 each); the NumPy baseline and PyMKS, which work in blocks of 16 images or image by image, run on the
 first --slow-n images. The machine is shared: the load average and this process's CPU time are
-printed, and timings taken at a load above the number of cores are not comparable between runs. --big also measures, in fresh subprocesses, the peak resident memory
+printed, and timings taken at a load above the number of cores are not comparable between runs.
+--big also measures, in fresh subprocesses, the peak resident memory
 (ru_maxrss delta) of one large non-periodic "all" call, next to the size of its output.
 """
 
@@ -58,6 +59,7 @@ VOLUME_FRACTION = 0.4
 # --------------------------------------------------------------------------------------------------
 # Independent implementations
 # --------------------------------------------------------------------------------------------------
+
 
 def numpy_two_point(x, periodic, pairs, chunk=16):
     """Baseline: f(h, h'|r) = sum_x m(h, x) m(h', x + r) / n(r) for a 2-phase batch (N, H, W) of phase-1
@@ -130,6 +132,7 @@ def count_weight(height, width, periodic):
 # Timing
 # --------------------------------------------------------------------------------------------------
 
+
 def time_calls(fn, repeats, budget):
     """Seconds of each of up to ``repeats`` calls of fn (already warmed up). Stops early once ``budget``
     seconds have been spent, after at least 2 calls, to keep slow cases short."""
@@ -179,9 +182,11 @@ def fft_floor(x, periodic, chunk=None):
 def fastest_floor_chunk(x, periodic):
     """The chunk size (from FLOOR_CHUNKS) at which fft_floor runs fastest on this machine: the floor is
     the best the FFT library can do, so cache-friendly chunks count, as they do in two_point."""
+
     def seconds(chunk):
         fft_floor(x, periodic, chunk)  # warm-up
         return min(time_calls(lambda: fft_floor(x, periodic, chunk), 3, 0.5))
+
     return min(FLOOR_CHUNKS, key=seconds)
 
 
@@ -194,8 +199,10 @@ def run_case(impls, x, periodic, pair_name, args, rows):
     weight_full = count_weight(height, width, periodic)
     ok = True
     ref32 = ref64 = None
-    print(f"\n[check] periodic={periodic} pairs={pair_name}: vs microlatent float32 "
-          f"(tol {args.tol32:g} on max|diff|*n(r)/HW) and float64 (tol {args.tol64:g} on max|diff|)")
+    print(
+        f"\n[check] periodic={periodic} pairs={pair_name}: vs microlatent float32 "
+        f"(tol {args.tol32:g} on max|diff|*n(r)/HW) and float64 (tol {args.tol64:g} on max|diff|)"
+    )
     for name, fn, precision, keep, n_images in impls:
         out = as_numpy(fn(periodic, pairs, pair_name))  # check run = warm-up
         if ref32 is None:
@@ -247,6 +254,7 @@ def run_case(impls, x, periodic, pair_name, args, rows):
 # Peak memory of one large call, in a fresh process
 # --------------------------------------------------------------------------------------------------
 
+
 def current_rss():
     """Resident set size of this process now, in bytes (Linux /proc)."""
     with open("/proc/self/statm") as statm:
@@ -291,65 +299,117 @@ def memory_child(n_images, size, dtype, threads):
     seconds = time.perf_counter() - start
     sampled_peak = sampler.stop()
     maxrss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"rss_before": rss_before, "sampled_delta": sampled_peak - rss_before,
-                      "maxrss_delta": maxrss_after - maxrss_before, "rss_after": current_rss() - rss_before,
-                      "seconds": seconds, "out_bytes": out.nbytes, "out_shape": list(out.shape),
-                      "in_bytes": x.nbytes}))
+    print(
+        json.dumps(
+            {
+                "rss_before": rss_before,
+                "sampled_delta": sampled_peak - rss_before,
+                "maxrss_delta": maxrss_after - maxrss_before,
+                "rss_after": current_rss() - rss_before,
+                "seconds": seconds,
+                "out_bytes": out.nbytes,
+                "out_shape": list(out.shape),
+                "in_bytes": x.nbytes,
+            }
+        )
+    )
 
 
 def measure_memory(args, threads):
-    print(f"\nPeak memory of one call, fresh process each: two_point(x, periodic=False, pairs='all'), "
-          f"{args.size}x{args.size} images")
-    print(f"{'input':14s} {'output shape':>21s} {'output MiB':>10s} {'peak MiB':>9s} {'peak/output':>11s} "
-          f"{'(sampled':>9s} {'maxrss)':>8s} {'after MiB':>9s} {'seconds':>8s} {'images/s':>9s}")
-    cases = [(dtype, n) for dtype in (("float32", "float64") if args.big_float64 else ("float32",))
-             for n in (max(1, args.big_n // 4), args.big_n)]
+    print(
+        f"\nPeak memory of one call, fresh process each: two_point(x, periodic=False, pairs='all'), "
+        f"{args.size}x{args.size} images"
+    )
+    print(
+        f"{'input':14s} {'output shape':>21s} {'output MiB':>10s} {'peak MiB':>9s} {'peak/output':>11s} "
+        f"{'(sampled':>9s} {'maxrss)':>8s} {'after MiB':>9s} {'seconds':>8s} {'images/s':>9s}"
+    )
+    cases = [
+        (dtype, n)
+        for dtype in (("float32", "float64") if args.big_float64 else ("float32",))
+        for n in (max(1, args.big_n // 4), args.big_n)
+    ]
     for dtype, n_images in cases:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", dtype, "--big-n",
-               str(n_images), "--size", str(args.size), "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--memory-child",
+            dtype,
+            "--big-n",
+            str(n_images),
+            "--size",
+            str(args.size),
+            "--threads",
+            str(threads),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"  {dtype}: child failed (status {proc.returncode}):\n{proc.stderr[-2000:]}")
             continue
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        mib = 1024 ** 2
+        mib = 1024**2
         peak = max(res["sampled_delta"], res["maxrss_delta"])
-        print(f"{'ndarray ' + dtype:14s} {str(tuple(res['out_shape'])):>21s} {res['out_bytes'] / mib:10.0f} "
-              f"{peak / mib:9.0f} {peak / res['out_bytes']:11.2f} {res['sampled_delta'] / mib:9.0f} "
-              f"{res['maxrss_delta'] / mib:8.0f} {res['rss_after'] / mib:9.0f} {res['seconds']:8.1f} "
-              f"{n_images / res['seconds']:9.1f}")
-    print("(peak = rise of resident memory during the call over what the process held before it (input "
-          "included), the larger of a 2 ms RSS sampler and the ru_maxrss high-water mark; 'after' = what "
-          "stays resident with the output; the output alone needs 'output MiB'.)")
+        print(
+            f"{'ndarray ' + dtype:14s} {str(tuple(res['out_shape'])):>21s} {res['out_bytes'] / mib:10.0f} "
+            f"{peak / mib:9.0f} {peak / res['out_bytes']:11.2f} {res['sampled_delta'] / mib:9.0f} "
+            f"{res['maxrss_delta'] / mib:8.0f} {res['rss_after'] / mib:9.0f} {res['seconds']:8.1f} "
+            f"{n_images / res['seconds']:9.1f}"
+        )
+    print(
+        "(peak = rise of resident memory during the call over what the process held before it (input "
+        "included), the larger of a 2 ms RSS sampler and the ru_maxrss high-water mark; 'after' = what "
+        "stays resident with the output; the output alone needs 'output MiB'.)"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=64, help="images in the batch (default 64)")
     parser.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case (default 5)")
-    parser.add_argument("--budget", type=float, default=1.0,
-                        help="stop repeating a case after this many seconds, once 2 calls are timed "
-                             "(default 1; 0 = always 2 calls, large = always --repeats)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="stop repeating a case after this many seconds, once 2 calls are timed "
+        "(default 1; 0 = always 2 calls, large = always --repeats)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: the CPUs this process may use)"
+    )
     parser.add_argument("--no-pymks", action="store_true", help="leave PyMKS out even if installed")
-    parser.add_argument("--slow-n", type=int, default=8,
-                        help="the NumPy baseline and PyMKS run on the first this many images only "
-                             "(default 8; both work image by image or in blocks of up to 16, so images/s "
-                             "does not depend on N beyond that)")
-    parser.add_argument("--big", action="store_true",
-                        help="also measure peak memory of a large non-periodic 'all' call")
+    parser.add_argument(
+        "--slow-n",
+        type=int,
+        default=8,
+        help="the NumPy baseline and PyMKS run on the first this many images only "
+        "(default 8; both work image by image or in blocks of up to 16, so images/s "
+        "does not depend on N beyond that)",
+    )
+    parser.add_argument(
+        "--big", action="store_true", help="also measure peak memory of a large non-periodic 'all' call"
+    )
     parser.add_argument("--big-n", type=int, default=1024, help="images in the --big batch (default 1024)")
-    parser.add_argument("--big-float64", action="store_true",
-                        help="--big also with float64 input (output twice as large: 6.2 GiB at the defaults)")
-    parser.add_argument("--tol32", type=float, default=1e-6,
-                        help="max |diff| * n(r)/HW allowed against microlatent float32 (default 1e-6)")
-    parser.add_argument("--tol64", type=float, default=1e-9,
-                        help="max |diff| allowed for float64 implementations against microlatent "
-                             "float64 (default 1e-9)")
+    parser.add_argument(
+        "--big-float64",
+        action="store_true",
+        help="--big also with float64 input (output twice as large: 6.2 GiB at the defaults)",
+    )
+    parser.add_argument(
+        "--tol32",
+        type=float,
+        default=1e-6,
+        help="max |diff| * n(r)/HW allowed against microlatent float32 (default 1e-6)",
+    )
+    parser.add_argument(
+        "--tol64",
+        type=float,
+        default=1e-9,
+        help="max |diff| allowed for float64 implementations against microlatent float64 (default 1e-9)",
+    )
     parser.add_argument("--memory-child", choices=["float32", "float64"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -365,11 +425,15 @@ def main(argv=None):
     xt64 = xt32.double()
 
     pymks, pymks_note = (None, "PyMKS left out (--no-pymks)") if args.no_pymks else _pymks_or_skip()
-    print(f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-          f"torch threads {torch.get_num_threads()} (NumPy FFT is single-threaded), "
-          f"load average {os.getloadavg()[0]:.2f}")
-    print(f"batch: {args.n} binary {args.size}x{args.size} images, volume fraction {x.mean():.3f}, seed {SEED}; "
-          f"repeats {args.repeats} (budget {args.budget:g} s per case)")
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()} (NumPy FFT is single-threaded), "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"batch: {args.n} binary {args.size}x{args.size} images, volume fraction {x.mean():.3f}, seed {SEED}; "
+        f"repeats {args.repeats} (budget {args.budget:g} s per case)"
+    )
     print(pymks_note)
 
     n = args.n
@@ -386,10 +450,14 @@ def main(argv=None):
     if pymks is not None:
         keep = 2 * pymks_cutoff(args.size, args.size) + 1
         impls.append(("pymks-f64", lambda p, pl, pn: pymks_two_point(pymks, x_slow, p, pl), "f64", keep, n_slow))
-        print(f"PyMKS maps keep offsets -{keep // 2}..{keep // 2} ({keep}x{keep}): compared with the same "
-              f"central offsets of microlatent's maps")
-    print(f"NumPy baseline{' and PyMKS' if pymks is not None else ''}: first {n_slow} images of the batch "
-          f"(--slow-n); rates are per image")
+        print(
+            f"PyMKS maps keep offsets -{keep // 2}..{keep // 2} ({keep}x{keep}): compared with the same "
+            f"central offsets of microlatent's maps"
+        )
+    print(
+        f"NumPy baseline{' and PyMKS' if pymks is not None else ''}: first {n_slow} images of the batch "
+        f"(--slow-n); rates are per image"
+    )
 
     rows = []
     start = time.perf_counter()
@@ -397,22 +465,33 @@ def main(argv=None):
     for periodic in (True, False):
         for pair_name in ("one", "auto", "all"):
             if not run_case(impls, x, periodic, pair_name, args, rows):
-                print("\nFAILED: an implementation disagrees with microlatent (see above); stopped before timing this case.")
+                print(
+                    "\nFAILED: an implementation disagrees with microlatent (see above); stopped before timing "
+                    "this case."
+                )
                 return 1
 
     usage_after = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"\n{'implementation':24s} {'periodic':>8s} {'pairs':>5s} {'N':>5s} {'images/s':>10s} {'best':>10s} "
-          f"{'calls':>5s} {'vs numpy-f64':>12s} {'time/floor':>10s}")
+    print(
+        f"\n{'implementation':24s} {'periodic':>8s} {'pairs':>5s} {'N':>5s} {'images/s':>10s} {'best':>10s} "
+        f"{'calls':>5s} {'vs numpy-f64':>12s} {'time/floor':>10s}"
+    )
     for name, periodic, pair_name, n_images, rate, best, calls, ratio, over_floor in rows:
-        print(f"{name:24s} {str(periodic):>8s} {pair_name:>5s} {n_images:5d} {rate:10.1f} {best:10.1f} "
-              f"{calls:5d} {ratio:11.2f}x {over_floor:9.2f}x")
-    print("(vs numpy-f64: speed over the NumPy rfft2 baseline; time/floor: time per image over the bare torch "
-          "rfft2 round trip, 1.00x = nothing but the FFTs.)")
-    print(f"(images/s from the median call; 'best' from the fastest; PyMKS output is the central "
-          f"{2 * pymks_cutoff(args.size, args.size) + 1}^2 offsets only.) "
-          f"Timing section: {time.perf_counter() - start:.1f} s wall, "
-          f"{usage_after.ru_utime - usage.ru_utime:.1f} s user + {usage_after.ru_stime - usage.ru_stime:.1f} s "
-          f"system CPU; load average {os.getloadavg()[0]:.2f}")
+        print(
+            f"{name:24s} {str(periodic):>8s} {pair_name:>5s} {n_images:5d} {rate:10.1f} {best:10.1f} "
+            f"{calls:5d} {ratio:11.2f}x {over_floor:9.2f}x"
+        )
+    print(
+        "(vs numpy-f64: speed over the NumPy rfft2 baseline; time/floor: time per image over the bare torch "
+        "rfft2 round trip, 1.00x = nothing but the FFTs.)"
+    )
+    print(
+        f"(images/s from the median call; 'best' from the fastest; PyMKS output is the central "
+        f"{2 * pymks_cutoff(args.size, args.size) + 1}^2 offsets only.) "
+        f"Timing section: {time.perf_counter() - start:.1f} s wall, "
+        f"{usage_after.ru_utime - usage.ru_utime:.1f} s user + {usage_after.ru_stime - usage.ru_stime:.1f} s "
+        f"system CPU; load average {os.getloadavg()[0]:.2f}"
+    )
 
     if args.big:
         measure_memory(args, threads)

@@ -18,9 +18,9 @@ import warnings
 
 import torch
 
+from microlatent.device import resolve_device  # noqa: E402
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model
-from microlatent.device import resolve_device  # noqa: E402
 from microlatent.training import load_config
 
 
@@ -29,7 +29,9 @@ def step_rate(model, loss_fn, images, repeats, device):
     model.train().to(device)
     images = images.to(device)
     optimizer = torch.optim.RAdam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     times = []
     for i in range(repeats + 1):
         if device.type == "cuda":
@@ -64,8 +66,10 @@ def main():
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
     # (label, config whose model is used, model overrides, image size, batch)
     cases = [

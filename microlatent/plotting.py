@@ -10,8 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from microlatent.errors import InputError  # noqa: E402
 from microlatent.stats import offsets, two_point  # noqa: E402
@@ -40,7 +40,10 @@ def plot_images_with_statistics(images, titles=None, path="statistics.png", peri
         stats = two_point(image, periodic=periodic, pairs=[(phase, phase)])[0, 0]
         ry, rx = offsets(image.shape, periodic)
         shown = bottom.imshow(
-            stats, cmap="viridis", vmin=0, interpolation="nearest",
+            stats,
+            cmap="viridis",
+            vmin=0,
+            interpolation="nearest",
             extent=(rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5),
         )
         bottom.set_axis_on()
@@ -58,8 +61,9 @@ def check_figure_path(path) -> str:
     path = Path(path)
     kind = path.suffix.lstrip(".").lower() or "png"
     if kind not in FigureCanvasBase.get_supported_filetypes():
-        raise InputError(f"{path}: a figure must be .png, .pdf, .svg or .jpg (or another matplotlib format), "
-                         f"not .{kind}")
+        raise InputError(
+            f"{path}: a figure must be .png, .pdf, .svg or .jpg (or another matplotlib format), not .{kind}"
+        )
     if path.is_dir():
         raise InputError(f"{path} is a folder; name the figure file (e.g. {path / 'figure.png'})")
     return kind
@@ -93,8 +97,10 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
     fig, axes = plt.subplots(rows, 2 * len(columns), figsize=(2.1 * 2 * len(columns), 2.2 * rows), squeeze=False)
     ry, rx = offsets(inputs.shape[1:], periodic)
     extent = (rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5)
-    stats = {name: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0]
-             for name, images in columns}
+    stats = {
+        name: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0]
+        for name, images in columns
+    }
     # Each reconstruction's title carries the report's two scores (all phase pairs): its excess CESS
     # (CESS - H(f_in)) and the JS divergence of its thresholded (binary) version's statistics.
     from microlatent.losses.terms import excess_cess_from_stats, js_divergence_from_stats
@@ -104,8 +110,10 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
 
     f_in = stats_all(inputs)
     excess = {name: excess_cess_from_stats(f_in, stats_all(images), reduction="none") for name, images in columns[1:]}
-    js = {name: js_divergence_from_stats(f_in, stats_all((images >= 0.5).astype(np.float64)), reduction="none")
-          for name, images in columns[1:]}
+    js = {
+        name: js_divergence_from_stats(f_in, stats_all((images >= 0.5).astype(np.float64)), reduction="none")
+        for name, images in columns[1:]
+    }
     for i in range(rows):
         vmax = float(stats["input"][i].max())
         for j, (name, images) in enumerate(columns):

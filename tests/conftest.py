@@ -25,7 +25,7 @@ def tiny_data(tmp_path_factory):
     """A tiny HDF5 set in the MICRO2D layout: GRF and VoronoiSmall, 10 images of 32 x 32 each."""
     path = tmp_path_factory.mktemp("data") / "tiny.h5"
     for kind in ("GRF", "VoronoiSmall"):
-        (images, labels), = generate(kind, 10, size=32, seed=1).values()
+        ((images, labels),) = generate(kind, 10, size=32, seed=1).values()
         write_class(path, kind, images, labels)
     return path
 
@@ -37,15 +37,19 @@ def _train_tiny_model(data, out_dir, name="tiny-props"):
     from microlatent.training import DEFAULTS, train
     from microlatent.training.config import merge
 
-    config = merge(DEFAULTS, {
-        "name": name, "seed": 3,
-        "data": {"path": str(data), "split_fractions": [0.6, 0.1, 0.3]},
-        "model": {"name": "taesd_vae", "width": 16, "depth": 1, "latent_channels": 4, "stages": 3},
-        "loss": {"mse": 1.0, "kl": 1e-4},
-        "optim": {"batch_size": 8, "epochs": 12, "lr": 1e-2},
-        "schedule": {"name": "constant"},
-        "train": {"log_every": 50, "device": "cpu"},
-    })
+    config = merge(
+        DEFAULTS,
+        {
+            "name": name,
+            "seed": 3,
+            "data": {"path": str(data), "split_fractions": [0.6, 0.1, 0.3]},
+            "model": {"name": "taesd_vae", "width": 16, "depth": 1, "latent_channels": 4, "stages": 3},
+            "loss": {"mse": 1.0, "kl": 1e-4},
+            "optim": {"batch_size": 8, "epochs": 12, "lr": 1e-2},
+            "schedule": {"name": "constant"},
+            "train": {"log_every": 50, "device": "cpu"},
+        },
+    )
     train(config, out_dir, progress=False)
     return out_dir / "model.pt"
 

@@ -30,8 +30,20 @@ def commands(group, prefix=()):
 def test_every_command_has_help(capsys):
     _register_commands()
     names = list(commands(cli))
-    assert {("train",), ("finetune",), ("encode",), ("decode",), ("reconstruct",), ("stats",), ("demo",),
-            ("data", "generate"), ("data", "homogenize"), ("compare",), ("reconstruct-stats",), ("design",)} <= set(names)
+    assert {
+        ("train",),
+        ("finetune",),
+        ("encode",),
+        ("decode",),
+        ("reconstruct",),
+        ("stats",),
+        ("demo",),
+        ("data", "generate"),
+        ("data", "homogenize"),
+        ("compare",),
+        ("reconstruct-stats",),
+        ("design",),
+    } <= set(names)
     for name in names:
         code, out, _ = run([*name, "--help"], capsys)
         assert code == 0 and "Usage: microlatent" in out, name
@@ -40,7 +52,7 @@ def test_every_command_has_help(capsys):
 @pytest.fixture(scope="module")
 def model_and_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
-    (images, labels), = generate("GRF", 6, size=32, seed=0).values()
+    ((images, labels),) = generate("GRF", 6, size=32, seed=0).values()
     write_class(folder / "data.h5", "GRF", images, labels)
     torch.manual_seed(0)
     save_model(build_model("taesd_vae", width=8, latent_channels=2), folder / "model.pt")
@@ -49,11 +61,15 @@ def model_and_data(tmp_path_factory):
 
 def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
     folder = model_and_data
-    code, out, err = run(["encode", str(folder / "model.pt"), str(folder / "data.h5"), "--out", str(tmp_path / "z.npz")], capsys)
+    code, out, err = run(
+        ["encode", str(folder / "model.pt"), str(folder / "data.h5"), "--out", str(tmp_path / "z.npz")], capsys
+    )
     assert code == 0, err
     latents = np.load(tmp_path / "z.npz")
     assert latents["mu"].shape == (6, 2, 2, 2) and len(latents["names"]) == 6
-    code, _, err = run(["decode", str(folder / "model.pt"), str(tmp_path / "z.npz"), "--out", str(tmp_path / "x.npz")], capsys)
+    code, _, err = run(
+        ["decode", str(folder / "model.pt"), str(tmp_path / "z.npz"), "--out", str(tmp_path / "x.npz")], capsys
+    )
     assert code == 0, err
     decoded = np.load(tmp_path / "x.npz")["images"]
     assert decoded.shape == (6, 32, 32) and (tmp_path / "x.png").exists()
@@ -65,8 +81,19 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
     with torch.no_grad():
         expected = net(torch.from_numpy(read_images(folder / "data.h5", "GRF").astype(np.float32))[:, None])[0][:, 0]
     np.testing.assert_allclose(decoded, expected.numpy(), atol=1e-5)
-    code, _, err = run(["reconstruct", str(folder / "model.pt"), "--data", str(folder / "data.h5"), "--split", "all",
-                        "--out", str(tmp_path / "rec.png")], capsys)
+    code, _, err = run(
+        [
+            "reconstruct",
+            str(folder / "model.pt"),
+            "--data",
+            str(folder / "data.h5"),
+            "--split",
+            "all",
+            "--out",
+            str(tmp_path / "rec.png"),
+        ],
+        capsys,
+    )
     assert code == 0 and (tmp_path / "rec.png").stat().st_size > 1000, err
 
 
@@ -79,21 +106,51 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["encode", "{model}", "{tmp}/nothing.h5", "--out", "{tmp}/z.npz"], "no such file"),
         (["stats", "{data}", "--class", "Nope", "--out", "{tmp}/s.png"], "no class 'Nope'"),
         (["train", "cai_mse_cpu", "--set", "optim.lrr=1", "--out", "{tmp}/run"], "unknown key 'optim.lrr'"),
-        (["train", "cai_mse_cpu", "--set", "model.name=big_vae", "--set", "data.path={data}",
-          "--set", "data.generate=null", "--out", "{tmp}/run"], "unknown model 'big_vae'"),
-        *[(["train", "cai_mse_cpu", "--set", setting, "--out", "{tmp}/run"], message) for setting, message in (
-            ("optim.epochs=0", "'optim.epochs' must be an integer >= 1, got 0"),
-            ("optim.epochs=-2", "'optim.epochs' must be an integer >= 1, got -2"),
-            ("optim.batch_size=0", "'optim.batch_size' must be an integer >= 1"),
-            ("optim.batch_size=-4", "'optim.batch_size' must be an integer >= 1"),
-            ("optim.lr=-1", "'optim.lr' must be a number > 0, got -1.0"),
-            ("optim.lr=.nan", "'optim.lr' must be a number > 0, got nan"),
-            ("loss.kl=-1", "loss weight 'kl' must be a number >= 0"),
-            ("data.num_workers=-1", "'data.num_workers' must be an integer >= 0"),
-            ("name=../../x", "'name' must be a plain name"),
-        )],
-        (["compare", "{model}", "{model}", "--label", "a b", "--label", "a/b", "--data", "{data}", "--out", "{tmp}/r"],
-         "give the same figure file names"),
+        (
+            [
+                "train",
+                "cai_mse_cpu",
+                "--set",
+                "model.name=big_vae",
+                "--set",
+                "data.path={data}",
+                "--set",
+                "data.generate=null",
+                "--out",
+                "{tmp}/run",
+            ],
+            "unknown model 'big_vae'",
+        ),
+        *[
+            (["train", "cai_mse_cpu", "--set", setting, "--out", "{tmp}/run"], message)
+            for setting, message in (
+                ("optim.epochs=0", "'optim.epochs' must be an integer >= 1, got 0"),
+                ("optim.epochs=-2", "'optim.epochs' must be an integer >= 1, got -2"),
+                ("optim.batch_size=0", "'optim.batch_size' must be an integer >= 1"),
+                ("optim.batch_size=-4", "'optim.batch_size' must be an integer >= 1"),
+                ("optim.lr=-1", "'optim.lr' must be a number > 0, got -1.0"),
+                ("optim.lr=.nan", "'optim.lr' must be a number > 0, got nan"),
+                ("loss.kl=-1", "loss weight 'kl' must be a number >= 0"),
+                ("data.num_workers=-1", "'data.num_workers' must be an integer >= 0"),
+                ("name=../../x", "'name' must be a plain name"),
+            )
+        ],
+        (
+            [
+                "compare",
+                "{model}",
+                "{model}",
+                "--label",
+                "a b",
+                "--label",
+                "a/b",
+                "--data",
+                "{data}",
+                "--out",
+                "{tmp}/r",
+            ],
+            "give the same figure file names",
+        ),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/old_report"], "already holds a report"),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
         (["encode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/z.npz"], "values are NaN or infinite"),
@@ -106,7 +163,10 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["decode", "{model}", "{tmp}/nan_mu.npz", "--out", "{tmp}/d.npz"], "finite floats"),
         (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "nan"], "--threshold must be"),
         (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"], "--threshold must be"),
-        (["sweep", "cai_mse_cpu", "--storage", "nosuchdb://x", "--out", "{tmp}/sw"], "cannot open it as an Optuna database"),
+        (
+            ["sweep", "cai_mse_cpu", "--storage", "nosuchdb://x", "--out", "{tmp}/sw"],
+            "cannot open it as an Optuna database",
+        ),
         (["sweep", "cai_mse_cpu", "--storage", "{tmp}/a_file.txt", "--out", "{tmp}/sw"], "file is not a database"),
         (["reconstruct-stats", "{tmp}/no_maps.npz", "--out", "{tmp}/rs"], "no statistics maps or images"),
         (["reconstruct-stats", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
@@ -120,8 +180,21 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["reconstruct-stats", "{tmp}/zero.npz", "--out", "{tmp}/rs"], "not a readable .npz file"),
         (["data", "info", "{tmp}"], "is a directory. (see `microlatent data info --help`)"),
         (["encode", "--nope"], "No such option '--nope'"),
-        (["train", "cai_mse_cpu", "--device", "cuda:3", "--set", "data.path={data}", "--set", "data.generate=null",
-          "--out", "{tmp}/run"], "no CUDA GPU"),
+        (
+            [
+                "train",
+                "cai_mse_cpu",
+                "--device",
+                "cuda:3",
+                "--set",
+                "data.path={data}",
+                "--set",
+                "data.generate=null",
+                "--out",
+                "{tmp}/run",
+            ],
+            "no CUDA GPU",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(model_and_data, tmp_path, capsys, argv, message):

@@ -70,7 +70,7 @@ def test_gradient_reconstruction_on_cuda_matches_the_target():
     from microlatent.reconstruction import reconstruct
     from microlatent.stats import two_point
 
-    (images, _), = generate("GRF", 1, size=48, seed=2).values()
+    ((images, _),) = generate("GRF", 1, size=48, seed=2).values()
     target = images[0].astype(np.float32)
     (result,) = reconstruct(target, device="cuda", steps=300, seed=0)
     got, want = two_point(result.image.astype(np.float64)), two_point(target.astype(np.float64))

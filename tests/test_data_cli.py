@@ -16,8 +16,7 @@ def run(*args):
 
 def test_generate_writes_the_same_images_as_the_api(tmp_path):
     out = tmp_path / "lines.h5"
-    result = run("generate", "lines", "--n", 5, "--seed", 3, "--out", out, "--batch-size", 2,
-                 "-p", "n_lines=2,3")
+    result = run("generate", "lines", "--n", 5, "--seed", 3, "--out", out, "--batch-size", 2, "-p", "n_lines=2,3")
     assert result.exit_code == 0, result.output
     expected, labels = generate("lines", 5, seed=3, n_lines=(2, 3))["lines"]
     assert np.array_equal(read_images(out, "lines"), expected)
@@ -102,8 +101,20 @@ def test_a_killed_generate_leaves_no_file_that_looks_complete(tmp_path):
     import time
 
     out = tmp_path / "m.h5"
-    command = [sys.executable, "-m", "microlatent", "data", "generate", "micro2d-like", "--n", "400",
-               "--out", str(out), "--batch-size", "8"]
+    command = [
+        sys.executable,
+        "-m",
+        "microlatent",
+        "data",
+        "generate",
+        "micro2d-like",
+        "--n",
+        "400",
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = tmp_path / ".m.h5.partial"
     deadline = time.time() + 60

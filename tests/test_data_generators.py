@@ -120,8 +120,9 @@ def test_lines_match_their_definition():
 
 
 def test_lines_parameters_are_honoured():
-    images, labels = generate("lines", 20, seed=2, n_lines=(3, 7), thickness=2, min_gap=4,
-                              orientation="vertical", length=(50, 60))["lines"]
+    images, labels = generate(
+        "lines", 20, seed=2, n_lines=(3, 7), thickness=2, min_gap=4, orientation="vertical", length=(50, 60)
+    )["lines"]
     for image, label in zip(images, labels):
         p = parse_label(label)
         assert p["orientation"] == "vertical" and 3 <= p["n_lines"] <= 7
@@ -268,9 +269,16 @@ def test_micro2d_like_shape_binary_and_labels(micro2d_sets, name):
 
 
 SPREAD = {  # (must reach below, must reach above) for the phase-1 fraction over 24 images
-    "GRF": (0.25, 0.75), "NBSA": (0.25, 0.75), "AngEllipse": (0.3, 0.55), "RandomEllipse": (0.3, 0.55),
-    "VoidSmall": (0.7, 0.85), "VoidSmallBig": (0.7, 0.85), "VoronoiLarge": (0.3, 0.7),
-    "VoronoiMedium": (0.25, 0.75), "VoronoiMediumSpaced": (0.25, 0.6), "VoronoiSmall": (0.25, 0.75),
+    "GRF": (0.25, 0.75),
+    "NBSA": (0.25, 0.75),
+    "AngEllipse": (0.3, 0.55),
+    "RandomEllipse": (0.3, 0.55),
+    "VoidSmall": (0.7, 0.85),
+    "VoidSmallBig": (0.7, 0.85),
+    "VoronoiLarge": (0.3, 0.7),
+    "VoronoiMedium": (0.25, 0.75),
+    "VoronoiMediumSpaced": (0.25, 0.6),
+    "VoronoiSmall": (0.25, 0.75),
 }
 
 
@@ -292,6 +300,7 @@ def test_grf_and_nbsa_hit_their_target_fraction_and_anisotropy():
     for image, label in zip(images, labels):
         assert abs(image.mean() - parse_label(label)["volume_fraction"]) <= 1 / image.size
     bands, labels = generate("NBSA", 4, size=128, seed=1, volume_fraction=0.5, wavelength=16)["NBSA"]
+
     def changes(image, step):
         shift = tuple(np.round(step * 3).astype(int))
         return np.mean(image != np.roll(image, shift, axis=(0, 1)))

@@ -236,5 +236,7 @@ def test_info_refuses_a_file_without_classes_and_reports_malformed_datasets(tmp_
         f["A"]["A - labels"] = np.array([b"a"] * 3)
         f["A"]["homogenized_mechanical"] = np.zeros((4, 6, 3))
     problems = file_info(path)["problems"]
-    assert problems == ["A: (3,) labels for 4 images",
-                        "A/homogenized_mechanical: shape (4, 6, 3), expected (4, cases, 5)"]
+    assert problems == [
+        "A: (3,) labels for 4 images",
+        "A/homogenized_mechanical: shape (4, 6, 3), expected (4, cases, 5)",
+    ]

@@ -25,15 +25,19 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 def tiny_config(data, **data_changes):
     # 16 training images in batches of 5: the last batch (1 image) leaves rank 1 of 2 without images
-    return merge(DEFAULTS, {
-        "name": "tiny", "seed": 3,
-        "data": {"path": str(data), **data_changes},
-        "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-        "loss": {"mse": 1.0, "kl": 1e-4},
-        "optim": {"batch_size": 5, "epochs": 2, "lr": 3e-3},
-        "schedule": {"period_epochs": 1},
-        "train": {"log_every": 1, "device": "cpu"},
-    })
+    return merge(
+        DEFAULTS,
+        {
+            "name": "tiny",
+            "seed": 3,
+            "data": {"path": str(data), **data_changes},
+            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
+            "loss": {"mse": 1.0, "kl": 1e-4},
+            "optim": {"batch_size": 5, "epochs": 2, "lr": 3e-3},
+            "schedule": {"period_epochs": 1},
+            "train": {"log_every": 1, "device": "cpu"},
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,9 @@ def one_process(tiny_data, tmp_path_factory):
 
 def torchrun(*args, cwd):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, cwd=cwd, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-4000:]
 
 
@@ -74,8 +79,19 @@ def test_two_processes_under_torchrun_match_one_process(tiny_data, one_process, 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tiny_data)))
     # the unchanged CLI under torchrun, with a DataLoader worker per rank reading a disk cache one rank writes
-    torchrun("-m", "microlatent", "train", config, "--out", tmp_path / "two", "--set", "data.num_workers=1",
-             "--set", "data.cache=disk", cwd=tmp_path)
+    torchrun(
+        "-m",
+        "microlatent",
+        "train",
+        config,
+        "--out",
+        tmp_path / "two",
+        "--set",
+        "data.num_workers=1",
+        "--set",
+        "data.cache=disk",
+        cwd=tmp_path,
+    )
     two = tmp_path / "two"
     assert_same_weights(one_process, two)
     assert json.loads((two / "run.json").read_text())["processes"] == 2
@@ -84,7 +100,8 @@ def test_two_processes_under_torchrun_match_one_process(tiny_data, one_process, 
     assert len(two_steps) == len(one_steps) == 8
     assert [float(r["loss"]) for r in two_steps] == pytest.approx([float(r["loss"]) for r in one_steps], rel=1e-5)
     assert [float(r["val_loss"]) for r in rows(two / "epochs.csv")] == pytest.approx(
-        [float(r["val_loss"]) for r in rows(one_process / "epochs.csv")], rel=1e-5)
+        [float(r["val_loss"]) for r in rows(one_process / "epochs.csv")], rel=1e-5
+    )
 
 
 def test_interrupted_two_process_run_resumes_to_the_same_weights(tiny_data, one_process, tmp_path):

@@ -107,7 +107,9 @@ def test_per_sample_metrics_equal_the_training_terms():
         assert values["msess"][i] == pytest.approx(terms.msess(ri, xi).item(), rel=1e-10)
         assert values["mse"][i] == pytest.approx(terms.mse(ri, xi).item(), rel=1e-10)
     np.testing.assert_allclose(values["log_cess"], np.log(values["cess"]))
-    assert values["cess"].mean() == pytest.approx(terms.cess(torch.from_numpy(r[:, None]), torch.from_numpy(x[:, None])).item())
+    assert values["cess"].mean() == pytest.approx(
+        terms.cess(torch.from_numpy(r[:, None]), torch.from_numpy(x[:, None])).item()
+    )
 
 
 def test_summarize():
@@ -134,7 +136,7 @@ def test_nearest_neighbour_returns_the_right_index_in_chunks_and_in_statistics_s
 
     # Periodic shifts leave the autocorrelation unchanged: the nearest image in statistics space is the
     # unshifted original, though in image space it is not.
-    (images, _), = generate("GRF", 8, size=32, seed=3).values()
+    ((images, _),) = generate("GRF", 8, size=32, seed=3).values()
     images = images.astype(np.float64)
     shifted = np.stack([np.roll(images[k], (5 + k, 11), (0, 1)) for k in (6, 2, 4)])
     index, distance = nearest_neighbours(autocorrelation_features(shifted), autocorrelation_features(images))
@@ -195,11 +197,14 @@ def test_line_count_hand_cases():
 
 @pytest.fixture(scope="module")
 def textures():
-    (grf, _), = generate("GRF", 2, size=64, seed=5).values()
-    (voronoi, _), = generate("VoronoiSmall", 1, size=64, seed=5).values()
+    ((grf, _),) = generate("GRF", 2, size=64, seed=5).values()
+    ((voronoi, _),) = generate("VoronoiSmall", 1, size=64, seed=5).values()
     lines_images, _ = lines(1, seed=5, **LINES_64)
-    return {"grf": grf.astype(np.float64), "voronoi": voronoi[0].astype(np.float64),
-            "lines": lines_images[0].astype(np.float64)}
+    return {
+        "grf": grf.astype(np.float64),
+        "voronoi": voronoi[0].astype(np.float64),
+        "lines": lines_images[0].astype(np.float64),
+    }
 
 
 def test_stsim2_known_answers(textures):

@@ -18,7 +18,6 @@ from microlatent.data.generators import generate, lines
 from microlatent.data.store import read_images, write_class
 from microlatent.errors import InputError
 from microlatent.evaluation import reconstruct, write_report
-from microlatent.models.run import Run
 from microlatent.evaluation.lines import count_lines
 from microlatent.evaluation.metrics import (
     autocorrelation_features,
@@ -28,6 +27,7 @@ from microlatent.evaluation.metrics import (
     win_matrix,
 )
 from microlatent.models import build_model, save_model
+from microlatent.models.run import Run
 
 SIZE = 32
 LINES_32 = dict(size=SIZE, n_lines=(1, 3), length=(16, 32), thickness=(1, 2), min_gap=2)
@@ -48,8 +48,13 @@ def setup(tmp_path_factory):
         _build(root)
     data, out = root / "tiny.h5", root / "report"
     checkpoints = {name: root / "runs" / f"tiny_{name}" / "model.pt" for name in ("mse", "cess")}
-    return {"data": data, "checkpoints": checkpoints, "out": out, "report": out / "report.html",
-            "json": json.loads((out / "metrics.json").read_text())}
+    return {
+        "data": data,
+        "checkpoints": checkpoints,
+        "out": out,
+        "report": out / "report.html",
+        "json": json.loads((out / "metrics.json").read_text()),
+    }
 
 
 def _build(root):
@@ -57,21 +62,31 @@ def _build(root):
     data = root / "tiny.h5"
     images, labels = lines(20, seed=0, **LINES_32)
     write_class(data, "lines", images, labels)
-    (images, labels), = generate("GRF", 20, size=SIZE, seed=0).values()
+    ((images, labels),) = generate("GRF", 20, size=SIZE, seed=0).values()
     write_class(data, "GRF", images, labels)
     checkpoints = {}
     for k, name in enumerate(("mse", "cess")):
         torch.manual_seed(k)
         model = build_model("taesd_vae", width=8, depth=1, latent_channels=3, stages=2)
-        config = {"name": f"tiny_{name}", "data": {"path": str(data), "size": SIZE, "split_seed": 0,
-                                                    "split_fractions": [0.7, 0.15, 0.15]},
-                  "loss": {name: 1.0, "kl": 1e-4}}
+        config = {
+            "name": f"tiny_{name}",
+            "data": {"path": str(data), "size": SIZE, "split_seed": 0, "split_fractions": [0.7, 0.15, 0.15]},
+            "loss": {name: 1.0, "kl": 1e-4},
+        }
         path = root / "runs" / f"tiny_{name}" / "model.pt"
         path.parent.mkdir(parents=True)
         save_model(model, path, extra={"config": config})
         checkpoints[name] = path
-    report = write_report(checkpoints, data, root / "report", device="cpu", vgg_weights="random", overfit_samples=6,
-                          grid_per_class=1, traversal_units=2)
+    report = write_report(
+        checkpoints,
+        data,
+        root / "report",
+        device="cpu",
+        vgg_weights="random",
+        overfit_samples=6,
+        grid_per_class=1,
+        traversal_units=2,
+    )
     assert report == root / "report" / "report.html"
 
 
@@ -89,12 +104,30 @@ def test_report_files_and_figures_exist(setup):
         assert (out / path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
         assert path in (out / "report.html").read_text() and path in (out / "report.md").read_text()
     names = {p.split("/")[-1] for p in paths}
-    for expected in ("grid_lines.png", "grid_GRF.png", "cess_hist.png", "log_cess_hist.png", "win_matrix.png",
-                     "outliers_mse.png", "line_counts.png", "overfitting_cess.png", "traversal_mse.png",
-                     "latent_samples_cess.png", "texture_hist.png", "vf_diff_hist.png"):
+    for expected in (
+        "grid_lines.png",
+        "grid_GRF.png",
+        "cess_hist.png",
+        "log_cess_hist.png",
+        "win_matrix.png",
+        "outliers_mse.png",
+        "line_counts.png",
+        "overfitting_cess.png",
+        "traversal_mse.png",
+        "latent_samples_cess.png",
+        "texture_hist.png",
+        "vf_diff_hist.png",
+    ):
         assert expected in names
     markdown = (out / "report.md").read_text()
-    for heading in ("## All samples", "## Win matrix (excess CESS)", "## Latent diagnostics", "## Per class", "## Lines", "## Overfitting check"):
+    for heading in (
+        "## All samples",
+        "## Win matrix (excess CESS)",
+        "## Latent diagnostics",
+        "## Per class",
+        "## Lines",
+        "## Overfitting check",
+    ):
         assert heading in markdown
 
 
@@ -153,12 +186,14 @@ def test_overfitting_numbers_equal_brute_force(setup):
     split = {c: split_indices(20, c, "train", (0.7, 0.15, 0.15), seed=0) for c in ("GRF", "lines")}
     train = np.concatenate([read_images(data, c, split[c]) for c in ("GRF", "lines")]).astype(np.float64)
     assert entry["train"]["reference_n"] == len(train) and entry["train"]["n"] == 6
-    drawn = np.stack([read_images(data, name.split("[")[0], int(name.split("[")[1][:-1]))
-                      for name in entry["train"]["names"]]).astype(np.float32)
+    drawn = np.stack(
+        [read_images(data, name.split("[")[0], int(name.split("[")[1][:-1])) for name in entry["train"]["names"]]
+    ).astype(np.float32)
     _, recons = reconstruct(model, list(drawn))
     image = np.array([[((r - t) ** 2).mean() for t in flatten(train)] for r in flatten(recons)]).mean(1)
-    stats = np.array([[((r - t) ** 2).mean() for t in autocorrelation_features(train)]
-                      for r in autocorrelation_features(recons)]).mean(1)
+    stats = np.array(
+        [[((r - t) ** 2).mean() for t in autocorrelation_features(train)] for r in autocorrelation_features(recons)]
+    ).mean(1)
     np.testing.assert_allclose(entry["train"]["image"], image, rtol=1e-9)
     np.testing.assert_allclose(entry["train"]["stats"], stats, rtol=1e-9)
 
@@ -178,14 +213,39 @@ def test_cli_evaluate_a_vector_latent_model_and_compare_errors(setup, tmp_path):
     # a ResNet VAE (vector latent, Hashemi et al.'s kind) through `microlatent evaluate`
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no pretrained ResNet weights: fine here
-        model = build_model("resnet_vae", latent_dim=4, layers=[1, 1, 1, 1], base_width=4, image_size=SIZE, fc_hidden=16)
+        model = build_model(
+            "resnet_vae", latent_dim=4, layers=[1, 1, 1, 1], base_width=4, image_size=SIZE, fc_hidden=16
+        )
     checkpoint = tmp_path / "runs" / "tiny_resnet" / "model.pt"
     checkpoint.parent.mkdir(parents=True)
-    save_model(model, checkpoint, extra={"config": {"name": "tiny_resnet", "data": {"path": str(setup["data"]),
-                                                                                    "split_fractions": [0.7, 0.15, 0.15]}}})
+    save_model(
+        model,
+        checkpoint,
+        extra={
+            "config": {
+                "name": "tiny_resnet",
+                "data": {"path": str(setup["data"]), "split_fractions": [0.7, 0.15, 0.15]},
+            }
+        },
+    )
     runner = CliRunner()
-    result = runner.invoke(evaluate, [str(checkpoint), "--out", str(tmp_path / "one"), "--no-texture",
-                                      "--overfit-samples", "0", "--class", "lines", "--n", "2", "--device", "cpu"])
+    result = runner.invoke(
+        evaluate,
+        [
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "one"),
+            "--no-texture",
+            "--overfit-samples",
+            "0",
+            "--class",
+            "lines",
+            "--n",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert list(results["per_sample"]) == ["tiny_resnet"]  # label from the run folder; data from the checkpoint
@@ -194,7 +254,9 @@ def test_cli_evaluate_a_vector_latent_model_and_compare_errors(setup, tmp_path):
     with open(tmp_path / "one" / "per_sample.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and float(rows[0]["cess"]) == pytest.approx(results["per_sample"]["tiny_resnet"]["cess"][0])
-    result = runner.invoke(compare, [str(checkpoint), str(checkpoint), "--label", "only-one", "--out", str(tmp_path / "two")])
+    result = runner.invoke(
+        compare, [str(checkpoint), str(checkpoint), "--label", "only-one", "--out", str(tmp_path / "two")]
+    )
     assert isinstance(result.exception, InputError)
 
 
@@ -205,19 +267,32 @@ def test_checkpoint_labels(tmp_path):
 
 
 def test_metrics_do_not_depend_on_the_chunk_size(setup):
-    from microlatent.evaluation.report import _evaluate_model
     from microlatent.data import Split, read_split
+    from microlatent.evaluation.report import _evaluate_model
 
     samples = read_split(setup["data"], "test", Split(fractions=(0.7, 0.15, 0.15)))
     model = Run.load(setup["checkpoints"]["cess"], "cpu")
     truth = [(None, None)] * len(samples)
-    run = _evaluate_model(model, samples, {"GRF": 0.5, "lines": 0.95}, truth, np.zeros(0, dtype=np.int64), None,
-                          keep={0, 5}, n_outliers=2, chunk=4)
+    run = _evaluate_model(
+        model,
+        samples,
+        {"GRF": 0.5, "lines": 0.95},
+        truth,
+        np.zeros(0, dtype=np.int64),
+        None,
+        keep={0, 5},
+        n_outliers=2,
+        chunk=4,
+    )
     per_sample = setup["json"]["per_sample"]["cess"]
     for key in ("cess", "excess_cess", "js_binary", "msess", "mse", "vf_diff"):
-        np.testing.assert_allclose(run["values"][key], np.array(per_sample[key], dtype=float), rtol=1e-9, equal_nan=True)
+        np.testing.assert_allclose(
+            run["values"][key], np.array(per_sample[key], dtype=float), rtol=1e-9, equal_nan=True
+        )
     assert sorted(run["kept"]) == [0, 5]
-    assert [i for i, _, _ in run["outliers"]] == list(np.argsort(-np.array(per_sample["excess_cess"]), kind="stable")[:2])
+    assert [i for i, _, _ in run["outliers"]] == list(
+        np.argsort(-np.array(per_sample["excess_cess"]), kind="stable")[:2]
+    )
 
 
 def test_markdown_carries_no_raw_html_from_labels_or_cells(setup):

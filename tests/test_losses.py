@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from microlatent.errors import InputError
-from microlatent.losses import CompositeLoss, cess, clamp, kl, msess, mse
+from microlatent.losses import CompositeLoss, cess, clamp, kl, mse, msess
 from microlatent.stats import two_point
 
 

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from microlatent.errors import DataError, InputError
-from microlatent.models import (MODELS, ResnetVAE, TaesdVAE, TextureVAE, build_model, load_checkpoint, load_model,
-                                reparameterize, save_model)
+from microlatent.models import (
+    MODELS,
+    ResnetVAE,
+    TaesdVAE,
+    TextureVAE,
+    build_model,
+    load_checkpoint,
+    load_model,
+    reparameterize,
+    save_model,
+)
 
 # Small CPU configs; image size each is built for
 TINY = {
@@ -36,6 +45,7 @@ def images(n, size, w=None):
 
 # ---------------------------------------------------------------- registry and config
 
+
 def test_registry_lists_the_three_models():
     assert set(MODELS) == {"taesd_vae", "resnet_vae", "texture_vae"}
     assert MODELS["taesd_vae"] is TaesdVAE and MODELS["resnet_vae"] is ResnetVAE and MODELS["texture_vae"] is TextureVAE
@@ -48,7 +58,9 @@ def test_unknown_model_name_lists_valid_ones():
 
 
 def test_unknown_config_key_lists_valid_ones():
-    with pytest.raises(InputError, match=r"unknown config key\(s\) widht; valid: latent_channels, width, depth, stages"):
+    with pytest.raises(
+        InputError, match=r"unknown config key\(s\) widht; valid: latent_channels, width, depth, stages"
+    ):
         build_model("taesd_vae", widht=8)
 
 
@@ -70,6 +82,7 @@ def test_config_rebuilds_the_same_architecture(name):
 
 
 # ---------------------------------------------------------------- shapes
+
 
 @pytest.mark.parametrize("size,latent", [(64, 4), (224, 14), (32, 2)])
 def test_taesd_latent_is_size_over_16(size, latent):
@@ -101,8 +114,12 @@ def test_taesd_rejects_size_not_divisible_by_16(size):
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_wrong_input_layout_is_input_error(name):
     model, size = tiny(name)
-    for bad in (torch.rand(2, 3, size, size), torch.rand(1, size, size), torch.zeros(2, 1, size, size, dtype=torch.long),
-                images(2, size).numpy()):
+    for bad in (
+        torch.rand(2, 3, size, size),
+        torch.rand(1, size, size),
+        torch.zeros(2, 1, size, size, dtype=torch.long),
+        images(2, size).numpy(),
+    ):
         with pytest.raises(InputError):
             model.encode(bad)
     with pytest.raises(InputError):
@@ -153,6 +170,7 @@ def test_resnet_vae_training_batch_of_one_is_input_error():
 
 
 # ---------------------------------------------------------------- gradients, determinism
+
 
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_gradient_reaches_every_trainable_parameter(name):
@@ -210,6 +228,7 @@ def test_reparameterize_statistics_and_gradient():
 
 # ---------------------------------------------------------------- checkpoints
 
+
 @pytest.mark.parametrize("name", sorted(TINY))
 def test_save_load_round_trip_is_exact(name, tmp_path):
     model, size = tiny(name)
@@ -256,7 +275,7 @@ def test_bad_checkpoints_are_data_errors(tmp_path):
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     checkpoint_error(tmp_path / "truncated.pt")
     corrupt = bytearray(data)
-    corrupt[len(data) // 3: len(data) // 3 + 64] = b"\x00" * 64
+    corrupt[len(data) // 3 : len(data) // 3 + 64] = b"\x00" * 64
     (tmp_path / "corrupt.pt").write_bytes(bytes(corrupt))
     checkpoint_error(tmp_path / "corrupt.pt")  # torch.load reads it; the checksum does not match
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
@@ -265,8 +284,10 @@ def test_bad_checkpoints_are_data_errors(tmp_path):
     ckpt = torch.load(good, weights_only=True)
     ckpt["model_config"]["width"] = 16  # state dict no longer matches the config
     torch.save(ckpt, tmp_path / "mismatch.pt")
-    assert "model_config does not match the saved weights (encoder.0.weight: config gives (16, 1, 3, 3)" in \
-        checkpoint_error(tmp_path / "mismatch.pt")
+    assert (
+        "model_config does not match the saved weights (encoder.0.weight: config gives (16, 1, 3, 3)"
+        in checkpoint_error(tmp_path / "mismatch.pt")
+    )
     ckpt["model_config"]["width"] = 100_000  # would allocate ~10^11 parameters: refused before any allocation
     torch.save(ckpt, tmp_path / "huge.pt")
     assert "does not match the saved weights" in checkpoint_error(tmp_path / "huge.pt")
@@ -286,10 +307,15 @@ def test_save_model_refuses_non_models(tmp_path):
 
 # ---------------------------------------------------------------- resnet_vae pretrained weights
 
+
 def torchvision_state_dict(encoder, drop_num_batches_tracked=True):
-    """A torchvision-style resnet file: encoder keys (no prefix) plus fc.*, as old zoo files (no num_batches_tracked)."""
-    sd = {k: v.clone() for k, v in encoder.state_dict().items()
-          if not (drop_num_batches_tracked and k.endswith("num_batches_tracked"))}
+    """A torchvision-style resnet file: encoder keys (no prefix) plus fc.*, as old zoo files
+    (no num_batches_tracked)."""
+    sd = {
+        k: v.clone()
+        for k, v in encoder.state_dict().items()
+        if not (drop_num_batches_tracked and k.endswith("num_batches_tracked"))
+    }
     sd["fc.weight"], sd["fc.bias"] = torch.randn(1000, encoder.num_features), torch.randn(1000)
     return sd
 
@@ -304,6 +330,7 @@ def test_resnet_encoder_uses_torchvision_names():
 
 def test_resnet152_has_torchvision_parameter_count():
     from microlatent.models import ResNet
+
     with torch.device("meta"):
         encoder = ResNet()  # layers (3, 8, 36, 3), width 64
     # torchvision resnet152 has 60,192,808 parameters, 2,049,000 of them in fc
@@ -367,6 +394,7 @@ def test_resnet_refuses_mismatched_weights(tmp_path):
 
 
 # ---------------------------------------------------------------- learning
+
 
 def four_patterns():
     """(4, 1, 32, 32): a square, vertical stripes, horizontal stripes, a quadrant."""

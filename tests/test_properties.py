@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from microlatent.errors import DataError, InputError
 from microlatent.properties import (
     elasticity_matrix,
+    fem,
     hashin_shtrikman_elastic,
     hashin_shtrikman_thermal,
     homogenize_elastic,
@@ -26,7 +27,6 @@ from microlatent.properties import (
     voigt_reuss_elastic,
     voigt_reuss_thermal,
 )
-from microlatent.properties import fem
 from microlatent.properties.sparse import sparse_elastic, sparse_thermal
 
 F64 = dict(dtype=np.float64, tol=1e-10)
@@ -88,9 +88,11 @@ def test_laminate_general_formula_equals_closed_form(f):
     y = laminate_elastic(f, E, (nu, nu), stacking="y")
     x = laminate_elastic(f, E, (nu, nu), stacking="x")
     assert (y["Ex"], y["Ey"], y["Gxy"], y["nu_xy"], y["nu_yx"]) == pytest.approx(
-        (mean_e, ey, gxy, nu, nu * ey / mean_e), rel=1e-13)
+        (mean_e, ey, gxy, nu, nu * ey / mean_e), rel=1e-13
+    )
     assert (x["Ey"], x["Ex"], x["Gxy"], x["nu_yx"], x["nu_xy"]) == pytest.approx(
-        (mean_e, ey, gxy, nu, nu * ey / mean_e), rel=1e-13)
+        (mean_e, ey, gxy, nu, nu * ey / mean_e), rel=1e-13
+    )
     t = laminate_thermal(f, (10.0, 1.0), "y")
     assert (t["kx"], t["ky"]) == pytest.approx(((1 - f) * 10 + f, 1 / ((1 - f) / 10 + f)), rel=1e-14)
 
@@ -279,14 +281,14 @@ def test_transpose_swaps_axes_and_a_stack_equals_its_images():
     assert shifted["C"] == pytest.approx(batch["C"], rel=1e-10)
     # bool / float input.
     assert homogenize_thermal(images.astype(bool), **F64)["K"] == pytest.approx(
-        homogenize_thermal(images.astype(np.float32), **F64)["K"], rel=1e-12)
+        homogenize_thermal(images.astype(np.float32), **F64)["K"], rel=1e-12
+    )
 
 
 def test_reference_preconditioner_inverts_homogeneous_operator():
     ke, fe = fem.element_matrices(elasticity_matrix(1.0, 0.3))
     coeff = np.ones((1, 1, 6, 5))
-    op = fem.PeriodicPixelOperator(coeff, ke[None], fe[None], elasticity_matrix(1.0, 0.3)[None], ke,
-                                   dtype=np.float64)
+    op = fem.PeriodicPixelOperator(coeff, ke[None], fe[None], elasticity_matrix(1.0, 0.3)[None], ke, dtype=np.float64)
     u = np.random.default_rng(0).standard_normal((2, 1, 1, 6, 5))
     u -= u.mean(axis=(-2, -1), keepdims=True)
     assert op.precondition(op.apply(u)) == pytest.approx(u, abs=1e-12)
@@ -426,7 +428,9 @@ def test_homogenize_file_resumes_after_interruption(h5file, monkeypatch):
     monkeypatch.setattr(storage, "homogenize_thermal", real)
     seen = []
     real_elastic = storage.homogenize_elastic
-    monkeypatch.setattr(storage, "homogenize_elastic", lambda images, **kw: seen.append(len(images)) or real_elastic(images, **kw))
+    monkeypatch.setattr(
+        storage, "homogenize_elastic", lambda images, **kw: seen.append(len(images)) or real_elastic(images, **kw)
+    )
     summary = storage.homogenize_file(h5file, classes=["A"], chunk=3, dtype=np.float64)
     assert summary["A"]["computed"] == 4 and sum(seen) == 4  # only the unfinished rows
     full = read_property(h5file, "A", "homogenized_thermal")
@@ -460,8 +464,9 @@ def test_cli_homogenize_and_homogenize_image(h5file, tmp_path):
     from microlatent.data.store import property_instructions
 
     runner = CliRunner()
-    result = runner.invoke(homogenize, [str(h5file), "--classes", "B", "--chunk", "2", "--E1", "2",
-                                        "--plane-strain", "--k1", "3"])
+    result = runner.invoke(
+        homogenize, [str(h5file), "--classes", "B", "--chunk", "2", "--E1", "2", "--plane-strain", "--k1", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert "3 images computed" in result.output
     text = property_instructions(h5file, "B", "homogenized_mechanical")

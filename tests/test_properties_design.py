@@ -27,8 +27,13 @@ pytest.importorskip("sklearn")
 
 def test_parse_targets():
     assert parse_targets(["Ex=5", " Gxy = 1.5e0"]) == {"Ex": 5.0, "Gxy": 1.5}
-    for bad, message in ((["Ex"], "NAME=VALUE"), (["E=3"], "unknown property"), (["Ex=abc"], "not a number"),
-                         ([], "at least one"), (["Ex=nan"], "finite")):
+    for bad, message in (
+        (["Ex"], "NAME=VALUE"),
+        (["E=3"], "unknown property"),
+        (["Ex=abc"], "not a number"),
+        ([], "at least one"),
+        (["Ex=nan"], "finite"),
+    ):
         with pytest.raises(InputError, match=message):
             parse_targets(bad)
 
@@ -56,15 +61,23 @@ def setup(tmp_path_factory, train_tiny_model):
     from microlatent.data.store import write_class
     from microlatent.models.run import Run
     from microlatent.properties.storage import homogenize_file
+
     root = tmp_path_factory.mktemp("design")
     data = root / "set.h5"
     for kind in CLASSES:
-        (images, labels), = generate(kind, PER_CLASS, size=SIZE, seed=1).values()
+        ((images, labels),) = generate(kind, PER_CLASS, size=SIZE, seed=1).values()
         write_class(data, kind, images, labels)
     homogenize_file(data, thermal=False)
     checkpoint = train_tiny_model(data, root / "run", name="tiny-design")
-    fit_property_models(checkpoint, data, root / "predictor", kinds=("mlp", "svr"), features=("latent",),
-                        regressor_params={"hidden_layer_sizes": (128, 128)}, figure=False)
+    fit_property_models(
+        checkpoint,
+        data,
+        root / "predictor",
+        kinds=("mlp", "svr"),
+        features=("latent",),
+        regressor_params={"hidden_layer_sizes": (128, 128)},
+        figure=False,
+    )
     predictor = load_predictor(root / "predictor")
     return predictor, Run.load(checkpoint, "cpu"), checkpoint, root
 
@@ -118,8 +131,24 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
     predictor, _, checkpoint, root = setup
     runner = CliRunner()
     out = tmp_path / "one"
-    result = runner.invoke(design_command, [str(checkpoint), "--predictor", str(root / "predictor"), "--target", "Ex=4",
-                                            "--n-designs", "2", "--candidates", "4", "--steps", "50", "--out", str(out)])
+    result = runner.invoke(
+        design_command,
+        [
+            str(checkpoint),
+            "--predictor",
+            str(root / "predictor"),
+            "--target",
+            "Ex=4",
+            "--n-designs",
+            "2",
+            "--candidates",
+            "4",
+            "--steps",
+            "50",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert result.output.count("design ") == 2 and "target 4" in result.output
     rows = (out / "designs.csv").read_text().splitlines()
@@ -128,8 +157,24 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
         assert saved["images"].shape == (2, SIZE, SIZE) and saved["achieved"].shape == (2, len(PROPERTY_NAMES))
 
     out = tmp_path / "sweep"
-    result = runner.invoke(design_command, [str(checkpoint), "--predictor", str(root / "predictor"), "--sweep", "3",
-                                            "--candidates", "4", "--regressor", "svr", "--steps", "50", "--out", str(out)])
+    result = runner.invoke(
+        design_command,
+        [
+            str(checkpoint),
+            "--predictor",
+            str(root / "predictor"),
+            "--sweep",
+            "3",
+            "--candidates",
+            "4",
+            "--regressor",
+            "svr",
+            "--steps",
+            "50",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     summary = json.loads((out / "sweep.json").read_text())
     assert len(summary["per_target"]) == 3 and summary["nrmse"] >= 0 and summary["settings"]["regressor"] == "svr"
@@ -145,6 +190,18 @@ def test_design_errors(setup, tmp_path):
         design(predictor, model, {"Ex": 3.0}, n_designs=5, candidates=4)
     with pytest.raises(InputError, match="no linear regressor on decoded features"):
         design(predictor, model, {"Ex": 3.0}, n_designs=2, regressor="linear", candidates=2)
-    result = CliRunner().invoke(design_command, [str(checkpoint), "--predictor", str(root / "predictor"), "--sweep", "2",
-                                                 "--target", "Ex=3", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        design_command,
+        [
+            str(checkpoint),
+            "--predictor",
+            str(root / "predictor"),
+            "--sweep",
+            "2",
+            "--target",
+            "Ex=3",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert isinstance(result.exception, InputError) and "drop --target" in str(result.exception)

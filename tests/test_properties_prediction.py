@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from microlatent.data import Split
 import pytest
 import torch
 from click.testing import CliRunner
 
+from microlatent.data import Split
 from microlatent.errors import DataError, InputError
 from microlatent.properties.prediction import (
     PROPERTY_NAMES,
@@ -164,7 +163,7 @@ def make_labelled_set(path):
     from microlatent.properties.storage import homogenize_file
 
     for kind in CLASSES:
-        (images, labels), = generate(kind, PER_CLASS, size=SIZE, seed=1).values()
+        ((images, labels),) = generate(kind, PER_CLASS, size=SIZE, seed=1).values()
         write_class(path, kind, images, labels)
     homogenize_file(path, thermal=False)
     return path
@@ -185,15 +184,19 @@ def fitted(setup):
 
     data, checkpoint, root = setup
     out = root / "predictor"
-    result = CliRunner().invoke(properties, ["fit", str(checkpoint), "--data", str(data), "--out", str(out),
-                                             "--hidden", "256,256,32"])
+    result = CliRunner().invoke(
+        properties, ["fit", str(checkpoint), "--data", str(data), "--out", str(out), "--hidden", "256,256,32"]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
 
 
 def _metric(rows, set_name, features, regressor, prop):
-    (row,) = [r for r in rows if (r["set"], r["features"], r["regressor"], r["property"]) ==
-              (set_name, features, regressor, prop)]
+    (row,) = [
+        r
+        for r in rows
+        if (r["set"], r["features"], r["regressor"], r["property"]) == (set_name, features, regressor, prop)
+    ]
     return float(row["r2"]), float(row["mape"])
 
 
@@ -253,20 +256,34 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
     images = read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))[0][:5]
     np.save(tmp_path / "five.npy", images)
     csv_path = tmp_path / "pred.csv"
-    result = CliRunner().invoke(properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr",
-                                             "--out", str(csv_path)])
+    result = CliRunner().invoke(
+        properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr", "--out", str(csv_path)]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6))
     expected = load_predictor(out).predict_images(images, Run.load(checkpoint, "cpu"), kind="svr")
     np.testing.assert_allclose(printed, expected, rtol=1e-5)
     assert printed.shape == (5, 5) and "Ex" in result.output
     # the PCA latent: the saved PCA and regressor give what the fit reported for the same test images
-    result = CliRunner().invoke(properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr",
-                                             "--features", "pca-stats", "--out", str(csv_path)])
+    result = CliRunner().invoke(
+        properties,
+        [
+            "predict",
+            str(out),
+            str(tmp_path / "five.npy"),
+            "--regressor",
+            "svr",
+            "--features",
+            "pca-stats",
+            "--out",
+            str(csv_path),
+        ],
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     with np.load(out / "predictions.npz") as saved:
-        np.testing.assert_allclose(np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6)),
-                                   saved["pca-stats_svr"][:5], rtol=1e-5)
+        np.testing.assert_allclose(
+            np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6)), saved["pca-stats_svr"][:5], rtol=1e-5
+        )
 
 
 def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
@@ -276,7 +293,9 @@ def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
 
     data, _, _ = setup
     out, _ = fitted
-    result = CliRunner().invoke(properties, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"])
+    result = CliRunner().invoke(
+        properties, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"]
+    )
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = {line.split()[0] for line in result.output.splitlines()[1:] if "[" in line}
     expected = set(read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))[2])
@@ -302,9 +321,13 @@ def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):
     from microlatent.data.store import write_class
 
     _, checkpoint, _ = setup
-    (images, labels), = generate("GRF", 10, size=SIZE, seed=0).values()
+    ((images, labels),) = generate("GRF", 10, size=SIZE, seed=0).values()
     write_class(tmp_path / "bare.h5", "GRF", images, labels)
-    with pytest.raises(DataError, match=r"no homogenized_mechanical labels; run `microlatent data homogenize .*bare\.h5` first"):
+    with pytest.raises(
+        DataError,
+        match=r"no homogenized_mechanical labels; run `microlatent data homogenize "
+        r".*bare\.h5` first",
+    ):
         fit_property_models(checkpoint, tmp_path / "bare.h5", tmp_path / "out", kinds=("linear",))
     with pytest.raises(DataError, match="not a predictor folder"):
         load_predictor(tmp_path)

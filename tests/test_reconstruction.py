@@ -61,16 +61,28 @@ def test_statistics_error_is_msess_over_all_pairs_and_offsets():
 # ------------------------------------------------------------------------------------ swap updates
 
 
-@pytest.mark.parametrize(("periodic", "n_phases", "crop"), [
-    (True, 2, None), (False, 2, None), (True, 3, None), (False, 3, None), (True, 2, 9), (False, 2, 11),
-])
+@pytest.mark.parametrize(
+    ("periodic", "n_phases", "crop"),
+    [
+        (True, 2, None),
+        (False, 2, None),
+        (True, 3, None),
+        (False, 3, None),
+        (True, 2, 9),
+        (False, 2, 11),
+    ],
+)
 def test_incremental_swap_update_equals_full_recomputation(periodic, n_phases, crop):
     rng = np.random.default_rng(1)
     labels = rng.integers(0, n_phases, (14, 17))
     target = from_image(labels, periodic=periodic, n_phases=n_phases)
     if crop is not None:
-        f = two_point(np.eye(n_phases)[labels].transpose(2, 0, 1)[None].astype(np.float64), periodic=periodic,
-                      pairs="all", crop=crop)[0]
+        f = two_point(
+            np.eye(n_phases)[labels].transpose(2, 0, 1)[None].astype(np.float64),
+            periodic=periodic,
+            pairs="all",
+            crop=crop,
+        )[0]
         target = from_map(f, periodic=periodic, size=labels.shape)
         assert target.crop == (crop, crop)
     state = SwapState(rng.permutation(labels.ravel()).reshape(labels.shape), target)
@@ -85,8 +97,9 @@ def test_incremental_swap_update_equals_full_recomputation(periodic, n_phases, c
     np.testing.assert_array_equal(state.S, state.full_counts())
     assert state.energy == pytest.approx(statistics_error(target, state.labels.astype(np.int64))[0], rel=1e-9)
     # swaps preserve every phase's pixel count
-    np.testing.assert_array_equal(np.bincount(state.labels.ravel(), minlength=n_phases),
-                                  np.bincount(labels.ravel(), minlength=n_phases))
+    np.testing.assert_array_equal(
+        np.bincount(state.labels.ravel(), minlength=n_phases), np.bincount(labels.ravel(), minlength=n_phases)
+    )
 
 
 def test_greedy_swaps_never_raise_the_error():
@@ -101,8 +114,15 @@ def test_greedy_swaps_never_raise_the_error():
 # ----------------------------------------------------------------------------------- reconstruction
 
 
-@pytest.mark.parametrize(("method", "optimizer", "loss"), [("gradient", "lbfgs", "cess"), ("gradient", "adam", "cess"),
-                                                         ("gradient", "adam", "msess"), ("annealing", None, "cess")])
+@pytest.mark.parametrize(
+    ("method", "optimizer", "loss"),
+    [
+        ("gradient", "lbfgs", "cess"),
+        ("gradient", "adam", "cess"),
+        ("gradient", "adam", "msess"),
+        ("annealing", None, "cess"),
+    ],
+)
 def test_reconstruction_matches_the_statistics_far_better_than_a_random_image(method, optimizer, loss):
     image = disc_target()
     target = as_target(image)
@@ -166,8 +186,15 @@ def test_target_statistics_file_and_mapping_and_volume_fraction_override(tmp_pat
     f = two_point(image.astype(np.float64)[None], pairs="auto")  # autocorrelations only, as --pairs auto saves
     ry, rx = offsets(image.shape)
     path = tmp_path / "stats.npz"
-    np.savez(path, statistics=f, pairs=np.array(resolve_pairs("auto", 2)), offsets_y=ry, offsets_x=rx,
-             periodic=True, names=np.array(["discs"]))
+    np.savez(
+        path,
+        statistics=f,
+        pairs=np.array(resolve_pairs("auto", 2)),
+        offsets_y=ry,
+        offsets_x=rx,
+        periodic=True,
+        names=np.array(["discs"]),
+    )
     target = as_target(str(path))
     assert target.name == "discs" and target.image is None and target.shape == image.shape
     np.testing.assert_allclose(target.statistics, as_target(image).statistics, atol=1e-6)
@@ -196,9 +223,12 @@ def test_lbfgs_finds_an_image_with_exactly_the_target_statistics_and_restarts_wh
     image = disc_target(24)
     r = reconstruct(image, steps=3000, seed=0, polish=0, optimizer="lbfgs")[0]
     assert r.error < 1e-20, r.error
-    matches = [np.array_equal(np.roll(r.image, (dy, dx), (0, 1)), image.astype(np.uint8))
-               or np.array_equal(np.roll(r.image[::-1, ::-1], (dy, dx), (0, 1)), image.astype(np.uint8))
-               for dy in range(24) for dx in range(24)]
+    matches = [
+        np.array_equal(np.roll(r.image, (dy, dx), (0, 1)), image.astype(np.uint8))
+        or np.array_equal(np.roll(r.image[::-1, ::-1], (dy, dx), (0, 1)), image.astype(np.uint8))
+        for dy in range(24)
+        for dx in range(24)
+    ]
     assert any(matches)  # a translate or point reflection of the target
     from microlatent.reconstruction import lbfgs
 
@@ -239,16 +269,19 @@ def valid_map():
     return two_point(disc_target().astype(np.float64), pairs="all")[0]
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda f: f * 1.5, r"must lie in \[0, 1\]"),
-    (lambda f: np.concatenate([f[:3], f[3:] * 0.5]), "sum to 1 at every offset"),
-    (lambda f: f[0], r"one map \(K, H', W'\)"),
-    (lambda f: f[:3], "not all ordered pairs"),
-    (lambda f: np.roll(f, (5, 3), axis=(1, 2)), "not a centred map|peaks at offset"),
-    (lambda f: np.concatenate([f[:3], np.roll(f[3:], 1, axis=1)]), "sum to 1 at every offset"),
-    (lambda f: np.where(np.isfinite(f), np.nan, f), "NaN"),
-    (lambda f: np.stack([f, f]), r"one map"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda f: f * 1.5, r"must lie in \[0, 1\]"),
+        (lambda f: np.concatenate([f[:3], f[3:] * 0.5]), "sum to 1 at every offset"),
+        (lambda f: f[0], r"one map \(K, H', W'\)"),
+        (lambda f: f[:3], "not all ordered pairs"),
+        (lambda f: np.roll(f, (5, 3), axis=(1, 2)), "not a centred map|peaks at offset"),
+        (lambda f: np.concatenate([f[:3], np.roll(f[3:], 1, axis=1)]), "sum to 1 at every offset"),
+        (lambda f: np.where(np.isfinite(f), np.nan, f), "NaN"),
+        (lambda f: np.stack([f, f]), r"one map"),
+    ],
+)
 def test_invalid_statistics_maps_raise_one_line_input_errors(make, message):
     with pytest.raises(InputError, match=message) as info:
         from_map(make(valid_map()))
@@ -314,22 +347,35 @@ def test_cli_reconstructs_from_a_statistics_file(tmp_path):
     f = two_point(image.astype(np.float64)[None], pairs="all")
     ry, rx = offsets(image.shape)
     stats_file = tmp_path / "s.npz"
-    np.savez(stats_file, statistics=f, pairs=np.array(resolve_pairs("all", 2)), offsets_y=ry, offsets_x=rx,
-             periodic=True, names=np.array(["discs[0]"]))
+    np.savez(
+        stats_file,
+        statistics=f,
+        pairs=np.array(resolve_pairs("all", 2)),
+        offsets_y=ry,
+        offsets_x=rx,
+        periodic=True,
+        names=np.array(["discs[0]"]),
+    )
     out = tmp_path / "out"
-    result = CliRunner().invoke(reconstruct_stats, [str(stats_file), "--out", str(out), "--n", "2", "--steps", "80",
-                                                    "--seed", "1"])
+    result = CliRunner().invoke(
+        reconstruct_stats, [str(stats_file), "--out", str(out), "--n", "2", "--steps", "80", "--seed", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("statistics error (MSESS)") == 2
-    assert {p.name for p in out.iterdir()} >= {"discs_0_gradient_0.npy", "discs_0_gradient_1.png",
-                                               "discs_0_gradient_figure.png", "summary.json"}
+    assert {p.name for p in out.iterdir()} >= {
+        "discs_0_gradient_0.npy",
+        "discs_0_gradient_1.png",
+        "discs_0_gradient_figure.png",
+        "summary.json",
+    }
     summary = json.loads((out / "summary.json").read_text())
     saved = np.load(out / "discs_0_gradient_0.npy")
     assert summary[0]["error"] == pytest.approx(statistics_error(as_target(stats_file), saved)[0], rel=1e-9)
 
     np.save(tmp_path / "img.npy", image.astype(np.float32))
-    result = CliRunner().invoke(reconstruct_stats, [str(tmp_path / "img.npy"), "--out", str(out), "--method",
-                                                    "annealing", "--steps", "2000"])
+    result = CliRunner().invoke(
+        reconstruct_stats, [str(tmp_path / "img.npy"), "--out", str(out), "--method", "annealing", "--steps", "2000"]
+    )
     assert result.exit_code == 0, result.output
     assert "annealing: statistics error" in result.output
 
@@ -354,7 +400,8 @@ def test_a_time_budget_in_a_fresh_process_is_spent_on_the_search_and_all_of_it(o
         "from microlatent.reconstruction import reconstruct\n"
         "from microlatent.reconstruction.target import from_image\n"
         "(images, _), = generate('GRF', 1, size=32, seed=0).values()\n"
-        f"r = reconstruct(from_image(images[0].astype(np.float32)), method='gradient', time_limit=1.0, device='cpu', optimizer='{optimizer}')\n"
+        "r = reconstruct(from_image(images[0].astype(np.float32)), method='gradient', time_limit=1.0, device='cpu', "
+        f"optimizer='{optimizer}')\n"
         "print(json.dumps([r[0].history[0]['seconds'], r[0].seconds, r[0].error]))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

@@ -11,8 +11,15 @@ from microlatent.cli import _register_commands, cli
 from microlatent.errors import InputError
 from microlatent.evaluation.reproduce import reproduce
 
-TINY = ("optim.epochs=1", "train.max_steps_per_epoch=2", "data.generate.n=30", "model.layers=[1,1,1,1]",
-        "model.base_width=8", "model.fc_hidden=32", "optim.batch_size=8")
+TINY = (
+    "optim.epochs=1",
+    "train.max_steps_per_epoch=2",
+    "data.generate.n=30",
+    "model.layers=[1,1,1,1]",
+    "model.base_width=8",
+    "model.fc_hidden=32",
+    "optim.batch_size=8",
+)
 
 
 def test_reproduce_hashemi_end_to_end_and_resumes(tmp_path, recwarn):
@@ -32,7 +39,9 @@ def test_reproduce_hashemi_end_to_end_and_resumes(tmp_path, recwarn):
     w = per_seed[0]["win_matrix"]
     assert wins["seeds"][0] == pytest.approx(w["matrix"][w["models"].index("ssvae")][w["models"].index("data_space")])
     # the seeds really differ in training
-    assert (out / "seed0" / "ssvae" / "config.yaml").read_text() != (out / "seed1" / "ssvae" / "config.yaml").read_text()
+    assert (out / "seed0" / "ssvae" / "config.yaml").read_text() != (
+        out / "seed1" / "ssvae" / "config.yaml"
+    ).read_text()
     text = path.read_text()
     assert text.startswith("# Hashemi") and "targets met" in text and "| SS-VAE: line count right |" in text
 
@@ -52,16 +61,15 @@ def test_reproduce_refuses_bad_arguments_in_one_line(tmp_path):
 
 
 def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwarn):
-    from microlatent.data import generate
+    from microlatent.data import Split, generate, read_split
     from microlatent.data.store import write_class
     from microlatent.evaluation.metrics import autocorrelation_features
     from microlatent.evaluation.reproduce import _texture_extra
-    from microlatent.data import Split, read_split
     from microlatent.models import build_model, save_model
 
     data = tmp_path / "two.h5"
     for kind in ("GRF", "VoronoiLarge"):
-        (images, labels), = generate(kind, 20, size=32, seed=3).values()
+        ((images, labels),) = generate(kind, 20, size=32, seed=3).values()
         write_class(data, kind, images, labels)
     model = build_model("texture_vae", latent_dim=4, image_size=32, vgg_weights="random", decoder_width=16)
     # The 1-NN reference and test images come from the split the model was trained on (seed 5 here).

@@ -164,8 +164,11 @@ def test_float32_non_periodic_maps_are_accurate_at_offsets_with_few_pairs(monkey
     # Grey (non-binary) float32 input, and binary images too large to round sums exactly, take the
     # float64 path: just as accurate at the corners.
     grey = np.random.default_rng(13).random((2, 64, 64)).astype(np.float32)
-    np.testing.assert_allclose(two_point(grey, periodic=False, pairs="all"),
-                               two_point(grey.astype(np.float64), periodic=False, pairs="all"), atol=1e-6)
+    np.testing.assert_allclose(
+        two_point(grey, periodic=False, pairs="all"),
+        two_point(grey.astype(np.float64), periodic=False, pairs="all"),
+        atol=1e-6,
+    )
     module = sys.modules["microlatent.stats.correlation"]
     monkeypatch.setattr(module, "_WHOLE_NUMBER_MAX_PIXELS", 16)
     np.testing.assert_allclose(two_point(x, periodic=False, pairs="all"), f64, atol=1e-6)
@@ -253,5 +256,9 @@ def test_an_output_larger_than_memory_is_refused_with_its_size(monkeypatch):
     from microlatent.stats import correlation
 
     monkeypatch.setattr(correlation, "_available_memory", lambda: 1000)
-    with pytest.raises(InputError, match=r"the statistics \(4, 2, 16, 16\) would take 0.02 MiB and 0.00 MiB is available"):
+    with pytest.raises(
+        InputError,
+        match=r"the statistics \(4, 2, 16, 16\) would take 0.02 MiB and 0.00 MiB is "
+        r"available",
+    ):
         two_point(np.zeros((4, 16, 16)))

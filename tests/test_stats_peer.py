@@ -55,14 +55,13 @@ def scipy_two_point(phases, periodic, pairs):
     """(N, C, H, W) phase probabilities -> (N, K, H', W') statistics, by scipy direct correlation."""
     _, _, height, width = phases.shape
     n = counts(height, width, periodic)
-    return np.stack(
-        [np.stack([scipy_raw_sum(image[h], image[k], periodic) / n for h, k in pairs]) for image in phases]
-    )
+    return np.stack([np.stack([scipy_raw_sum(image[h], image[k], periodic) / n for h, k in pairs]) for image in phases])
 
 
 # ---------------------------------------------------------------------------------------------------
 # scipy.signal.correlate (always runs)
 # ---------------------------------------------------------------------------------------------------
+
 
 def test_scipy_mapping_on_two_pixels():
     """The mapping itself, on a hand-checkable case: pixels (1, 2) and (2, 4) of a 4 x 6 image set give
@@ -78,8 +77,9 @@ def test_scipy_mapping_on_two_pixels():
         expected[ry.index(-1), rx.index(-2)] = 1  # x = (2, 4), x + r = (1, 2)
         np.testing.assert_array_equal(raw, expected)
         # and microlatent puts the same sums in the same places
-        np.testing.assert_allclose(two_point(a, periodic=periodic, pairs=[(1, 1)])[0, 0] * counts(4, 6, periodic),
-                                   expected, atol=1e-12)
+        np.testing.assert_allclose(
+            two_point(a, periodic=periodic, pairs=[(1, 1)])[0, 0] * counts(4, 6, periodic), expected, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -150,6 +150,7 @@ def test_crop_matches_scipy_correlate(periodic):
 # PyMKS (optional)
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def pymks():
     module, note = import_pymks()
@@ -162,8 +163,10 @@ def pymks_maps(pymks, phases, periodic, pairs, cutoff=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return np.stack(
-            [np.asarray(pymks.two_point_stats(phases[:, h], phases[:, k], periodic_boundary=periodic, cutoff=cutoff))
-             for h, k in pairs],
+            [
+                np.asarray(pymks.two_point_stats(phases[:, h], phases[:, k], periodic_boundary=periodic, cutoff=cutoff))
+                for h, k in pairs
+            ],
             axis=1,
         )
 

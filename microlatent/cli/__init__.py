@@ -27,7 +27,25 @@ def _register_commands():
     from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
 
     data.add_command(homogenize)
-    for command in (demo, data, stats, train, finetune, sweep, configs, encode, decode, reconstruct, evaluate, compare, latent_vs_pca, reproduce, reconstruct_stats, properties, design):
+    for command in (
+        demo,
+        data,
+        stats,
+        train,
+        finetune,
+        sweep,
+        configs,
+        encode,
+        decode,
+        reconstruct,
+        evaluate,
+        compare,
+        latent_vs_pca,
+        reproduce,
+        reconstruct_stats,
+        properties,
+        design,
+    ):
         cli.add_command(command)
 
 

@@ -30,22 +30,57 @@ def data():
 
 @data.command("generate")
 @click.argument("kind")
-@click.option("--n", "n", type=click.IntRange(min=0), default=1000, show_default=True,
-              help="Images per class (micro2d-like writes N images for each of its ten classes).")
-@click.option("--size", type=click.IntRange(min=8), default=None,
-              help="Image side in pixels.  [default: 224 for lines and circles, 256 for MICRO2D-like]")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Random seed; the same seed gives byte-identical images.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="HDF5 file to write; created if missing, otherwise classes of the same name are "
-                   "replaced and the others kept.")
-@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-              help="Generator parameter, repeatable; ranges as MIN,MAX (e.g. -p n_lines=3,7 "
-                   "-p volume_fraction=0.2,0.4). See the generator's docstring for names.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Images generated and written at a time (memory: batch x size^2 bytes).")
-@click.option("--compression", type=click.Choice(["gzip", "lzf", "none"]), default="gzip",
-              show_default=True, help="HDF5 compression of the images and labels.")
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Images per class (micro2d-like writes N images for each of its ten classes).",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Image side in pixels.  [default: 224 for lines and circles, 256 for MICRO2D-like]",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives byte-identical images.",
+)
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="HDF5 file to write; created if missing, otherwise classes of the same name are replaced and the others kept.",
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Generator parameter, repeatable; ranges as MIN,MAX (e.g. -p n_lines=3,7 "
+    "-p volume_fraction=0.2,0.4). See the generator's docstring for names.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Images generated and written at a time (memory: batch x size^2 bytes).",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "lzf", "none"]),
+    default="gzip",
+    show_default=True,
+    help="HDF5 compression of the images and labels.",
+)
 def generate_cmd(kind, n, size, seed, out, params, batch_size, compression):
     """Generate KIND and write it to an HDF5 file.
 
@@ -66,8 +101,9 @@ def generate_cmd(kind, n, size, seed, out, params, batch_size, compression):
 
     extra = dict(_parse_param(p) for p in params)
     try:
-        names = write_generated(out, kind, n, size, seed, batch_size,
-                                None if compression == "none" else compression, progress, **extra)
+        names = write_generated(
+            out, kind, n, size, seed, batch_size, None if compression == "none" else compression, progress, **extra
+        )
     finally:
         for bar in bars.values():
             bar.close()
@@ -117,20 +153,28 @@ def info_cmd(file, no_vf):
 
     rows = [["class", "images", "shape", "vf mean", "vf min", "vf max", "labels", "mechanical", "thermal"]]
     for name, entry in info["classes"].items():
-        rows.append([
-            name, str(entry["count"]), "x".join(map(str, entry["shape"])),
-            fmt(entry.get("vf_mean")), fmt(entry.get("vf_min")), fmt(entry.get("vf_max")),
-            "yes" if entry["has_labels"] else "no",
-            "yes" if entry["has_mechanical"] else "no",
-            "yes" if entry["has_thermal"] else "no",
-        ])
+        rows.append(
+            [
+                name,
+                str(entry["count"]),
+                "x".join(map(str, entry["shape"])),
+                fmt(entry.get("vf_mean")),
+                fmt(entry.get("vf_min")),
+                fmt(entry.get("vf_max")),
+                "yes" if entry["has_labels"] else "no",
+                "yes" if entry["has_mechanical"] else "no",
+                "yes" if entry["has_thermal"] else "no",
+            ]
+        )
     total = sum(entry["count"] for entry in info["classes"].values())
     click.echo(f"{os.fspath(file)}: {len(info['classes'])} classes, {total} images")
     if len(rows) > 1:
         click.echo(_table(rows))
     click.echo("vf = volume fraction of phase 1 (pixels equal to 1), per image")
     if info["problems"]:
-        raise DataError(f"{os.fspath(file)}: {len(info['problems'])} malformed dataset(s): {'; '.join(info['problems'])}")
+        raise DataError(
+            f"{os.fspath(file)}: {len(info['problems'])} malformed dataset(s): {'; '.join(info['problems'])}"
+        )
 
 
 def _threshold(ctx, param, value):
@@ -144,11 +188,21 @@ def _threshold(ctx, param, value):
 
 @data.command("import")
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="HDF5 file to write (created, or the class replaced in an existing file).")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="HDF5 file to write (created, or the class replaced in an existing file).",
+)
 @click.option("--name", default=None, help="Class (group) name.  [default: the folder's name]")
-@click.option("--threshold", default="otsu", show_default=True, callback=_threshold,
-              help="'otsu' (per image) or a fixed grey level in [0, 1); brighter pixels become phase 1.")
+@click.option(
+    "--threshold",
+    default="otsu",
+    show_default=True,
+    callback=_threshold,
+    help="'otsu' (per image) or a fixed grey level in [0, 1); brighter pixels become phase 1.",
+)
 @click.option("--invert", is_flag=True, help="Make dark pixels phase 1 instead.")
 def import_cmd(folder, out, name, threshold, invert):
     """Threshold every image in FOLDER (PNG, TIFF, ...; same size) into one class of an HDF5 file."""

@@ -20,13 +20,28 @@ from microlatent.errors import DataError, InputError
 
 
 @click.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/demo"), show_default=True,
-              help="Folder for the data, runs, figures and report.")
-@click.option("--train/--no-train", "do_train", default=True, show_default=True,
-              help="Train the two models (about ten minutes on 2 CPU cores), or only make data and figures.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("outputs/demo"),
+    show_default=True,
+    help="Folder for the data, runs, figures and report.",
+)
+@click.option(
+    "--train/--no-train",
+    "do_train",
+    default=True,
+    show_default=True,
+    help="Train the two models (about ten minutes on 2 CPU cores), or only make data and figures.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a value of both training configs, e.g. --set optim.epochs=2.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a value of both training configs, e.g. --set optim.epochs=2.",
+)
 def demo(out, do_train, device, overrides):
     """Generate data, draw every class with its statistics, train an MSE model and its CESS finetune."""
     from microlatent.data import MICRO2D_CLASSES, generate
@@ -70,13 +85,20 @@ def demo(out, do_train, device, overrides):
             except Interrupted as stop:
                 raise DataError(f"{stop}; run `microlatent demo` again to continue") from None
         runs[name] = run
-    figure = reconstruction_figure({name: run / "model.pt" for name, run in runs.items()}, data_path,
-                                   out / "reconstructions.png", split="test", limit=1, device=device)
+    figure = reconstruction_figure(
+        {name: run / "model.pt" for name, run in runs.items()},
+        data_path,
+        out / "reconstructions.png",
+        split="test",
+        limit=1,
+        device=device,
+    )
     click.echo(f"reconstructions of test images by both models: {figure}")
     from microlatent.evaluation import write_report
 
-    report = write_report({name: run / "model.pt" for name, run in runs.items()}, data_path, out / "report",
-                          split="test", device=device)
+    report = write_report(
+        {name: run / "model.pt" for name, run in runs.items()}, data_path, out / "report", split="test", device=device
+    )
     import json
 
     from microlatent.evaluation.report import headline_lines

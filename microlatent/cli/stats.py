@@ -13,17 +13,41 @@ from microlatent.stats import offsets, resolve_pairs, two_point
 
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("statistics.png"), show_default=True,
-              help="PNG figure: each image above the centred autocorrelation of phase 1.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("statistics.png"),
+    show_default=True,
+    help="PNG figure: each image above the centred autocorrelation of phase 1.",
+)
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) to show (repeatable). Default: all.")
-@click.option("--n", "limit", type=click.IntRange(min=1), default=1, show_default=True,
-              help="HDF5 input: images per class; folder: images in all.")
-@click.option("--periodic/--non-periodic", default=True, show_default=True,
-              help="Wrap offsets around the image (MICRO2D images are periodic) or not.")
-@click.option("--pairs", type=click.Choice(["auto", "all"]), default="all", show_default=True,
-              help="Phase pairs saved with --save: autocorrelations only, or every ordered pair.")
-@click.option("--save", type=click.Path(path_type=Path), default=None,
-              help="Also save the statistics (N, K, H', W'), their pairs and offsets to this .npz.")
+@click.option(
+    "--n",
+    "limit",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="HDF5 input: images per class; folder: images in all.",
+)
+@click.option(
+    "--periodic/--non-periodic",
+    default=True,
+    show_default=True,
+    help="Wrap offsets around the image (MICRO2D images are periodic) or not.",
+)
+@click.option(
+    "--pairs",
+    type=click.Choice(["auto", "all"]),
+    default="all",
+    show_default=True,
+    help="Phase pairs saved with --save: autocorrelations only, or every ordered pair.",
+)
+@click.option(
+    "--save",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also save the statistics (N, K, H', W'), their pairs and offsets to this .npz.",
+)
 def stats(source, out, classes, limit, periodic, pairs, save):
     """Compute 2-point statistics of SOURCE and draw them.
 
@@ -43,6 +67,13 @@ def stats(source, out, classes, limit, periodic, pairs, save):
         values = two_point(np.stack(images), periodic=periodic, pairs=pairs)
         ry, rx = offsets(images[0].shape, periodic)
         save.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(save, statistics=values, pairs=np.array(resolve_pairs(pairs, 2)), offsets_y=ry, offsets_x=rx,
-                            periodic=periodic, names=np.array(names))
+        np.savez_compressed(
+            save,
+            statistics=values,
+            pairs=np.array(resolve_pairs(pairs, 2)),
+            offsets_y=ry,
+            offsets_x=rx,
+            periodic=periodic,
+            names=np.array(names),
+        )
         click.echo(f"wrote {save} (statistics {values.shape})")

@@ -9,21 +9,43 @@ from microlatent.cli.train import _DEVICE, _SET
 
 @click.command()
 @click.argument("config")
-@click.option("--trials", type=click.IntRange(min=0), default=None,
-              help="Finished trials the study should hold, counted over all workers (default: the config's "
-                   "sweep.trials, else 25). 0: only write the reports of an existing study.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs per trial (default: sweep.epochs, else 5). best.yaml keeps the config's optim.epochs.")
-@click.option("--storage", default=None, metavar="URL",
-              help="Optuna storage: an SQLAlchemy URL (sqlite:///sweep.db, postgresql://user@host/db) or an "
-                   "SQLite file path. Default: <out>/study.db. Workers that share it share the study.")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Finished trials the study should hold, counted over all workers (default: the config's "
+    "sweep.trials, else 25). 0: only write the reports of an existing study.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs per trial (default: sweep.epochs, else 5). best.yaml keeps the config's optim.epochs.",
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="Optuna storage: an SQLAlchemy URL (sqlite:///sweep.db, postgresql://user@host/db) or an "
+    "SQLite file path. Default: <out>/study.db. Workers that share it share the study.",
+)
 @click.option("--study", "study_name", default=None, help="Study name (default: the config's name).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Sweep folder: trials/, best.yaml, plots (default runs/<config name>-sweep).")
-@click.option("--seed", type=int, default=None,
-              help="Seed of the TPE sampler, for a repeatable one-worker sweep (default: random). "
-                   "Parallel workers must not share a seed.")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars of each trial's training.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Sweep folder: trials/, best.yaml, plots (default runs/<config name>-sweep).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="Seed of the TPE sampler, for a repeatable one-worker sweep (default: random). "
+    "Parallel workers must not share a seed.",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Progress bars of each trial's training."
+)
 @_SET
 @_DEVICE
 def sweep(config, trials, epochs, storage, study_name, out, seed, progress, overrides, device):
@@ -41,11 +63,14 @@ def sweep(config, trials, epochs, storage, study_name, out, seed, progress, over
         cfg["train"]["device"] = device
     out = out or Path("runs") / f"{cfg['name']}-sweep"
     try:
-        study, reports = run_sweep(cfg, out, trials=trials, epochs=epochs, storage=storage, study_name=study_name,
-                                   seed=seed, progress=progress)
+        study, reports = run_sweep(
+            cfg, out, trials=trials, epochs=epochs, storage=storage, study_name=study_name, seed=seed, progress=progress
+        )
     except Interrupted as stop:
-        raise click.ClickException(f"sweep {stop}\n(that trial counts as failed; the study is saved in its storage: "
-                                   "run the same command again to continue the sweep)") from None
+        raise click.ClickException(
+            f"sweep {stop}\n(that trial counts as failed; the study is saved in its storage: "
+            "run the same command again to continue the sweep)"
+        ) from None
     states = {}
     for trial in study.trials:
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1

@@ -8,11 +8,19 @@ import numpy as np
 from microlatent.data.sources import load_images
 from microlatent.errors import DataError, InputError
 
-_SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                    help="Override a config value, e.g. --set optim.epochs=5 --set loss.kl=1e-3 (repeatable).")
-_DEVICE = click.option("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's train.device).")
-_OUT = click.option("--out", type=click.Path(path_type=Path), default=None,
-                    help="Run folder (default runs/<config name>).")
+_SET = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set optim.epochs=5 --set loss.kl=1e-3 (repeatable).",
+)
+_DEVICE = click.option(
+    "--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's train.device)."
+)
+_OUT = click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<config name>)."
+)
 
 
 @click.command()
@@ -71,7 +79,9 @@ def encode(checkpoint, source, out, classes, split, limit, device):
 @click.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("latents", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help=".npz of decoded images (N, H, W); a PNG beside it.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help=".npz of decoded images (N, H, W); a PNG beside it."
+)
 @click.option("--threshold", type=float, default=None, help="Also threshold the decoded probabilities at this value.")
 @_DEVICE
 def decode(checkpoint, latents, out, threshold, device):
@@ -88,25 +98,36 @@ def decode(checkpoint, latents, out, threshold, device):
             z = archive["mu"]
     except (OSError, KeyError, ValueError, EOFError, AttributeError, TypeError) as err:
         # AttributeError/TypeError: a .npy (an array, not an archive); EOFError: an empty file
-        raise DataError(f"{latents}: not an .npz with a 'mu' array, as `microlatent encode` writes "
-                        f"({type(err).__name__}: {str(err)[:120] or 'empty file'})") from None
+        raise DataError(
+            f"{latents}: not an .npz with a 'mu' array, as `microlatent encode` writes "
+            f"({type(err).__name__}: {str(err)[:120] or 'empty file'})"
+        ) from None
     if z.ndim < 2 or len(z) == 0 or not np.issubdtype(z.dtype, np.floating) or not np.isfinite(z).all():
-        raise DataError(f"{latents}: 'mu' must be a non-empty array (N, ...) of finite floats, "
-                        f"got shape {z.shape}, dtype {z.dtype}")
+        raise DataError(
+            f"{latents}: 'mu' must be a non-empty array (N, ...) of finite floats, got shape {z.shape}, dtype {z.dtype}"
+        )
     images = decode_latents(Run.load(checkpoint, device), z)
     if threshold is not None:
         images = (images > threshold).astype(np.float32)
     _save_npz(out, images=images)
-    figure = plot_images_with_statistics(images[:12], [f"decoded {i}" for i in range(min(12, len(images)))],
-                                         Path(out).with_suffix(".png"))
+    figure = plot_images_with_statistics(
+        images[:12], [f"decoded {i}" for i in range(min(12, len(images)))], Path(out).with_suffix(".png")
+    )
     click.echo(f"wrote {out} {images.shape} and {figure}")
 
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--data", "source", type=click.Path(path_type=Path), required=True,
-              help="HDF5 file, image, folder or .npy of inputs.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG figure; an .npz of reconstructions beside it.")
+@click.option(
+    "--data",
+    "source",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="HDF5 file, image, folder or .npy of inputs.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="PNG figure; an .npz of reconstructions beside it."
+)
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--n", "limit", type=click.IntRange(min=1), default=1, show_default=True, help="Images per class.")
@@ -118,7 +139,9 @@ def reconstruct(checkpoints, source, out, classes, split, limit, device):
 
     check_figure_path(out)
     labels = {_label(path): path for path in checkpoints}
-    figure = reconstruction_figure(labels, source, out, classes=classes or None, split=split, limit=limit, device=device)
+    figure = reconstruction_figure(
+        labels, source, out, classes=classes or None, split=split, limit=limit, device=device
+    )
     click.echo(f"wrote {figure}")
 
 
@@ -129,7 +152,8 @@ def _label(checkpoint):
 
 
 def _run(config, overrides, out, device, resume):
-    from microlatent.training import Interrupted, load_config, train as train_run
+    from microlatent.training import Interrupted, load_config
+    from microlatent.training import train as train_run
 
     cfg = load_config(config, overrides)
     if device:

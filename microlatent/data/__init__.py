@@ -20,8 +20,6 @@ Import
 """
 
 from microlatent.data.dataset import MicrostructureDataset
-from microlatent.data.sources import load_images, load_samples
-from microlatent.data.split import Samples, Split, iter_split, read_split, sample_split, split_indices
 from microlatent.data.generators import (
     GENERATORS,
     KINDS,
@@ -33,6 +31,8 @@ from microlatent.data.generators import (
 )
 from microlatent.data.importing import import_images
 from microlatent.data.make import ensure_dataset, write_generated
+from microlatent.data.sources import load_images, load_samples
+from microlatent.data.split import Samples, Split, iter_split, read_split, sample_split, split_indices
 from microlatent.data.store import (
     file_info,
     list_classes,

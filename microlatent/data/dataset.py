@@ -14,6 +14,7 @@ from microlatent.data.resize import resize_images
 from microlatent.data.split import DEFAULT_FRACTIONS, split_indices
 from microlatent.errors import DataError, InputError
 
+
 class MicrostructureDataset(torch.utils.data.Dataset):
     """Images of one HDF5 file (MICRO2D layout), any subset of its classes, one split.
 
@@ -48,8 +49,15 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         Items per class in this split.
     """
 
-    def __init__(self, path, classes: str | Sequence[str] | None = None, split: str = "train",
-                 split_fractions=DEFAULT_FRACTIONS, seed: int = 0, size: int | None = None):
+    def __init__(
+        self,
+        path,
+        classes: str | Sequence[str] | None = None,
+        split: str = "train",
+        split_fractions=DEFAULT_FRACTIONS,
+        seed: int = 0,
+        size: int | None = None,
+    ):
         self.path = os.fspath(path)
         available = store.list_classes(self.path)
         if classes is None:
@@ -59,9 +67,7 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         classes = list(classes)
         missing = [c for c in classes if c not in available]
         if missing:
-            raise DataError(
-                f"{self.path}: no class {missing[0]!r} (classes in file: {', '.join(available) or 'none'})"
-            )
+            raise DataError(f"{self.path}: no class {missing[0]!r} (classes in file: {', '.join(available) or 'none'})")
         if len(set(classes)) != len(classes):
             raise InputError(f"classes must be distinct, got {classes}")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
@@ -73,8 +79,10 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         shapes = {name: store.class_size(self.path, name)[1:] for name in classes}
         if size is None and len(set(shapes.values())) > 1:  # a batch needs one size
             listed = ", ".join(f"{name}: {h}x{w}" for name, (h, w) in shapes.items())
-            raise InputError(f"{self.path}: the classes have different image sizes ({listed}); resize them "
-                             "to one (config data.size) or choose classes of one size (data.classes)")
+            raise InputError(
+                f"{self.path}: the classes have different image sizes ({listed}); resize them "
+                "to one (config data.size) or choose classes of one size (data.classes)"
+            )
         for k, name in enumerate(classes):
             n = store.class_size(self.path, name)[0]
             part = split_indices(n, name, split, split_fractions, seed)
@@ -128,5 +136,7 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         return {"image": image, "class": name, "class_index": class_id, "label": label, "index": index}
 
     def __repr__(self) -> str:
-        return (f"MicrostructureDataset({self.path!r}, classes={self.classes}, split={self.split!r}, "
-                f"items={len(self)}, size={self.size})")
+        return (
+            f"MicrostructureDataset({self.path!r}, classes={self.classes}, split={self.split!r}, "
+            f"items={len(self)}, size={self.size})"
+        )

@@ -68,8 +68,12 @@ def binarise(grey: np.ndarray, threshold="otsu", invert: bool = False) -> tuple[
         # Otsu is undefined on a flat image: call it all phase 1 if bright, all 0 if dark, and say so.
         cut = threshold_otsu(grey) if high > low else (low - 1.0 if low >= 0.5 else high)
         if high == low:
-            warnings.warn(f"a flat image (every pixel {low:g}) has no Otsu threshold: imported as all phase "
-                          f"{int(low >= 0.5) ^ int(invert)}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"a flat image (every pixel {low:g}) has no Otsu threshold: imported as all phase "
+                f"{int(low >= 0.5) ^ int(invert)}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     else:
         try:
             cut = float(threshold)
@@ -81,8 +85,15 @@ def binarise(grey: np.ndarray, threshold="otsu", invert: bool = False) -> tuple[
     return (~binary if invert else binary).astype(np.uint8), float(cut)
 
 
-def import_images(folder, out, name: str | None = None, threshold="otsu", invert: bool = False,
-                  compression: str | None = "gzip", batch_size: int = 256) -> str:
+def import_images(
+    folder,
+    out,
+    name: str | None = None,
+    threshold="otsu",
+    invert: bool = False,
+    compression: str | None = "gzip",
+    batch_size: int = 256,
+) -> str:
     """Threshold a folder of images into a 2-phase class of an HDF5 file (MICRO2D layout).
 
     Every regular, non-hidden file in ``folder`` (not its subfolders) is read, in name order:
@@ -122,11 +133,13 @@ def import_images(folder, out, name: str | None = None, threshold="otsu", invert
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise DataError(f"{folder}: no such folder")
-    if not (threshold == "otsu" or (isinstance(threshold, Real) and not isinstance(threshold, bool)
-                                    and 0 <= threshold < 1)):
+    if not (
+        threshold == "otsu" or (isinstance(threshold, Real) and not isinstance(threshold, bool) and 0 <= threshold < 1)
+    ):
         raise InputError(f"threshold must be 'otsu' or a number in [0, 1), got {threshold!r}")
     files = sorted(
-        entry for entry in os.listdir(folder)
+        entry
+        for entry in os.listdir(folder)
         if not entry.startswith(".") and os.path.isfile(os.path.join(folder, entry))
     )
     if not files:
@@ -145,16 +158,23 @@ def import_images(folder, out, name: str | None = None, threshold="otsu", invert
                 grey = read_image(path)
                 if grey.shape != shape:
                     raise DataError(
-                        f"{path}: size {grey.shape[0]}x{grey.shape[1]} differs from "
-                        f"{first_path}: {shape[0]}x{shape[1]}"
+                        f"{path}: size {grey.shape[0]}x{grey.shape[1]} differs from {first_path}: {shape[0]}x{shape[1]}"
                     )
                 binary, cut = binarise(grey, threshold, invert)
                 images.append(binary)
                 safe = entry.replace(";", "_").replace("=", "_").replace("[", "(").replace("]", ")")
-                labels.append(format_label(**{"class": name}, file=safe, threshold=mode,
-                                           threshold_value=cut, invert=invert))
+                labels.append(
+                    format_label(**{"class": name}, file=safe, threshold=mode, threshold_value=cut, invert=invert)
+                )
             yield np.stack(images), labels
 
-    store.write_class_batches(out, name, batches(), len(files), shape, compression,
-                              attrs={"source": f"imported from {os.path.abspath(folder)}"})
+    store.write_class_batches(
+        out,
+        name,
+        batches(),
+        len(files),
+        shape,
+        compression,
+        attrs={"source": f"imported from {os.path.abspath(folder)}"},
+    )
     return name

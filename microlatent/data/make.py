@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 from microlatent.data import store
-from microlatent.errors import InputError
 from microlatent.data.generators import _check_params, default_size, iter_batches, resolve_kind
-
+from microlatent.errors import InputError
 
 MAX_SIZE = 8192  # pixels per side
 
@@ -15,13 +14,25 @@ MAX_SIZE = 8192  # pixels per side
 def _provenance(name: str, seed: int, params: dict) -> dict:
     from microlatent import __version__
 
-    return {"generator": f"microlatent {__version__}", "kind": name, "seed": int(seed),
-            "params": repr(sorted(params.items()))}
+    return {
+        "generator": f"microlatent {__version__}",
+        "kind": name,
+        "seed": int(seed),
+        "params": repr(sorted(params.items())),
+    }
 
 
-def write_generated(path, kind: str, n: int, size: int | None = None, seed: int = 0,
-                    batch_size: int = 256, compression: str | None = "gzip", progress=None,
-                    **params) -> list[str]:
+def write_generated(
+    path,
+    kind: str,
+    n: int,
+    size: int | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    compression: str | None = "gzip",
+    progress=None,
+    **params,
+) -> list[str]:
     """Generate ``kind`` (as :func:`~microlatent.data.generate`) and write each class to ``path``.
 
     Memory stays at one batch: images are generated and written ``batch_size`` at a time. Each
@@ -48,8 +59,10 @@ def write_generated(path, kind: str, n: int, size: int | None = None, seed: int 
         _check_params(name, params)  # fail before writing anything
         side = default_size(name) if size is None else size
         if side > MAX_SIZE:
-            raise InputError(f"size {side} is too large: one {side} x {side} image is {side * side / 2**30:.1f} GiB "
-                             f"as bytes and ~8x that while generated; at most {MAX_SIZE}")
+            raise InputError(
+                f"size {side} is too large: one {side} x {side} image is {side * side / 2**30:.1f} GiB "
+                f"as bytes and ~8x that while generated; at most {MAX_SIZE}"
+            )
     path = os.fspath(path)
     if os.path.exists(path):  # each class is swapped in whole (store.write_class_batches)
         _write_classes(path, names, n, size, seed, batch_size, compression, progress, params)
@@ -82,8 +95,7 @@ def _write_classes(path, names, n, size, seed, batch_size, compression, progress
                 if progress is not None:
                     progress(name, done, n)
 
-        store.write_class_batches(path, name, batches(), n, (side, side), compression,
-                                  _provenance(name, seed, params))
+        store.write_class_batches(path, name, batches(), n, (side, side), compression, _provenance(name, seed, params))
 
 
 def ensure_dataset(path, kind: str, n: int, size: int | None = None, seed: int = 0, **params) -> list[str]:

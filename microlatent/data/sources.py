@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from microlatent.data.split import Samples, Split, is_hdf5, read_split
 from microlatent.data.importing import IMAGE_SUFFIXES, binarise, read_image
+from microlatent.data.split import Samples, Split, is_hdf5, read_split
 from microlatent.errors import DataError
 
 
-def load_images(source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu",
-                split_fractions=None):
+def load_images(
+    source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu", split_fractions=None
+):
     """Binary microstructures and a name for each, from ``source``:
 
     - an HDF5 file in the MICRO2D layout: images of ``classes`` (default all) in ``split`` (split by
@@ -58,8 +59,7 @@ def _npy(path, limit):
         raise DataError(f"{path}: expected an array (H, W) or (N, H, W), got shape {array.shape}")
     if len(array) == 0 or 0 in array.shape[1:]:
         raise DataError(f"{path}: no images (array shape {array.shape})")
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-            or array.dtype == bool):
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
         raise DataError(f"{path}: values must be real numbers in [0, 1], got dtype {array.dtype}")
     if not np.isfinite(array).all():
         raise DataError(f"{path}: {int((~np.isfinite(array)).sum())} values are NaN or infinite")
@@ -71,8 +71,9 @@ def _npy(path, limit):
 
 def _hdf5(path, classes, part, limit, per_class, seed, split_fractions):
     split = Split(seed, tuple(split_fractions) if split_fractions else Split().fractions).with_classes(classes)
-    samples = read_split(path, part, split, limit_per_class=limit if per_class else None,
-                         limit=None if per_class else limit)
+    samples = read_split(
+        path, part, split, limit_per_class=limit if per_class else None, limit=None if per_class else limit
+    )
     return [image.astype(np.float32) for image in samples.images], samples.names
 
 
@@ -85,6 +86,12 @@ def load_samples(source, part="test", split=Split(), limit_per_class=None) -> Sa
         raise DataError(f"{path}: no such file or folder")
     if not is_hdf5(path):
         images, names = load_images(path, limit=limit_per_class)
-        return Samples(images, names, ["all"] * len(images), [-1] * len(images), [""] * len(images),
-                       {"data": str(path), "split": "all (not an HDF5 file)"})
+        return Samples(
+            images,
+            names,
+            ["all"] * len(images),
+            [-1] * len(images),
+            [""] * len(images),
+            {"data": str(path), "split": "all (not an HDF5 file)"},
+        )
     return read_split(path, part, split, limit_per_class=limit_per_class)

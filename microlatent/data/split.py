@@ -21,8 +21,9 @@ PARTS = ("train", "val", "test", "all")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
-def split_indices(n: int, class_name: str, split: str = "train",
-                  split_fractions=DEFAULT_FRACTIONS, seed: int = 0) -> np.ndarray:
+def split_indices(
+    n: int, class_name: str, split: str = "train", split_fractions=DEFAULT_FRACTIONS, seed: int = 0
+) -> np.ndarray:
     """Indices (sorted) of one class's images in a train/val/test split.
 
     The class's own random permutation, seeded by ``(seed, crc32(class_name))``, is cut at
@@ -63,21 +64,27 @@ class Split:
         """The split a training config (a whole config or its ``data`` section) used."""
         data = (config or {}).get("data", config) or {}
         classes = data.get("classes")
-        return cls(seed=int(data.get("split_seed") or 0),
-                   fractions=tuple(float(f) for f in (data.get("split_fractions") or DEFAULT_FRACTIONS)),
-                   classes=tuple([classes] if isinstance(classes, str) else classes) if classes else None)
+        return cls(
+            seed=int(data.get("split_seed") or 0),
+            fractions=tuple(float(f) for f in (data.get("split_fractions") or DEFAULT_FRACTIONS)),
+            classes=tuple([classes] if isinstance(classes, str) else classes) if classes else None,
+        )
 
     def with_classes(self, classes) -> Split:
         """The same cut over other classes (one name, several, or None: every class of the file)."""
-        return Split(self.seed, self.fractions, tuple([classes] if isinstance(classes, str) else classes) if classes else None)
+        return Split(
+            self.seed, self.fractions, tuple([classes] if isinstance(classes, str) else classes) if classes else None
+        )
 
     def indices(self, n: int, class_name: str, part: str) -> np.ndarray:
         return split_indices(n, class_name, part, self.fractions, self.seed)
 
     def members(self, path, part: str) -> list[tuple[str, np.ndarray]]:
         """[(class, (k,) indices)] of each class's images in ``part`` of an HDF5 file."""
-        return [(name, self.indices(store.class_size(path, name)[0], name, part))
-                for name in resolve_classes(path, self.classes)]
+        return [
+            (name, self.indices(store.class_size(path, name)[0], name, part))
+            for name in resolve_classes(path, self.classes)
+        ]
 
 
 @dataclass
@@ -143,8 +150,14 @@ def read_split(path, part: str = "test", split: Split = Split(), limit_per_class
         indices.extend(int(i) for i in chosen)
     if not images:
         raise InputError(f"{path}: no images in split {part!r}")
-    return Samples(images, names, classes, indices, labels,
-                   {"data": str(path), "split": part, "split_seed": split.seed, "split_fractions": list(split.fractions)})
+    return Samples(
+        images,
+        names,
+        classes,
+        indices,
+        labels,
+        {"data": str(path), "split": part, "split_seed": split.seed, "split_fractions": list(split.fractions)},
+    )
 
 
 def iter_split(path, part: str, split: Split = Split(), limit_per_class=None, chunk=256):
@@ -170,8 +183,14 @@ def sample_split(path, part: str, n: int, split: Split = Split(), seed=0) -> Sam
         idx = [i for c, i in picked if c == name]
         images.extend(store.read_images(path, name, idx))
         labels.extend(_labels(path, name, idx))
-    return Samples(images, [f"{c}[{i}]" for c, i in picked], [c for c, _ in picked], [i for _, i in picked], labels,
-                   {"data": str(path), "split": part})
+    return Samples(
+        images,
+        [f"{c}[{i}]" for c, i in picked],
+        [c for c, _ in picked],
+        [i for _, i in picked],
+        labels,
+        {"data": str(path), "split": part},
+    )
 
 
 def _labels(path, name, indices):

@@ -52,7 +52,8 @@ def open_file(path, mode: str = "r") -> h5py.File:
 
 def _classes_in(f: h5py.File) -> list[str]:
     return [
-        name for name, item in f.items()
+        name
+        for name, item in f.items()
         if isinstance(item, h5py.Group) and item.get(name, getclass=True) is h5py.Dataset
     ]
 
@@ -238,8 +239,10 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
     with open_file(path) as f:
         names = _classes_in(f)
         if not names:
-            raise DataError(f"{os.fspath(path)}: no MICRO2D-layout class (a group C holding a dataset C/C of "
-                            f"images); top-level entries: {', '.join(list(f)[:10]) or 'none'}")
+            raise DataError(
+                f"{os.fspath(path)}: no MICRO2D-layout class (a group C holding a dataset C/C of "
+                f"images); top-level entries: {', '.join(list(f)[:10]) or 'none'}"
+            )
         for name in names:
             data = _images_dataset(f, path, name)
             n = int(data.shape[0])
@@ -254,9 +257,12 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
             if entry["has_labels"] and f[name][name + LABELS_SUFFIX].shape != (n,):
                 out["problems"].append(f"{name}: {f[name][name + LABELS_SUFFIX].shape} labels for {n} images")
             for prop, width in (("homogenized_mechanical", 5), ("homogenized_thermal", 2)):
-                if prop in f[name] and (len(f[name][prop].shape) != 3 or f[name][prop].shape[0] != n
-                                        or f[name][prop].shape[2] != width):
-                    out["problems"].append(f"{name}/{prop}: shape {f[name][prop].shape}, expected ({n}, cases, {width})")
+                if prop in f[name] and (
+                    len(f[name][prop].shape) != 3 or f[name][prop].shape[0] != n or f[name][prop].shape[2] != width
+                ):
+                    out["problems"].append(
+                        f"{name}/{prop}: shape {f[name][prop].shape}, expected ({n}, cases, {width})"
+                    )
             if volume_fractions:
                 total, low, high = 0.0, np.inf, -np.inf
                 for first in range(0, data.shape[0], _READ_BLOCK):
@@ -351,12 +357,18 @@ def _fill_group(group, name, batches, n, height, width, compression, attrs):
     for key, value in (attrs or {}).items():
         group.attrs[key] = value
     images = group.create_dataset(
-        name, shape=(n, height, width), dtype=np.uint8,
-        chunks=(1, height, width) if n else None, **(_compression(compression) if n else {}),
+        name,
+        shape=(n, height, width),
+        dtype=np.uint8,
+        chunks=(1, height, width) if n else None,
+        **(_compression(compression) if n else {}),
     )
     labels = group.create_dataset(
-        name + LABELS_SUFFIX, shape=(n,), dtype=h5py.string_dtype("utf-8"),
-        chunks=(min(n, 1024),) if n else None, **(_compression(compression) if n else {}),
+        name + LABELS_SUFFIX,
+        shape=(n,),
+        dtype=h5py.string_dtype("utf-8"),
+        chunks=(min(n, 1024),) if n else None,
+        **(_compression(compression) if n else {}),
     )
     done = 0
     for batch_images, batch_labels in batches:
@@ -378,8 +390,9 @@ def _fill_group(group, name, batches, n, height, width, compression, attrs):
     return done
 
 
-def write_class(path, name: str, images, labels, compression: str | None = "gzip",
-                attrs: dict | None = None, batch_size: int = 512) -> int:
+def write_class(
+    path, name: str, images, labels, compression: str | None = "gzip", attrs: dict | None = None, batch_size: int = 512
+) -> int:
     """Write one class (images and labels) into a file in MICRO2D layout.
 
     Parameters
@@ -406,9 +419,7 @@ def write_class(path, name: str, images, labels, compression: str | None = "gzip
         raise InputError(f"{name}: images must be a (n, H, W) array, got shape {images.shape}")
     if len(labels) != len(images):
         raise InputError(f"{name}: {len(images)} images but {len(labels)} labels")
-    batches = (
-        (images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size)
-    )
+    batches = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size))
     return write_class_batches(path, name, batches, len(images), images.shape[1:], compression, attrs)
 
 

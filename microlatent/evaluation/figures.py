@@ -9,8 +9,8 @@ import numpy as np
 
 from microlatent.data.sources import load_images
 from microlatent.evaluation.inference import reconstruct
-from microlatent.models.run import Run
 from microlatent.losses.terms import LOG_FLOOR
+from microlatent.models.run import Run
 from microlatent.plotting import plot_reconstructions, plt, save_figure
 from microlatent.stats import offsets, two_point
 
@@ -30,6 +30,7 @@ def reconstruction_figure(checkpoints: dict, source, out, classes=None, split="t
 # TextureVAE Fig. 6). Arrays in, one PNG out; each returns the path written.
 # ---------------------------------------------------------------------------------------------------
 
+
 def _extent(shape, periodic=True):
     ry, rx = offsets(shape, periodic)
     return (rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5)
@@ -44,7 +45,9 @@ def statistics_grid_figure(inputs, recons_by_model, names, path, periodic=True, 
     """
     inputs = np.asarray(inputs, dtype=np.float64)
     columns = [("input", inputs), *((m, np.asarray(r, dtype=np.float64)) for m, r in recons_by_model.items())]
-    stats = {m: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0] for m, images in columns}
+    stats = {
+        m: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0] for m, images in columns
+    }
     n, width = len(inputs), len(columns)
     fig, axes = plt.subplots(3 * n, width, figsize=(2.0 * width + 0.6, 6.0 * n), squeeze=False)
     extent = _extent(inputs.shape[1:], periodic)
@@ -63,8 +66,15 @@ def statistics_grid_figure(inputs, recons_by_model, names, path, periodic=True, 
             stats_ax.set_axis_off()  # offsets run from -H/2 to H/2, centre = 0 (ticks are slow to draw)
             if j == 0:
                 diff_ax.set_axis_off()
-                diff_ax.text(0.5, 0.5, "log f(recon)\n- log f(input)", ha="center", va="center", fontsize=8,
-                             transform=diff_ax.transAxes)
+                diff_ax.text(
+                    0.5,
+                    0.5,
+                    "log f(recon)\n- log f(input)",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=diff_ax.transAxes,
+                )
                 continue
             diff_ax.imshow(diffs[model], cmap="RdBu_r", vmin=-span, vmax=span, extent=extent, interpolation="nearest")
             diff_ax.set_title(f"log diff, \u00b1{span:.2g}", fontsize=7)
@@ -119,8 +129,14 @@ def histograms_figure(panels, path, xlabel, cutoff_quantile=None, bins=40, log_x
                 if not values.size:
                     continue
                 colour = colours[k % len(colours)]
-                ax.hist(values, bins=edges, alpha=0.45, color=colour, density=density,
-                        label=f"{name} (n {values.size}, median {np.median(values):.4g})")
+                ax.hist(
+                    values,
+                    bins=edges,
+                    alpha=0.45,
+                    color=colour,
+                    density=density,
+                    label=f"{name} (n {values.size}, median {np.median(values):.4g})",
+                )
                 ax.axvline(np.median(values), color=colour, linestyle="--", linewidth=1.2)
             if log_x and low > 0:
                 ax.set_xscale("log")
@@ -182,7 +198,9 @@ def traversal_figure(original, rows, values, path, title=None, row_label="unit")
     each traversal value. rows : {unit: (len(values), H, W)}."""
     values = list(values)
     n_rows = max(1, len(rows))
-    fig, axes = plt.subplots(n_rows, len(values) + 1, figsize=(1.25 * (len(values) + 1), 1.35 * n_rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, len(values) + 1, figsize=(1.25 * (len(values) + 1), 1.35 * n_rows + 0.4), squeeze=False
+    )
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -217,10 +235,17 @@ def image_rows_figure(groups, path, periodic=True, phase=1):
         for j, (image, title) in enumerate(zip(images, titles)):
             axes[2 * g, j].imshow(image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             axes[2 * g, j].set_title(title, fontsize=7)
-            axes[2 * g + 1, j].imshow(stats[j], cmap="viridis", vmin=0, vmax=max(float(image.mean()), 1e-6),
-                                      extent=extent, interpolation="nearest")
+            axes[2 * g + 1, j].imshow(
+                stats[j],
+                cmap="viridis",
+                vmin=0,
+                vmax=max(float(image.mean()), 1e-6),
+                extent=extent,
+                interpolation="nearest",
+            )
             axes[2 * g + 1, j].set_title(f"f({phase},{phase}|r), vf={image.mean():.2f}", fontsize=6)
-        axes[2 * g, 0].text(-0.08, 0.5, row_title, rotation=90, ha="right", va="center", fontsize=8,
-                            transform=axes[2 * g, 0].transAxes)
+        axes[2 * g, 0].text(
+            -0.08, 0.5, row_title, rotation=90, ha="right", va="center", fontsize=8, transform=axes[2 * g, 0].transAxes
+        )
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.02, top=0.95, wspace=0.08, hspace=0.3)
     return save_figure(fig, path)

@@ -34,7 +34,7 @@ def _image(image):
 
 
 def line_orientation(image):
-    """"horizontal" or "vertical" (the direction of the lines), or None for an image without edges."""
+    """ "horizontal" or "vertical" (the direction of the lines), or None for an image without edges."""
     image = _image(image)
     across_rows = float((np.diff(image, axis=0) ** 2).sum())  # edges of horizontal lines
     across_cols = float((np.diff(image, axis=1) ** 2).sum())  # edges of vertical lines
@@ -84,6 +84,7 @@ def is_lines_label(label) -> bool:
 def line_measurements(images, threshold=0.5, **options):
     """Orientation and line count of each image: (list of str or None, (N,) int64)."""
     orientations = [line_orientation(image) for image in images]
-    counts = np.array([count_lines(image, threshold, o, **options) for image, o in zip(images, orientations)],
-                      dtype=np.int64)
+    counts = np.array(
+        [count_lines(image, threshold, o, **options) for image, o in zip(images, orientations)], dtype=np.int64
+    )
     return orientations, counts

@@ -86,8 +86,12 @@ def statistics_losses(inputs, recons, periodic=True, crop=None):
     keys = ("cess", "entropy", "excess_cess", "msess", "js")
     parts = {k: [] for k in keys}
     for start in range(0, len(inputs), _STATS_BATCH):
-        f_in = two_point(inputs[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
-        f_rec = two_point(recons[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False)
+        f_in = two_point(
+            inputs[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False
+        )
+        f_rec = two_point(
+            recons[start : start + _STATS_BATCH], periodic=periodic, pairs="all", crop=crop, validate=False
+        )
         parts["cess"].append(cess_from_stats(f_in, f_rec, reduction="none"))
         parts["entropy"].append(entropy_from_stats(f_in, reduction="none"))
         parts["excess_cess"].append(excess_cess_from_stats(f_in, f_rec, reduction="none"))
@@ -168,9 +172,16 @@ def summarize(values) -> dict:
         return {"n": 0, **{k: math.nan for k in keys}}
     q05, q25, median, q75, q95 = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
     return {
-        "n": int(finite.size), "mean": float(finite.mean()), "std": float(finite.std()),
-        "median": float(median), "q05": float(q05), "q25": float(q25), "q75": float(q75), "q95": float(q95),
-        "min": float(finite.min()), "max": float(finite.max()),
+        "n": int(finite.size),
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "median": float(median),
+        "q05": float(q05),
+        "q25": float(q25),
+        "q75": float(q75),
+        "q95": float(q95),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
     }
 
 
@@ -183,8 +194,10 @@ def autocorrelation_features(images, periodic=True):
     """Flattened centred autocorrelation f(1, 1 | r) of each image: (N, H' W') float64 (Hashemi et
     al.'s statistics space: the autocorrelation of the line phase, periodic)."""
     images = _as_batch(images)
-    parts = [two_point(images[s : s + _STATS_BATCH], periodic=periodic, pairs=[(1, 1)], validate=False)[:, 0]
-             for s in range(0, len(images), _STATS_BATCH)]
+    parts = [
+        two_point(images[s : s + _STATS_BATCH], periodic=periodic, pairs=[(1, 1)], validate=False)[:, 0]
+        for s in range(0, len(images), _STATS_BATCH)
+    ]
     return np.concatenate(parts).reshape(len(images), -1) if parts else np.zeros((0, 0))
 
 
@@ -221,7 +234,9 @@ class NearestSearch:
         if len(chunk) == 0:
             return self
         if chunk.shape[1] != self.queries.shape[1]:
-            raise InputError(f"nearest neighbours: queries have {self.queries.shape[1]} features, references {chunk.shape[1]}")
+            raise InputError(
+                f"nearest neighbours: queries have {self.queries.shape[1]} features, references {chunk.shape[1]}"
+            )
         distances = (self.norms[:, None] - 2 * self.queries @ chunk.T + (chunk**2).sum(1)[None, :]) / chunk.shape[1]
         local = distances.argmin(1)
         value = distances[np.arange(len(self.queries)), local]

@@ -16,8 +16,9 @@ import numpy as np
 from microlatent.errors import InputError
 
 
-def compare_latents(checkpoint, data=None, split="test", limit_per_class=4, n_components=None, steps=300,
-                    device="cpu", log=None) -> dict:
+def compare_latents(
+    checkpoint, data=None, split="test", limit_per_class=4, n_components=None, steps=300, device="cpu", log=None
+) -> dict:
     """{"rows": [{"latent", "dimensions", "median_js", "median_excess_cess", "seconds_per_decode"}],
     "per_image": {latent: {"js": (N,), "excess_cess": (N,)}}, "names": [...], "explained_variance": float}.
 
@@ -59,11 +60,26 @@ def compare_latents(checkpoint, data=None, split="test", limit_per_class=4, n_co
     pca_seconds = (time.perf_counter() - started) / len(test)
 
     per_image, rows = {}, []
-    for name, images, size, seconds in (("vae", vae_binary, dims, vae_seconds), ("pca-stats", pca_binary, k, pca_seconds)):
+    for name, images, size, seconds in (
+        ("vae", vae_binary, dims, vae_seconds),
+        ("pca-stats", pca_binary, k, pca_seconds),
+    ):
         scores = statistics_losses(test, images)
         per_image[name] = {"js": scores["js"], "excess_cess": scores["excess_cess"]}
-        rows.append({"latent": name, "dimensions": size, "median_js": float(np.median(scores["js"])),
-                     "median_excess_cess": float(np.median(scores["excess_cess"])), "seconds_per_decode": seconds})
+        rows.append(
+            {
+                "latent": name,
+                "dimensions": size,
+                "median_js": float(np.median(scores["js"])),
+                "median_excess_cess": float(np.median(scores["excess_cess"])),
+                "seconds_per_decode": seconds,
+            }
+        )
     wins = float(np.mean(per_image["vae"]["js"] < per_image["pca-stats"]["js"]))
-    return {"rows": rows, "per_image": per_image, "names": test_samples.names, "vae_wins_js": wins,
-            "explained_variance": float(pca.explained_variance_ratio_.sum())}
+    return {
+        "rows": rows,
+        "per_image": per_image,
+        "names": test_samples.names,
+        "vae_wins_js": wins,
+        "explained_variance": float(pca.explained_variance_ratio_.sum()),
+    }

@@ -38,8 +38,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from microlatent.data.resize import resize_images
 
+from microlatent.data.resize import resize_images
+from microlatent.data.sources import load_samples
+from microlatent.data.split import is_hdf5, iter_split, sample_split
 from microlatent.errors import InputError
 from microlatent.evaluation import figures
 from microlatent.evaluation.inference import encode, model_batches, reconstruct
@@ -62,11 +64,8 @@ from microlatent.evaluation.metrics import (
     volume_fraction_difference,
     win_matrix,
 )
-from microlatent.data.sources import load_samples
-from microlatent.data.split import is_hdf5, iter_split, sample_split
 from microlatent.models.run import Run
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
-
 
 # The keys of results["meta"] that the report's Definitions section lists, in order.
 DEFINITIONS = ("statistics", "excess_cess", "js_binary", "latent", "vf_threshold_rule", "win_matrix", "traversal")
@@ -93,15 +92,26 @@ def headline(results) -> dict:
             ref = medians[reference]
             change = (medians[label] - ref) / ref if ref else float("nan")
             _, matrix = win_matrix({label: per_sample[label], reference: per_sample[reference]})
-            comparisons.append({"model": label, "reference": reference, "win_share": matrix[0, 1],
-                                "median_change": change})
+            comparisons.append(
+                {"model": label, "reference": reference, "win_share": matrix[0, 1], "median_change": change}
+            )
         finite = {k: v for k, v in medians.items() if v is not None and math.isfinite(v)}
-        scores[key] = {"medians": medians, "comparisons": comparisons,
-                       "best": min(finite, key=finite.get) if finite else None}
-    warnings = {label: results["latent"][label].get("collapse_warning") for label in labels
-                if results["latent"][label].get("collapse_warning")}
-    return {"reference": reference, "scores": scores, "best": scores["js_binary"]["best"],
-            "collapse_warnings": warnings}
+        scores[key] = {
+            "medians": medians,
+            "comparisons": comparisons,
+            "best": min(finite, key=finite.get) if finite else None,
+        }
+    warnings = {
+        label: results["latent"][label].get("collapse_warning")
+        for label in labels
+        if results["latent"][label].get("collapse_warning")
+    }
+    return {
+        "reference": reference,
+        "scores": scores,
+        "best": scores["js_binary"]["best"],
+        "collapse_warnings": warnings,
+    }
 
 
 def headline_lines(results) -> list:
@@ -109,20 +119,23 @@ def headline_lines(results) -> list:
     h = results.get("headline")
     if not h:
         return []
-    lines = ["Lower = 2-point statistics closer to the input's. Excess CESS = CESS - H(f_in), the mean KL "
-             "divergence between the input's and the reconstruction's statistics (0 = identical); JS = Jensen-"
-             "Shannon divergence between the input's statistics and those of the thresholded reconstruction."]
+    lines = [
+        "Lower = 2-point statistics closer to the input's. Excess CESS = CESS - H(f_in), the mean KL "
+        "divergence between the input's and the reconstruction's statistics (0 = identical); JS = Jensen-"
+        "Shannon divergence between the input's statistics and those of the thresholded reconstruction."
+    ]
     for key, what in HEADLINE_SCORES.items():
         for c in h["scores"][key]["comparisons"]:
             win, change = c["win_share"], c["median_change"]
             win = "–" if win is None or not math.isfinite(win) else f"{win:.0%}"
             change = "–" if change is None or not math.isfinite(change) else f"{change:+.0%}"
-            lines.append(f"{c['model']} beats {c['reference']} on {win} of the images in the {what}; "
-                         f"median {change}.")
+            lines.append(f"{c['model']} beats {c['reference']} on {win} of the images in the {what}; median {change}.")
     best = h["best"]
     if best is not None and len(h["scores"]["js_binary"]["medians"]) > 1:
-        lines.append(f"Use {best}: its binary reconstructions have the statistics closest to the inputs' "
-                     f"(median JS {h['scores']['js_binary']['medians'][best]:.3g}).")
+        lines.append(
+            f"Use {best}: its binary reconstructions have the statistics closest to the inputs' "
+            f"(median JS {h['scores']['js_binary']['medians'][best]:.3g})."
+        )
     for label, warning in h["collapse_warnings"].items():
         lines.append(f"Warning, {label}: {warning}.")
     return lines
@@ -142,9 +155,26 @@ METRICS = {
 }
 
 
-def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class=None, device="auto", *,
-                 classes=None, threshold=None, line_threshold=0.5, texture=True, vgg_weights="auto", overfit_samples=1000,
-                 reference_limit_per_class=None, grid_per_class=2, outliers=6, traversal_units=4, log=None):
+def write_report(
+    checkpoints: dict,
+    data,
+    out_dir,
+    split="test",
+    limit_per_class=None,
+    device="auto",
+    *,
+    classes=None,
+    threshold=None,
+    line_threshold=0.5,
+    texture=True,
+    vgg_weights="auto",
+    overfit_samples=1000,
+    reference_limit_per_class=None,
+    grid_per_class=2,
+    outliers=6,
+    traversal_units=4,
+    log=None,
+):
     """Evaluate the models ``checkpoints`` ({label: checkpoint path}) on ``split`` of ``data`` and
     write the report into ``out_dir``. Returns the path of ``report.html`` (``report.md`` beside it).
 
@@ -169,8 +199,10 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
     slugs = {}
     for label in checkpoints:  # figure file names come from labels: two labels must not share one
         if _slug(label) in slugs:
-            raise InputError(f"labels {slugs[_slug(label)]!r} and {label!r} give the same figure file names "
-                             f"(*_{_slug(label)}.png); choose labels that differ in letters or digits")
+            raise InputError(
+                f"labels {slugs[_slug(label)]!r} and {label!r} give the same figure file names "
+                f"(*_{_slug(label)}.png); choose labels that differ in letters or digits"
+            )
         slugs[_slug(label)] = label
     out_dir = Path(out_dir)
     figure_dir = out_dir / "figures"
@@ -201,19 +233,39 @@ def write_report(checkpoints: dict, data, out_dir, split="test", limit_per_class
             from microlatent.evaluation.texture import GramDistance
 
             gram = GramDistance(vgg_weights=vgg_weights, device=model.device)
-        runs[label] = _evaluate_model(model, samples, thresholds, truth, line_positions, gram if texture else None,
-                                      keep, outliers, line_threshold=line_threshold)
+        runs[label] = _evaluate_model(
+            model,
+            samples,
+            thresholds,
+            truth,
+            line_positions,
+            gram if texture else None,
+            keep,
+            outliers,
+            line_threshold=line_threshold,
+        )
 
     lines = None
     if len(line_positions):
         say("lines: nearest training images in statistics space")
         lines = _lines_section(samples, truth, line_positions, runs, models, data, hdf5, cut, reference_limit_per_class)
     results = {
-        "meta": _meta(checkpoints, models, samples, data, thresholds, texture, gram, cut,
-                      {label: run["input_size"] for label, run in runs.items()}),
+        "meta": _meta(
+            checkpoints,
+            models,
+            samples,
+            data,
+            thresholds,
+            texture,
+            gram,
+            cut,
+            {label: run["input_size"] for label, run in runs.items()},
+        ),
         "line_threshold": line_threshold,
-        "samples": [{"name": n, "class": c, "index": i, "label": lab}
-                    for n, c, i, lab in zip(samples.names, samples.classes, samples.indices, samples.labels)],
+        "samples": [
+            {"name": n, "class": c, "index": i, "label": lab}
+            for n, c, i, lab in zip(samples.names, samples.classes, samples.indices, samples.labels)
+        ],
         "per_sample": {label: run["values"] for label, run in runs.items()},
         "summary": {label: _summaries(run["values"], samples) for label, run in runs.items()},
     }
@@ -246,8 +298,9 @@ def _stsim2_or_nan(inputs, recons, device):
     return stsim2_batch(inputs, recons, device=device)
 
 
-def _evaluate_model(run, samples, thresholds, truth, line_positions, gram, keep, n_outliers, chunk=256,
-                    line_threshold=0.5):
+def _evaluate_model(
+    run, samples, thresholds, truth, line_positions, gram, keep, n_outliers, chunk=256, line_threshold=0.5
+):
     """Per-sample metrics of one model, in chunks of ``chunk`` images so that memory stays bounded;
     keeps (input as seen, reconstruction) only of the samples ``keep``, of the ``n_outliers`` with the
     highest excess CESS, and the reconstructions of lines samples (for the nearest-neighbour search)."""
@@ -269,7 +322,9 @@ def _evaluate_model(run, samples, thresholds, truth, line_positions, gram, keep,
                 decoded.append(recon[:, 0].float().cpu().numpy())
         inputs, recons = np.concatenate(seen), np.concatenate(decoded)
         values = reconstruction_metrics(inputs, recons, threshold=[thresholds[c] for c in samples.classes[start:stop]])
-        values["vf_diff"] = volume_fraction_difference(inputs, recons, [thresholds[c] for c in samples.classes[start:stop]])
+        values["vf_diff"] = volume_fraction_difference(
+            inputs, recons, [thresholds[c] for c in samples.classes[start:stop]]
+        )
         if gram is not None:
             values["stsim2"] = _stsim2_or_nan(inputs, recons, device)
             values["gram"] = gram(inputs, recons)
@@ -291,8 +346,14 @@ def _evaluate_model(run, samples, thresholds, truth, line_positions, gram, keep,
     outliers = sorted(top, key=lambda k: (-np.nan_to_num(top[k][0], nan=-np.inf), k))
     latent = latents.result()
     latent["collapse_warning"] = collapse_warning(latent)
-    return {"values": values, "kept": kept, "outliers": [(i, top[i][1], top[i][2]) for i in outliers], "latent": latent,
-            "line_recons": line_recons, "input_size": list(inputs.shape[1:])}
+    return {
+        "values": values,
+        "kept": kept,
+        "outliers": [(i, top[i][1], top[i][2]) for i in outliers],
+        "latent": latent,
+        "line_recons": line_recons,
+        "input_size": list(inputs.shape[1:]),
+    }
 
 
 def _line_values(line_recons, truth, positions, n, threshold=0.5):
@@ -320,7 +381,9 @@ def _lines_section(samples, truth, positions, runs, models, data, hdf5, cut, ref
     true_counts = np.array([truth[i][1] for i in positions])
     _, input_counts = line_measurements([samples.images[i] for i in positions])
     section = {
-        "positions": positions, "true_count": true_counts, "input_count": input_counts,
+        "positions": positions,
+        "true_count": true_counts,
+        "input_count": input_counts,
         "input_count_accuracy": float(np.mean(input_counts == true_counts)),
         "models": {},
     }
@@ -355,12 +418,15 @@ def _lines_section(samples, truth, positions, runs, models, data, hdf5, cut, ref
         return section
     ref_counts = np.array(ref_counts)
     index, distance = to_original.result()
-    section.update({
-        "reference": {"split": "train", "n": len(ref_counts), "classes": line_classes},
-        "nearest_train": [ref_names[k] for k in index], "nearest_train_distance": distance,
-        "nearest_train_count": ref_counts[index],
-        "nearest_train_count_accuracy": float(np.mean(ref_counts[index] == true_counts)),
-    })
+    section.update(
+        {
+            "reference": {"split": "train", "n": len(ref_counts), "classes": line_classes},
+            "nearest_train": [ref_names[k] for k in index],
+            "nearest_train_distance": distance,
+            "nearest_train_count": ref_counts[index],
+            "nearest_train_count_accuracy": float(np.mean(ref_counts[index] == true_counts)),
+        }
+    )
     for label, run in runs.items():
         index, _ = to_recon[label].result()
         correct = np.full(len(samples), np.nan)
@@ -409,7 +475,9 @@ def _overfitting(models, data, cut, n, reference_limit):
             _, recons = reconstruct(model, drawn[split].images)
             reference = set_moments(model, split)
             entry[split] = {
-                "n": len(recons), "reference_n": reference["image"].count, "names": drawn[split].names,
+                "n": len(recons),
+                "reference_n": reference["image"].count,
+                "names": drawn[split].names,
                 "image": reference["image"].mean_mse(flatten(recons)),
                 "stats": reference["stats"].mean_mse(autocorrelation_features(recons)),
             }
@@ -428,7 +496,9 @@ def _summaries(values, samples):
     by_class = {c: samples.where(c) for c in samples.class_names()}
     return {
         "all": {key: summarize(v) for key, v in values.items()},
-        "by_class": {c: {key: summarize(np.asarray(v)[idx]) for key, v in values.items()} for c, idx in by_class.items()},
+        "by_class": {
+            c: {key: summarize(np.asarray(v)[idx]) for key, v in values.items()} for c, idx in by_class.items()
+        },
     }
 
 
@@ -440,37 +510,49 @@ def _meta(checkpoints, models, samples, data, thresholds, texture, gram, cut, in
         run = models[label]
         config = run.config
         model_info[label] = {
-            "checkpoint": str(checkpoint), "model": run.model.config.get("name"), "model_config": run.model.config,
-            "config_name": config.get("name"), "loss": config.get("loss"),
+            "checkpoint": str(checkpoint),
+            "model": run.model.config.get("name"),
+            "model_config": run.model.config,
+            "config_name": config.get("name"),
+            "loss": config.get("loss"),
             "init_from": (config.get("train") or {}).get("init_from"),
-            "trained_size": run.trained_size, "input_size": input_sizes.get(label),
+            "trained_size": run.trained_size,
+            "input_size": input_sizes.get(label),
             "parameters": int(sum(p.numel() for p in run.model.parameters())),
         }
     counts = {c: int(len(samples.where(c))) for c in samples.class_names()}
     return {
-        "created": datetime.datetime.now().isoformat(timespec="seconds"), "microlatent": __version__,
-        "data": str(data), "split": samples.source.get("split"), "split_seed": cut.seed,
-        "split_fractions": list(cut.fractions), "n_samples": len(samples), "samples_per_class": counts,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "microlatent": __version__,
+        "data": str(data),
+        "split": samples.source.get("split"),
+        "split_seed": cut.seed,
+        "split_fractions": list(cut.fractions),
+        "n_samples": len(samples),
+        "samples_per_class": counts,
         "models": model_info,
         "statistics": "periodic 2-point statistics, all ordered phase pairs (CESS, MSESS); "
-                      "autocorrelation f(1,1|r) for nearest neighbours and the overfitting check",
+        "autocorrelation f(1,1|r) for nearest neighbours and the overfitting check",
         "vf_thresholds": thresholds,
         "vf_threshold_rule": "phase 1 where value >= threshold; 0.95 for lines = Hashemi et al.'s 0.05 on dark lines",
-        "texture": {"computed": bool(texture), "stsim2": "complex steerable pyramid (pyrtools), 3 scales x 4 "
-                    "orientations + residuals, 7x7 windows, C=0.001 on [0, 255]",
-                    "gram_weights": getattr(gram, "weights_source", None)},
+        "texture": {
+            "computed": bool(texture),
+            "stsim2": "complex steerable pyramid (pyrtools), 3 scales x 4 "
+            "orientations + residuals, 7x7 windows, C=0.001 on [0, 255]",
+            "gram_weights": getattr(gram, "weights_source", None),
+        },
         "traversal": "one latent unit over linspace(-4, 4, 10); spatial latents: one channel set to the "
-                     "value at every position; units with the largest variance of mu",
+        "value at every position; units with the largest variance of mu",
         "win_matrix": "share of samples where model A (row) has strictly lower excess CESS (equivalently: "
-                      "CESS) than model B (column)",
+        "CESS) than model B (column)",
         "excess_cess": "CESS - H(f_in): the mean over offsets r of KL(f_in(.|r) || f_recon(.|r)), >= 0, 0 for "
-                       "identical statistics; ~99 % of raw CESS is the input's own entropy H(f_in), the same for "
-                       "every model",
+        "identical statistics; ~99 % of raw CESS is the input's own entropy H(f_in), the same for "
+        "every model",
         "js_binary": "Jensen-Shannon divergence (nats, mean over offsets) between the input's statistics and those "
-                     "of the reconstruction thresholded at the vf threshold: the score of the binary image a user "
-                     "keeps (raw CESS of a binary image is dominated by the 1e-6 log floor)",
+        "of the reconstruction thresholded at the vf threshold: the score of the binary image a user "
+        "keeps (raw CESS of a binary image is dominated by the 1e-6 log floor)",
         "latent": "on the evaluated images: active units (Var(mu) > 0.01 and KL > 0.1 nats), the pixel std of "
-                  "reconstructions across inputs, KL per latent unit (channel, for spatial latents)",
+        "reconstructions across inputs, KL per latent unit (channel, for spatial latents)",
     }
 
 
@@ -500,60 +582,122 @@ def _figures(results, runs, models, samples, figure_dir, grid_per_class, outlier
     for c in samples.class_names():
         idx = samples.where(c)[:grid_per_class]
         reference = np.stack([runs[labels[0]]["kept"][i][0] for i in idx])  # inputs as the first model saw them
-        recons = {label: _to_shape(np.stack([runs[label]["kept"][i][1] for i in idx]), reference.shape[1:])
-                  for label in labels}
-        path = figures.statistics_grid_figure(reference, recons, [samples.names[i] for i in idx],
-                                              figure_dir / f"grid_{_slug(c)}.png")
-        add(path, f"{c}: input and reconstructions; centred autocorrelation f(1,1|r); log f(recon) - log f(input)",
-            "Reconstructions")
+        recons = {
+            label: _to_shape(np.stack([runs[label]["kept"][i][1] for i in idx]), reference.shape[1:])
+            for label in labels
+        }
+        path = figures.statistics_grid_figure(
+            reference, recons, [samples.names[i] for i in idx], figure_dir / f"grid_{_slug(c)}.png"
+        )
+        add(
+            path,
+            f"{c}: input and reconstructions; centred autocorrelation f(1,1|r); log f(recon) - log f(input)",
+            "Reconstructions",
+        )
     cess = {label: runs[label]["values"]["cess"] for label in labels}
     excess = {label: runs[label]["values"]["excess_cess"] for label in labels}
-    add(figures.histograms_figure({"excess CESS = CESS - H(f_in) (largest quintile cut off)": excess},
-                                  figure_dir / "excess_cess_hist.png", "excess CESS", cutoff_quantile=0.8),
-        "Histogram of excess CESS with medians: what differs between the models", "Distributions")
-    add(figures.histograms_figure({"CESS (largest quintile cut off)": cess}, figure_dir / "cess_hist.png", "CESS",
-                                  cutoff_quantile=0.8), "Histogram of CESS with medians (Cai et al. Fig. 9)", "Distributions")
-    add(figures.histograms_figure({"log CESS": {k: np.log(v) for k, v in cess.items()}}, figure_dir / "log_cess_hist.png",
-                                  "log CESS"), "Histogram of log CESS (Cai et al. Fig. 10)", "Distributions")
-    add(figures.histograms_figure({"volume fraction difference": {k: runs[k]["values"]["vf_diff"] for k in labels}},
-                                  figure_dir / "vf_diff_hist.png", "|vf - vf thresholded| / vf x 100",
-                                  cutoff_quantile=0.95),
-        "Volume fraction difference, % (Hashemi et al. Fig. 2; largest 5 % cut off)", "Distributions")
+    add(
+        figures.histograms_figure(
+            {"excess CESS = CESS - H(f_in) (largest quintile cut off)": excess},
+            figure_dir / "excess_cess_hist.png",
+            "excess CESS",
+            cutoff_quantile=0.8,
+        ),
+        "Histogram of excess CESS with medians: what differs between the models",
+        "Distributions",
+    )
+    add(
+        figures.histograms_figure(
+            {"CESS (largest quintile cut off)": cess}, figure_dir / "cess_hist.png", "CESS", cutoff_quantile=0.8
+        ),
+        "Histogram of CESS with medians (Cai et al. Fig. 9)",
+        "Distributions",
+    )
+    add(
+        figures.histograms_figure(
+            {"log CESS": {k: np.log(v) for k, v in cess.items()}}, figure_dir / "log_cess_hist.png", "log CESS"
+        ),
+        "Histogram of log CESS (Cai et al. Fig. 10)",
+        "Distributions",
+    )
+    add(
+        figures.histograms_figure(
+            {"volume fraction difference": {k: runs[k]["values"]["vf_diff"] for k in labels}},
+            figure_dir / "vf_diff_hist.png",
+            "|vf - vf thresholded| / vf x 100",
+            cutoff_quantile=0.95,
+        ),
+        "Volume fraction difference, % (Hashemi et al. Fig. 2; largest 5 % cut off)",
+        "Distributions",
+    )
     if "stsim2" in runs[labels[0]]["values"]:
-        add(figures.histograms_figure({"STSIM-2": {k: runs[k]["values"]["stsim2"] for k in labels},
-                                       "VGG-19 Gram distance": {k: runs[k]["values"]["gram"] for k in labels}},
-                                      figure_dir / "texture_hist.png", "score", cutoff_quantile=None),
-            "Texture similarity: STSIM-2 (1 = same) and Gram distance (0 = same)", "Distributions")
+        add(
+            figures.histograms_figure(
+                {
+                    "STSIM-2": {k: runs[k]["values"]["stsim2"] for k in labels},
+                    "VGG-19 Gram distance": {k: runs[k]["values"]["gram"] for k in labels},
+                },
+                figure_dir / "texture_hist.png",
+                "score",
+                cutoff_quantile=None,
+            ),
+            "Texture similarity: STSIM-2 (1 = same) and Gram distance (0 = same)",
+            "Distributions",
+        )
     if len(labels) > 1:
         matrix = results["win_matrix"]
-        add(figures.win_matrix_figure(matrix["models"], matrix["matrix"], figure_dir / "win_matrix.png"),
+        add(
+            figures.win_matrix_figure(matrix["models"], matrix["matrix"], figure_dir / "win_matrix.png"),
             "Share of samples on which model A (row) has lower excess CESS (so lower CESS) than model B (column) "
             "(Cai et al. Fig. 11)",
-            "Comparison")
+            "Comparison",
+        )
     for label in labels:
         run, slug = runs[label], _slug(label)
         top = run["outliers"]
-        add(figures.outliers_figure(np.stack([x for _, x, _ in top]), np.stack([r for _, _, r in top]),
-                                    [samples.names[i] for i, _, _ in top], run["values"]["cess"][[i for i, _, _ in top]],
-                                    figure_dir / f"outliers_{slug}.png", k=outliers, title=label),
-            f"{label}: the {outliers} samples with the highest excess CESS (Cai et al. Fig. 7)", "Outliers")
+        add(
+            figures.outliers_figure(
+                np.stack([x for _, x, _ in top]),
+                np.stack([r for _, _, r in top]),
+                [samples.names[i] for i, _, _ in top],
+                run["values"]["cess"][[i for i, _, _ in top]],
+                figure_dir / f"outliers_{slug}.png",
+                k=outliers,
+                title=label,
+            ),
+            f"{label}: the {outliers} samples with the highest excess CESS (Cai et al. Fig. 7)",
+            "Outliers",
+        )
     if "lines" in results:
         lines = results["lines"]
         panels = {f"reconstruction: {label}": lines["models"][label]["lines_counted"] for label in labels}
         if "nearest_train_count" in lines:
             panels["nearest training image (statistics)"] = lines["nearest_train_count"]
-        add(figures.line_count_figure(lines["true_count"], panels, figure_dir / "line_counts.png"),
-            "Lines counted vs lines in the original (Hashemi et al. Fig. 3)", "Lines")
+        add(
+            figures.line_count_figure(lines["true_count"], panels, figure_dir / "line_counts.png"),
+            "Lines counted vs lines in the original (Hashemi et al. Fig. 3)",
+            "Lines",
+        )
     if "overfitting" in results:
         for label, entry in results["overfitting"].items():
             if "train" in entry and "val" in entry:
-                panels = {f"{label}: image space": {"train recon vs train set": entry["train"]["image"],
-                                                    "val recon vs val set": entry["val"]["image"]},
-                          f"{label}: statistics space": {"train recon vs train set": entry["train"]["stats"],
-                                                         "val recon vs val set": entry["val"]["stats"]}}
-                add(figures.histograms_figure(panels, figure_dir / f"overfitting_{_slug(label)}.png", "mean MSE to the set",
-                                              density=True),
-                    f"{label}: overfitting check (Hashemi et al. Figs. 4-5)", "Overfitting")
+                panels = {
+                    f"{label}: image space": {
+                        "train recon vs train set": entry["train"]["image"],
+                        "val recon vs val set": entry["val"]["image"],
+                    },
+                    f"{label}: statistics space": {
+                        "train recon vs train set": entry["train"]["stats"],
+                        "val recon vs val set": entry["val"]["stats"],
+                    },
+                }
+                add(
+                    figures.histograms_figure(
+                        panels, figure_dir / f"overfitting_{_slug(label)}.png", "mean MSE to the set", density=True
+                    ),
+                    f"{label}: overfitting check (Hashemi et al. Figs. 4-5)",
+                    "Overfitting",
+                )
     for label in labels:
         _latent_figures(models[label], label, samples, figure_dir, traversal_units, add)
     return made
@@ -568,19 +712,32 @@ def _latent_figures(model, label, samples, figure_dir, units, add):
     rows = traversal(model, samples.images[0], chosen)
     kind = "channel (set at every position)" if mu.ndim == 4 else "dimension"
     original = _resized(model, [samples.images[0]])[0]
-    add(figures.traversal_figure(original, rows, TRAVERSAL_VALUES, figure_dir / f"traversal_{slug}.png",
-                                 title=f"{label}: {samples.names[0]}, one latent {kind} over [-4, 4]",
-                                 row_label="channel" if mu.ndim == 4 else "dim"),
+    add(
+        figures.traversal_figure(
+            original,
+            rows,
+            TRAVERSAL_VALUES,
+            figure_dir / f"traversal_{slug}.png",
+            title=f"{label}: {samples.names[0]}, one latent {kind} over [-4, 4]",
+            row_label="channel" if mu.ndim == 4 else "dim",
+        ),
         f"{label}: latent traversals of {samples.names[0]}, the {len(chosen)} most used latent {kind}s "
-        "(TextureVAE Fig. 6)", "Latent space")
+        "(TextureVAE Fig. 6)",
+        "Latent space",
+    )
     drawn = prior_samples(model, mu.shape[1:], n=6, seed=0)
     other = next((i for i, c in enumerate(samples.classes) if c != samples.classes[0]), len(samples) - 1)
     t, path_images = interpolation(model, samples.images[0], samples.images[other], steps=6)
-    groups = {"z ~ N(0, I)": (drawn, [f"prior #{i}" for i in range(len(drawn))]),
-              "interpolation": (path_images, [f"t = {v:.2f}" for v in t])}
-    add(figures.image_rows_figure(groups, figure_dir / f"latent_samples_{slug}.png"),
+    groups = {
+        "z ~ N(0, I)": (drawn, [f"prior #{i}" for i in range(len(drawn))]),
+        "interpolation": (path_images, [f"t = {v:.2f}" for v in t]),
+    }
+    add(
+        figures.image_rows_figure(groups, figure_dir / f"latent_samples_{slug}.png"),
         f"{label}: decoded samples from the prior (top) and decoded (1 - t) mu({samples.names[0]}) + "
-        f"t mu({samples.names[other]}) (bottom), each above its autocorrelation", "Latent space")
+        f"t mu({samples.names[other]}) (bottom), each above its autocorrelation",
+        "Latent space",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -628,18 +785,33 @@ def _tables(results):
     rows = []
     for label in labels:
         s = results["summary"][label]["all"]
-        rows.append([label, _fmt(s["cess"]["n"]), _fmt(s["excess_cess"]["mean"]), _fmt(s["cess"]["mean"]),
-                     *[_fmt(s[k][METRICS[k][1]]) for k in present]])
-    note = (f"{results['meta']['split']} split of {results['meta']['data']}; lower is better except STSIM-2. "
-            f"Excess CESS = CESS - H(f_in); the input's own entropy H(f_in) (median "
-            f"{_fmt(results['summary'][labels[0]]['all']['entropy']['median'])}) is the same for every model.")
+        rows.append(
+            [
+                label,
+                _fmt(s["cess"]["n"]),
+                _fmt(s["excess_cess"]["mean"]),
+                _fmt(s["cess"]["mean"]),
+                *[_fmt(s[k][METRICS[k][1]]) for k in present],
+            ]
+        )
+    note = (
+        f"{results['meta']['split']} split of {results['meta']['data']}; lower is better except STSIM-2. "
+        f"Excess CESS = CESS - H(f_in); the input's own entropy H(f_in) (median "
+        f"{_fmt(results['summary'][labels[0]]['all']['entropy']['median'])}) is the same for every model."
+    )
     tables.append(("All samples", note, headers, rows))
     if len(labels) > 1:
         m = results["win_matrix"]
         rows = [[a, *[_share(m["matrix"][i][j]) for j in range(len(m["models"]))]] for i, a in enumerate(m["models"])]
-        tables.append(("Win matrix (excess CESS)",
-                       "Share of samples on which the row model has lower excess CESS (and so lower CESS) than the "
-                       "column model.", ["A \\ B", *m["models"]], rows))
+        tables.append(
+            (
+                "Win matrix (excess CESS)",
+                "Share of samples on which the row model has lower excess CESS (and so lower CESS) than the "
+                "column model.",
+                ["A \\ B", *m["models"]],
+                rows,
+            )
+        )
     if "latent" in results:
         rows = []
         for label, d in results["latent"].items():
@@ -647,48 +819,100 @@ def _tables(results):
                 continue
             kl = ", ".join(f"{v:.2g}" for v in d["kl_per_unit"][:16]) + (" …" if len(d["kl_per_unit"]) > 16 else "")
             rows.append([label, f"{d['active_units']} / {d['latent_units']}", _fmt(d["output_std"], 3), kl])
-        tables.append(("Latent diagnostics",
-                       "Active units: Var(mu) > 0.01 and KL > 0.1 nats. Output std: each reconstructed pixel's std "
-                       "across the evaluated images, averaged over pixels (0 = the same image for every input). "
-                       "A collapsed model has one active unit or fewer and an output std near 0.",
-                       ["model", "active units", "output std", "KL per unit (nats)"], rows))
+        tables.append(
+            (
+                "Latent diagnostics",
+                "Active units: Var(mu) > 0.01 and KL > 0.1 nats. Output std: each reconstructed pixel's std "
+                "across the evaluated images, averaged over pixels (0 = the same image for every input). "
+                "A collapsed model has one active unit or fewer and an output std near 0.",
+                ["model", "active units", "output std", "KL per unit (nats)"],
+                rows,
+            )
+        )
     rows = []
     for c in results["meta"]["samples_per_class"]:
         for label in labels:
             s = results["summary"][label]["by_class"][c]
             rows.append([c, label, _fmt(s["cess"]["n"]), *[_fmt(s[k][METRICS[k][1]]) for k in present]])
-    tables.append(("Per class", None, ["class", "model", "n", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]], rows))
+    tables.append(
+        ("Per class", None, ["class", "model", "n", *[f"{METRICS[k][0]} {METRICS[k][1]}" for k in present]], rows)
+    )
     if "lines" in results:
         lines = results["lines"]
-        headers = ["model", "n", "orientation right", "line count right", "mean abs. count error",
-                   "nearest train to recon: count right"]
-        rows = [[label, _fmt(v["n"]), _share(v["orientation_accuracy"]), _share(v["count_accuracy"]),
-                 _fmt(v["mean_abs_count_error"]), _share(v.get("nearest_to_recon_count_accuracy"))]
-                for label, v in lines["models"].items()]
+        headers = [
+            "model",
+            "n",
+            "orientation right",
+            "line count right",
+            "mean abs. count error",
+            "nearest train to recon: count right",
+        ]
+        rows = [
+            [
+                label,
+                _fmt(v["n"]),
+                _share(v["orientation_accuracy"]),
+                _share(v["count_accuracy"]),
+                _fmt(v["mean_abs_count_error"]),
+                _share(v.get("nearest_to_recon_count_accuracy")),
+            ]
+            for label, v in lines["models"].items()
+        ]
         n = len(lines["true_count"])
         rows.append(["originals (counter check)", _fmt(n), "–", _share(lines["input_count_accuracy"]), "–", "–"])
         if lines.get("nearest_train_count_accuracy") is not None:
-            rows.append(["nearest train image to the original (B.3)", _fmt(n), "–",
-                         _share(lines["nearest_train_count_accuracy"]), "–", "–"])
-        note = (f"Orientation and line count against the labels (Hashemi et al. B, B.3); lines counted after "
-                f"thresholding at {results['line_threshold']}.")
+            rows.append(
+                [
+                    "nearest train image to the original (B.3)",
+                    _fmt(n),
+                    "–",
+                    _share(lines["nearest_train_count_accuracy"]),
+                    "–",
+                    "–",
+                ]
+            )
+        note = (
+            f"Orientation and line count against the labels (Hashemi et al. B, B.3); lines counted after "
+            f"thresholding at {results['line_threshold']}."
+        )
         tables.append(("Lines", note, headers, rows))
     if "overfitting" in results:
-        headers = ["model", "n train / val", "image: train median", "image: val median", "image KS p",
-                   "stats: train median", "stats: val median", "stats KS p"]
+        headers = [
+            "model",
+            "n train / val",
+            "image: train median",
+            "image: val median",
+            "image KS p",
+            "stats: train median",
+            "stats: val median",
+            "stats KS p",
+        ]
         rows = []
         for label, e in results["overfitting"].items():
             if "train" not in e or "val" not in e:
                 continue
-            rows.append([label, f"{e['train']['n']} / {e['val']['n']}",
-                         _fmt(e["train"]["image_summary"]["median"]), _fmt(e["val"]["image_summary"]["median"]),
-                         _fmt(e["ks_image"]["pvalue"], 3),
-                         _fmt(e["train"]["stats_summary"]["median"]), _fmt(e["val"]["stats_summary"]["median"]),
-                         _fmt(e["ks_stats"]["pvalue"], 3)])
+            rows.append(
+                [
+                    label,
+                    f"{e['train']['n']} / {e['val']['n']}",
+                    _fmt(e["train"]["image_summary"]["median"]),
+                    _fmt(e["val"]["image_summary"]["median"]),
+                    _fmt(e["ks_image"]["pvalue"], 3),
+                    _fmt(e["train"]["stats_summary"]["median"]),
+                    _fmt(e["val"]["stats_summary"]["median"]),
+                    _fmt(e["ks_stats"]["pvalue"], 3),
+                ]
+            )
         if rows:
-            tables.append(("Overfitting check",
-                           "Mean MSE of each reconstruction to every image of its own split (Hashemi et al. B); "
-                           "similar train and val distributions (large KS p) = no sign of overfitting.", headers, rows))
+            tables.append(
+                (
+                    "Overfitting check",
+                    "Mean MSE of each reconstruction to every image of its own split (Hashemi et al. B); "
+                    "similar train and val distributions (large KS p) = no sign of overfitting.",
+                    headers,
+                    rows,
+                )
+            )
     return tables
 
 
@@ -699,15 +923,32 @@ def _md_escape(text):
 
 def _markdown(results, tables):
     meta = results["meta"]
-    lines = ["# Evaluation report", "", *[f"**{_md_escape(line)}**" if i == 0 else f"- {_md_escape(line)}"
-                                          for i, line in enumerate(headline_lines(results))], "",
-             f"Data `{meta['data']}`, split **{meta['split']}**, {meta['n_samples']} samples "
-             f"({_md_escape(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created {meta['created']}.", "",
-             "| model | checkpoint | architecture | config | loss | image size | parameters |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Evaluation report",
+        "",
+        *[
+            f"**{_md_escape(line)}**" if i == 0 else f"- {_md_escape(line)}"
+            for i, line in enumerate(headline_lines(results))
+        ],
+        "",
+        f"Data `{meta['data']}`, split **{meta['split']}**, {meta['n_samples']} samples "
+        f"({_md_escape(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created "
+        f"{meta['created']}.",
+        "",
+        "| model | checkpoint | architecture | config | loss | image size | parameters |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, m in meta["models"].items():
         loss = ", ".join(str(k) for k in (m["loss"] or {}))
-        cells = [label, m["checkpoint"], m["model"], m["config_name"] or "–", loss or "–",
-                 "x".join(map(str, m["input_size"] or [])) or "–", m["parameters"]]
+        cells = [
+            label,
+            m["checkpoint"],
+            m["model"],
+            m["config_name"] or "–",
+            loss or "–",
+            "x".join(map(str, m["input_size"] or [])) or "–",
+            m["parameters"],
+        ]
         lines.append("| " + " | ".join(map(_md_escape, cells)) + " |")
     lines.append("")
     for title, note, headers, rows in tables:
@@ -734,26 +975,39 @@ def _markdown(results, tables):
 def _html(results, tables):
     meta = results["meta"]
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>microlatent evaluation</title><style>",
-             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
-             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
-             "figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}</style></head><body>",
-             "<h1>Evaluation report</h1>",
-             *[f"<p><b>{esc(line)}</b></p>" if i == 0 else f"<p>{esc(line)}</p>"
-               for i, line in enumerate(headline_lines(results))],
-             f"<p>Data <code>{esc(meta['data'])}</code>, split <b>{esc(str(meta['split']))}</b>, {meta['n_samples']} samples "
-             f"({esc(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created {esc(meta['created'])}. "
-             "Every number is in <a href='metrics.json'>metrics.json</a> and <a href='per_sample.csv'>per_sample.csv</a>.</p>",
-             "<table><tr>" + "".join(f"<th>{h}</th>" for h in ("model", "checkpoint", "architecture", "config", "loss",
-                                                              "image size", "parameters")) + "</tr>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>microlatent evaluation</title><style>",
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee}"
+        "figure{margin:1.5em 0}figcaption{font-style:italic;color:#444}</style></head><body>",
+        "<h1>Evaluation report</h1>",
+        *[
+            f"<p><b>{esc(line)}</b></p>" if i == 0 else f"<p>{esc(line)}</p>"
+            for i, line in enumerate(headline_lines(results))
+        ],
+        f"<p>Data <code>{esc(meta['data'])}</code>, split <b>{esc(str(meta['split']))}</b>, {meta['n_samples']} "
+        "samples "
+        f"({esc(', '.join(f'{c}: {n}' for c, n in meta['samples_per_class'].items()))}). Created "
+        f"{esc(meta['created'])}. "
+        "Every number is in <a href='metrics.json'>metrics.json</a> and <a "
+        "href='per_sample.csv'>per_sample.csv</a>.</p>",
+        "<table><tr>"
+        + "".join(
+            f"<th>{h}</th>"
+            for h in ("model", "checkpoint", "architecture", "config", "loss", "image size", "parameters")
+        )
+        + "</tr>",
+    ]
     for label, m in meta["models"].items():
         loss = ", ".join(str(k) for k in (m["loss"] or {}))
         size = "x".join(map(str, m["input_size"] or [])) or "–"
-        parts.append(f"<tr><td>{esc(label)}</td><td><code>{esc(m['checkpoint'])}</code></td><td>{esc(str(m['model']))}</td>"
-                     f"<td>{esc(str(m['config_name'] or '–'))}</td><td>{esc(loss or '–')}</td><td>{size}</td>"
-                     f"<td>{m['parameters']}</td></tr>")
+        parts.append(
+            f"<tr><td>{esc(label)}</td><td><code>{esc(m['checkpoint'])}</code></td><td>{esc(str(m['model']))}</td>"
+            f"<td>{esc(str(m['config_name'] or '–'))}</td><td>{esc(loss or '–')}</td><td>{size}</td>"
+            f"<td>{m['parameters']}</td></tr>"
+        )
     parts.append("</table>")
     for title, note, headers, rows in tables:
         parts.append(f"<h2>{esc(title)}</h2>")
@@ -765,8 +1019,10 @@ def _html(results, tables):
     for section in dict.fromkeys(f["section"] for f in results["figures"]):
         parts.append(f"<h2>{esc(section)}</h2>")
         for figure in (f for f in results["figures"] if f["section"] == section):
-            parts.append(f"<figure><img src='{esc(figure['path'])}' alt='{esc(figure['caption'])}'>"
-                         f"<figcaption>{esc(figure['caption'])}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='{esc(figure['path'])}' alt='{esc(figure['caption'])}'>"
+                f"<figcaption>{esc(figure['caption'])}</figcaption></figure>"
+            )
     parts.append("<h2>Definitions</h2><ul>")
     for key in DEFINITIONS:
         parts.append(f"<li>{esc(key)}: {esc(meta[key])}</li>")
@@ -784,8 +1040,15 @@ def _write_outputs(results, out_dir):
         writer.writerow(["model", "name", "class", "index", *keys])
         for label, values in results["per_sample"].items():
             for i, sample in enumerate(samples):
-                writer.writerow([label, sample["name"], sample["class"], sample["index"],
-                                 *["" if values.get(k) is None or values[k][i] is None else repr(values[k][i]) for k in keys]])
+                writer.writerow(
+                    [
+                        label,
+                        sample["name"],
+                        sample["class"],
+                        sample["index"],
+                        *["" if values.get(k) is None or values[k][i] is None else repr(values[k][i]) for k in keys],
+                    ]
+                )
     stat_keys = ["n", "mean", "std", "median", "q05", "q25", "q75", "q95", "min", "max"]
     with open(out_dir / "summary.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -794,7 +1057,9 @@ def _write_outputs(results, out_dir):
             groups = [("all", summary["all"]), *summary["by_class"].items()]
             for group, metrics in groups:
                 for metric, stats in metrics.items():
-                    writer.writerow([label, group, metric, *["" if stats[k] is None else repr(stats[k]) for k in stat_keys]])
+                    writer.writerow(
+                        [label, group, metric, *["" if stats[k] is None else repr(stats[k]) for k in stat_keys]]
+                    )
     tables = _tables(results)
     (out_dir / "report.md").write_text(_markdown(results, tables))
     path = out_dir / "report.html"

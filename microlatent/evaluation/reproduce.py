@@ -57,19 +57,23 @@ def _summary(label, key, stat="median"):
 
 def _win(a, b, key="excess_cess"):
     """Share of test images on which model a scores lower than model b on ``key``."""
+
     def value(m, e):
         from microlatent.evaluation.metrics import win_matrix
 
         _, matrix = win_matrix({a: m["per_sample"][a][key], b: m["per_sample"][b][key]})
         return float(matrix[0, 1])
+
     return value
 
 
 def _change(a, b, key="excess_cess"):
     """Relative change (%) of model a's median ``key`` against model b's."""
+
     def value(m, e):
         mine, ref = (m["summary"][k]["all"][key]["median"] for k in (a, b))
         return (mine - ref) / ref * 100
+
     return value
 
 
@@ -79,20 +83,39 @@ def _latent(label, key):
 
 def _cai_measures():
     rows = []
-    for label, name in (("cess_finetune", "CESS finetune"), ("cess_crop_finetune", "cropped-CESS finetune"),
-                        ("mse_cess", "MSE+CESS")):
+    for label, name in (
+        ("cess_finetune", "CESS finetune"),
+        ("cess_crop_finetune", "cropped-CESS finetune"),
+        ("mse_cess", "MSE+CESS"),
+    ):
         finetune = label != "mse_cess"
         rows += [
-            Measure(f"{name}: share of test images with lower excess CESS than MSE", _win(label, "mse"),
-                    paper="Fig. 11: > 0.5" if finetune else "Fig. 11", target=">= 0.80" if finetune else "–",
-                    passes=(lambda v: v >= 0.8) if finetune else None),
-            Measure(f"{name}: median excess CESS vs MSE (%)", _change(label, "mse"), paper="lower (Fig. 9)",
-                    target="<= -30 %" if finetune else "–", passes=(lambda v: v <= -30) if finetune else None),
-            Measure(f"{name}: share of test images whose binary reconstruction has statistics closer than "
-                    f"MSE's (JS)", _win(label, "mse", "js_binary"), target=">= 0.80" if finetune else "–",
-                    passes=(lambda v: v >= 0.8) if finetune else None),
-            Measure(f"{name}: median JS of the binary reconstruction vs MSE (%)", _change(label, "mse", "js_binary"),
-                    target="<= -30 %" if finetune else "–", passes=(lambda v: v <= -30) if finetune else None),
+            Measure(
+                f"{name}: share of test images with lower excess CESS than MSE",
+                _win(label, "mse"),
+                paper="Fig. 11: > 0.5" if finetune else "Fig. 11",
+                target=">= 0.80" if finetune else "–",
+                passes=(lambda v: v >= 0.8) if finetune else None,
+            ),
+            Measure(
+                f"{name}: median excess CESS vs MSE (%)",
+                _change(label, "mse"),
+                paper="lower (Fig. 9)",
+                target="<= -30 %" if finetune else "–",
+                passes=(lambda v: v <= -30) if finetune else None,
+            ),
+            Measure(
+                f"{name}: share of test images whose binary reconstruction has statistics closer than MSE's (JS)",
+                _win(label, "mse", "js_binary"),
+                target=">= 0.80" if finetune else "–",
+                passes=(lambda v: v >= 0.8) if finetune else None,
+            ),
+            Measure(
+                f"{name}: median JS of the binary reconstruction vs MSE (%)",
+                _change(label, "mse", "js_binary"),
+                target="<= -30 %" if finetune else "–",
+                passes=(lambda v: v <= -30) if finetune else None,
+            ),
         ]
     rows.append(Measure("CESS finetune beats MSE+CESS (share)", _win("cess_finetune", "mse_cess"), paper="0.923"))
     for label in ("mse", "cess_finetune", "cess_crop_finetune", "mse_cess"):
@@ -133,37 +156,65 @@ PAPERS = {
         title="Hashemi et al. 2024: statistics-space (SS-VAE) vs data-space VAE on lines",
         runs=[("ssvae", "hashemi_ssvae", None), ("data_space", "hashemi_data_space", None)],
         measures=[
-            Measure("SS-VAE: orientation right", _lines("ssvae", "orientation_accuracy"), "0.98", ">= 0.98",
-                    lambda v: v >= 0.98),
-            Measure("SS-VAE: line count right", _lines("ssvae", "count_accuracy"), "0.63", ">= 0.63",
-                    lambda v: v >= 0.63),
-            Measure("SS-VAE: volume fraction difference, median (%)", _summary("ssvae", "vf_diff"), "17 (mean)",
-                    "<= 17", lambda v: v <= 17),
-            Measure("SS-VAE beats data-space in statistics space (share of test images, excess CESS)",
-                    _win("ssvae", "data_space"), "–", "> 0.5", lambda v: v > 0.5),
+            Measure(
+                "SS-VAE: orientation right",
+                _lines("ssvae", "orientation_accuracy"),
+                "0.98",
+                ">= 0.98",
+                lambda v: v >= 0.98,
+            ),
+            Measure(
+                "SS-VAE: line count right", _lines("ssvae", "count_accuracy"), "0.63", ">= 0.63", lambda v: v >= 0.63
+            ),
+            Measure(
+                "SS-VAE: volume fraction difference, median (%)",
+                _summary("ssvae", "vf_diff"),
+                "17 (mean)",
+                "<= 17",
+                lambda v: v <= 17,
+            ),
+            Measure(
+                "SS-VAE beats data-space in statistics space (share of test images, excess CESS)",
+                _win("ssvae", "data_space"),
+                "–",
+                "> 0.5",
+                lambda v: v > 0.5,
+            ),
             Measure("SS-VAE: median excess CESS vs data-space (%)", _change("ssvae", "data_space")),
-            Measure("SS-VAE beats data-space on the binary reconstruction's statistics (share, JS)",
-                    _win("ssvae", "data_space", "js_binary")),
-            Measure("SS-VAE: median JS of the binary reconstruction vs data-space (%)",
-                    _change("ssvae", "data_space", "js_binary")),
+            Measure(
+                "SS-VAE beats data-space on the binary reconstruction's statistics (share, JS)",
+                _win("ssvae", "data_space", "js_binary"),
+            ),
+            Measure(
+                "SS-VAE: median JS of the binary reconstruction vs data-space (%)",
+                _change("ssvae", "data_space", "js_binary"),
+            ),
             Measure("data-space: orientation right", _lines("data_space", "orientation_accuracy")),
             Measure("data-space: line count right", _lines("data_space", "count_accuracy")),
             Measure("data-space: volume fraction difference, median (%)", _summary("data_space", "vf_diff")),
             Measure("SS-VAE: active latent units (of 9)", _latent("ssvae", "active_units")),
             Measure("data-space: active latent units (of 9)", _latent("data_space", "active_units")),
         ],
-        notes=["Paper: 1500 epochs at 224 px on 100 test images; here the `_cpu` configs (64 px, 60 epochs).",
-               "Volume fraction difference: the paper reports the mean (17 %); we report the median as the issue asks "
-               "(the mean is in each seed's report)."],
+        notes=[
+            "Paper: 1500 epochs at 224 px on 100 test images; here the `_cpu` configs (64 px, 60 epochs).",
+            "Volume fraction difference: the paper reports the mean (17 %); we report the median as the issue asks "
+            "(the mean is in each seed's report).",
+        ],
     ),
     "cai": Paper(
         title="Cai et al. 2025: MSE vs CESS-trained TAESD VAEs on MICRO2D-like classes",
-        runs=[("mse", "cai_mse", None), ("cess_finetune", "cai_cess_finetune", "mse"),
-              ("cess_crop_finetune", "cai_cess_crop_finetune", "mse"), ("mse_cess", "cai_mse_cess", None)],
+        runs=[
+            ("mse", "cai_mse", None),
+            ("cess_finetune", "cai_cess_finetune", "mse"),
+            ("cess_crop_finetune", "cai_cess_crop_finetune", "mse"),
+            ("mse_cess", "cai_mse_cess", None),
+        ],
         measures=_cai_measures(),
-        notes=["Paper: MICRO2D (87,379 images, 224 px), 30 + finetune epochs on a GPU; here the `_cpu` configs "
-               "(MICRO2D-like, 64 px, binary targets).",
-               "Excess CESS = CESS - H(f_in); win shares are the same for CESS and excess CESS."],
+        notes=[
+            "Paper: MICRO2D (87,379 images, 224 px), 30 + finetune epochs on a GPU; here the `_cpu` configs "
+            "(MICRO2D-like, 64 px, binary targets).",
+            "Excess CESS = CESS - H(f_in); win shares are the same for CESS and excess CESS.",
+        ],
     ),
     "texture": Paper(
         title="Sardeshmukh et al. 2021: TextureVAE (style loss) on MICRO2D-like classes",
@@ -171,23 +222,36 @@ PAPERS = {
         texture=True,
         extra=_texture_extra,
         measures=[
-            Measure("STSIM-2 of reconstructions (mean)", _summary("texture_vae", "stsim2", "mean"), "0.70-0.76",
-                    ">= 0.70", lambda v: v >= 0.70),
-            Measure("reconstruction std across inputs (0 = collapse)", _latent("texture_vae", "output_std"), "–",
-                    "> 0.05", lambda v: v > 0.05),
+            Measure(
+                "STSIM-2 of reconstructions (mean)",
+                _summary("texture_vae", "stsim2", "mean"),
+                "0.70-0.76",
+                ">= 0.70",
+                lambda v: v >= 0.70,
+            ),
+            Measure(
+                "reconstruction std across inputs (0 = collapse)",
+                _latent("texture_vae", "output_std"),
+                "–",
+                "> 0.05",
+                lambda v: v > 0.05,
+            ),
             Measure("1-NN class accuracy of the reconstructions' statistics", lambda m, e: e["nn_accuracy_recon"]),
             Measure("1-NN class accuracy of the real test images (ceiling)", lambda m, e: e["nn_accuracy_real"]),
             Measure("active latent units", _latent("texture_vae", "active_units")),
             Measure("median excess CESS", _summary("texture_vae", "excess_cess")),
         ],
-        notes=["Paper: 128 x 128 patches, latent 8-64; STSIM-2 of 100 reconstructions (Table 1).",
-               "1-NN: each reconstruction's autocorrelation against 40 training images per class."],
+        notes=[
+            "Paper: 128 x 128 patches, latent 8-64; STSIM-2 of 100 reconstructions (Table 1).",
+            "1-NN: each reconstruction's autocorrelation against 40 training images per class.",
+        ],
     ),
 }
 
 
-def reproduce(paper: str, out_dir, scale: str = "cpu", seeds: int = 3, device: str = "auto", overrides=(),
-              log=None) -> Path:
+def reproduce(
+    paper: str, out_dir, scale: str = "cpu", seeds: int = 3, device: str = "auto", overrides=(), log=None
+) -> Path:
     """Train, evaluate and compare ``paper``'s experiments; returns the path of ``reproduce.md``."""
     from microlatent.evaluation.report import write_report
     from microlatent.training import Interrupted, load_config, train
@@ -227,8 +291,9 @@ def reproduce(paper: str, out_dir, scale: str = "cpu", seeds: int = 3, device: s
         report_dir = seed_dir / "report"
         if not (report_dir / "metrics.json").exists():
             say(f"seed {seed}: evaluating on the test split -> {report_dir}")
-            write_report(models, data, report_dir, split="test", device=device, texture=spec.texture,
-                         overfit_samples=0, log=say)
+            write_report(
+                models, data, report_dir, split="test", device=device, texture=spec.texture, overfit_samples=0, log=say
+            )
         extra = _read_json(seed_dir / "extra.json")
         if spec.extra and not extra:
             extra = spec.extra(models, data, seed_dir)
@@ -251,25 +316,55 @@ def _write_comparison(spec, paper, scale, per_seed, out_dir):
         mean = float(np.mean(finite)) if finite else float("nan")
         sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
         met = None if measure.passes is None or not finite else bool(measure.passes(mean))
-        rows.append({"measure": measure.title, "mean": mean, "sd": sd, "seeds": values, "paper": measure.paper,
-                     "target": measure.target, "met": met})
+        rows.append(
+            {
+                "measure": measure.title,
+                "mean": mean,
+                "sd": sd,
+                "seeds": values,
+                "paper": measure.paper,
+                "target": measure.target,
+                "met": met,
+            }
+        )
     minutes = {label: [t[label] / 60 for _, _, t in per_seed if label in t] for label, _, _ in spec.runs}
-    result = {"paper": paper, "title": spec.title, "scale": scale, "seeds": len(per_seed), "rows": rows,
-              "training_minutes": {k: v for k, v in minutes.items() if v}, "notes": spec.notes}
+    result = {
+        "paper": paper,
+        "title": spec.title,
+        "scale": scale,
+        "seeds": len(per_seed),
+        "rows": rows,
+        "training_minutes": {k: v for k, v in minutes.items() if v},
+        "notes": spec.notes,
+    }
     _write_json(out_dir / "reproduce.json", result)
     met = [r for r in rows if r["met"] is not None]
-    lines = [f"# {spec.title}", "",
-             f"**{sum(r['met'] for r in met)} of {len(met)} targets met** at {scale} scale, mean ± sd over "
-             f"{len(per_seed)} seed(s), test images never used in training. Each seed's full report: "
-             f"`seed<N>/report/report.html`.", "",
-             "| measure | ours (mean ± sd) | per seed | paper | target | met |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# {spec.title}",
+        "",
+        f"**{sum(r['met'] for r in met)} of {len(met)} targets met** at {scale} scale, mean ± sd over "
+        f"{len(per_seed)} seed(s), test images never used in training. Each seed's full report: "
+        f"`seed<N>/report/report.html`.",
+        "",
+        "| measure | ours (mean ± sd) | per seed | paper | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         per = ", ".join(_fmt(v) for v in r["seeds"])
         status = "–" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(f"| {r['measure']} | {_fmt(r['mean'])} ± {_fmt(r['sd'])} | {per} | {r['paper']} | "
-                     f"{r['target']} | {status} |")
-    lines += ["", "Training time per seed (minutes, this machine): " + (", ".join(
-        f"{k} {np.mean(v):.1f}" for k, v in result["training_minutes"].items()) or "none measured (runs existed)"), ""]
+        lines.append(
+            f"| {r['measure']} | {_fmt(r['mean'])} ± {_fmt(r['sd'])} | {per} | {r['paper']} | "
+            f"{r['target']} | {status} |"
+        )
+    lines += [
+        "",
+        "Training time per seed (minutes, this machine): "
+        + (
+            ", ".join(f"{k} {np.mean(v):.1f}" for k, v in result["training_minutes"].items())
+            or "none measured (runs existed)"
+        ),
+        "",
+    ]
     lines += [f"- {note}" for note in spec.notes] + [""]
     path = out_dir / "reproduce.md"
     path.write_text("\n".join(lines))

@@ -83,7 +83,10 @@ def _band_term(x, y, c):
     if w > 1:
         # lag-1 correlation along axis 1 (c01) and axis 0 (c10), windows w x (w-1) and (w-1) x w
         rho01_x, rho01_y = _rho(x[..., :-1], x[..., 1:], w, w - 1, c), _rho(y[..., :-1], y[..., 1:], w, w - 1, c)
-        rho10_x, rho10_y = _rho(x[..., :-1, :], x[..., 1:, :], w - 1, w, c), _rho(y[..., :-1, :], y[..., 1:, :], w - 1, w, c)
+        rho10_x, rho10_y = (
+            _rho(x[..., :-1, :], x[..., 1:, :], w - 1, w, c),
+            _rho(y[..., :-1, :], y[..., 1:, :], w - 1, w, c),
+        )
         product = product * (1 - _sq(rho01_x - rho01_y).sqrt() / 2) * (1 - _sq(rho10_x - rho10_y).sqrt() / 2)
     return product.clamp_min(0).pow(0.25).mean((-2, -1))
 
@@ -111,7 +114,9 @@ def steerable_pyramid(image, scales=3, orientations=4):
     if image.ndim != 2:
         raise InputError(f"STSIM-2: expected one image (H, W), got shape {image.shape}")
     if min(image.shape) < 2 ** (scales + 2):
-        raise InputError(f"STSIM-2: images of {image.shape} are too small for {scales} scales (need >= {2 ** (scales + 2)} px)")
+        raise InputError(
+            f"STSIM-2: images of {image.shape} are too small for {scales} scales (need >= {2 ** (scales + 2)} px)"
+        )
     pyr = pyrtools.pyramids.SteerablePyramidFreq(image * 255.0, height=scales, order=orientations - 1, is_complex=True)
     coeffs = pyr.pyr_coeffs
     bands = [[np.asarray(coeffs[(s, o)]) for o in range(orientations)] for s in range(scales)]
@@ -152,7 +157,9 @@ def stsim2_terms(inputs, recons, scales=3, orientations=4, c=STSIM_C, device="cp
             terms[f"scale s{s}-s{s + 1} o{o}"] = _cross_term(fine_x, coarse_x, fine_y, coarse_y, c)
     for s in range(scales):
         for o1, o2 in itertools.combinations(range(orientations), 2):
-            terms[f"orientation s{s} o{o1}-o{o2}"] = _cross_term(mags_x[s][o1], mags_x[s][o2], mags_y[s][o1], mags_y[s][o2], c)
+            terms[f"orientation s{s} o{o1}-o{o2}"] = _cross_term(
+                mags_x[s][o1], mags_x[s][o2], mags_y[s][o1], mags_y[s][o2], c
+            )
     return {name: value.cpu().numpy() for name, value in terms.items()}
 
 
@@ -162,8 +169,9 @@ def stsim2_batch(inputs, recons, scales=3, orientations=4, batch_size=64, device
     inputs, recons = np.asarray(inputs, dtype=np.float64), np.asarray(recons, dtype=np.float64)
     out = []
     for start in range(0, len(inputs), batch_size):
-        terms = stsim2_terms(inputs[start : start + batch_size], recons[start : start + batch_size], scales, orientations,
-                             device=device)
+        terms = stsim2_terms(
+            inputs[start : start + batch_size], recons[start : start + batch_size], scales, orientations, device=device
+        )
         out.append(np.mean(np.stack(list(terms.values())), axis=0))
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -198,8 +206,10 @@ class GramDistance:
         inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
         recons = torch.as_tensor(np.asarray(recons, dtype=np.float32))
         if inputs.shape != recons.shape or inputs.ndim != 3:
-            raise InputError(f"Gram distance: expected two (N, H, W) batches of one shape, "
-                             f"got {tuple(inputs.shape)} and {tuple(recons.shape)}")
+            raise InputError(
+                f"Gram distance: expected two (N, H, W) batches of one shape, "
+                f"got {tuple(inputs.shape)} and {tuple(recons.shape)}"
+            )
         out = []
         for start in range(0, len(inputs), self.batch_size):
             x = inputs[start : start + self.batch_size, None].to(self.device)

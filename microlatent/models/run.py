@@ -10,6 +10,7 @@ import torch
 
 from microlatent.data.split import Split
 from microlatent.device import resolve_device
+from microlatent.models.common import VAE
 from microlatent.models.registry import load_checkpoint, model_from_checkpoint
 
 
@@ -24,7 +25,7 @@ class Run:
     """
 
     path: Path
-    model: torch.nn.Module
+    model: VAE
     config: dict
     split: Split
     trained_size: int | None
@@ -37,15 +38,28 @@ class Run:
         ckpt = load_checkpoint(path)
         model = model_from_checkpoint(ckpt, os.fspath(path)).to(resolve_device(device or "auto")).eval()
         config = (ckpt.get("extra") or {}).get("config") or {}
-        return cls(path=path, model=model, config=config, split=Split.from_config(config),
-                   trained_size=(config.get("data") or {}).get("size"),
-                   state_dict_sha256=ckpt.get("state_dict_sha256"), model_name=ckpt.get("model_name"))
+        return cls(
+            path=path,
+            model=model,
+            config=config,
+            split=Split.from_config(config),
+            trained_size=(config.get("data") or {}).get("size"),
+            state_dict_sha256=ckpt.get("state_dict_sha256"),
+            model_name=ckpt.get("model_name"),
+        )
 
     @classmethod
-    def of_model(cls, model: torch.nn.Module) -> Run:
+    def of_model(cls, model: VAE) -> Run:
         """A bare model (no checkpoint): no config, the default split, images at their own size."""
-        return cls(path=Path(""), model=model, config={}, split=Split(), trained_size=None,
-                   state_dict_sha256=None, model_name=getattr(model, "config", {}).get("name"))
+        return cls(
+            path=Path(""),
+            model=model,
+            config={},
+            split=Split(),
+            trained_size=None,
+            state_dict_sha256=None,
+            model_name=getattr(model, "config", {}).get("name"),
+        )
 
     @property
     def device(self) -> torch.device:
@@ -58,7 +72,11 @@ class Run:
 
     def identity(self) -> dict:
         """``{"path", "state_dict_sha256", "model"}``: what a predictor records about its model."""
-        return {"path": os.path.abspath(self.path), "state_dict_sha256": self.state_dict_sha256, "model": self.model_name}
+        return {
+            "path": os.path.abspath(self.path),
+            "state_dict_sha256": self.state_dict_sha256,
+            "model": self.model_name,
+        }
 
 
 def as_run(model_or_run) -> Run:

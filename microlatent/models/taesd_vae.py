@@ -24,7 +24,6 @@ import torch.nn as nn
 from microlatent.errors import InputError
 from microlatent.models.common import VAE, check_images, check_positive_int
 
-
 INITIAL_LOGVAR = -4.0
 RESIDUAL_SCALE = 0.1
 

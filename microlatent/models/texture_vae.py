@@ -42,8 +42,9 @@ class TextureVAE(FixedSizeVAE):
 
     name = "texture_vae"
 
-    def __init__(self, latent_dim=64, image_size=128, vgg_layer="pool5", vgg_pooling="max", vgg_weights="auto",
-                 decoder_width=512):
+    def __init__(
+        self, latent_dim=64, image_size=128, vgg_layer="pool5", vgg_pooling="max", vgg_weights="auto", decoder_width=512
+    ):
         super().__init__()
         check_positive_int(self.name, latent_dim=latent_dim, image_size=image_size, decoder_width=decoder_width)
         if vgg_layer not in LAYERS:
@@ -53,9 +54,15 @@ class TextureVAE(FixedSizeVAE):
             raise InputError(f"{self.name}: image_size {image_size} must be divisible by 16 and by 2**{n_pools}")
         if decoder_width % 16:
             raise InputError(f"{self.name}: decoder_width must be divisible by 16, got {decoder_width}")
-        self.config = dict(name=self.name, latent_dim=latent_dim, image_size=image_size, vgg_layer=vgg_layer,
-                           vgg_pooling=vgg_pooling, vgg_weights=vgg_weights if isinstance(vgg_weights, str) else str(vgg_weights),
-                           decoder_width=decoder_width)
+        self.config = dict(
+            name=self.name,
+            latent_dim=latent_dim,
+            image_size=image_size,
+            vgg_layer=vgg_layer,
+            vgg_pooling=vgg_pooling,
+            vgg_weights=vgg_weights if isinstance(vgg_weights, str) else str(vgg_weights),
+            decoder_width=decoder_width,
+        )
         self.latent_dim, self.image_size, self.vgg_layer = latent_dim, image_size, vgg_layer
 
         self.vgg = VGG19(weights=vgg_weights, pooling=vgg_pooling, last_layer=vgg_layer)
@@ -66,8 +73,9 @@ class TextureVAE(FixedSizeVAE):
 
         w, s = decoder_width, image_size // 16
         self.fc = nn.Sequential(nn.Linear(latent_dim, w * s * s), nn.LeakyReLU(0.3), nn.Unflatten(1, (w, s, s)))
-        self.blocks = nn.Sequential(UpBlock(w, w // 2), UpBlock(w // 2, w // 4), UpBlock(w // 4, w // 8),
-                                    UpBlock(w // 8, w // 16))
+        self.blocks = nn.Sequential(
+            UpBlock(w, w // 2), UpBlock(w // 2, w // 4), UpBlock(w // 4, w // 8), UpBlock(w // 8, w // 16)
+        )
         self.conv_out = nn.Conv2d(w // 16, 1, 3, padding=1)
 
     def output_layer(self):

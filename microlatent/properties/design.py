@@ -75,8 +75,11 @@ def _surrogate(predictor, regressor, closed_loop):
     features = "decoded" if closed_loop else "latent"
     key = f"{features}_{regressor}"
     if key not in predictor.meta.get("regressors", {}):
-        hint = (" (fit it with `microlatent properties fit` without --no-closed-loop, or pass --open-loop)"
-                if closed_loop else "")
+        hint = (
+            " (fit it with `microlatent properties fit` without --no-closed-loop, or pass --open-loop)"
+            if closed_loop
+            else ""
+        )
         raise InputError(f"{predictor.directory}: no {regressor} regressor on {features} features{hint}")
     return predictor.regressor(regressor, features)
 
@@ -90,8 +93,21 @@ def _starts(predictor, n, dim, init, rng):
     return np.concatenate([picks, prior])
 
 
-def search(predictor, model, targets, candidates=32, regressor="mlp", closed_loop=True, lam=0.01,
-           steps=200, lr=0.05, init="mixed", seed=0, verify=True, progress=None) -> dict:
+def search(
+    predictor,
+    model,
+    targets,
+    candidates=32,
+    regressor="mlp",
+    closed_loop=True,
+    lam=0.01,
+    steps=200,
+    lr=0.05,
+    init="mixed",
+    seed=0,
+    verify=True,
+    progress=None,
+) -> dict:
     """Gradient search for many targets at once (the core of :func:`design` and :func:`design_sweep`).
 
     ``targets``: (T, 5) array in PROPERTY_NAMES order with NaN for properties left free, or a dict
@@ -145,13 +161,22 @@ def search(predictor, model, targets, candidates=32, regressor="mlp", closed_loo
     with torch.no_grad():
         loss, pred = objective(z)
     codes = z.detach().numpy().reshape((n_targets, candidates) + latent_shape)
-    out = {"targets": targets, "z": codes, "predicted": pred.numpy().astype(np.float64).reshape(n_targets, candidates, -1),
-           "loss": loss.numpy().astype(np.float64).reshape(n_targets, candidates), "scales": scales}
+    out = {
+        "targets": targets,
+        "z": codes,
+        "predicted": pred.numpy().astype(np.float64).reshape(n_targets, candidates, -1),
+        "loss": loss.numpy().astype(np.float64).reshape(n_targets, candidates),
+        "scales": scales,
+    }
     if verify:
         if progress is not None:
             progress(f"verifying {n_targets * candidates} candidates with the solver")
-        achieved, images = decoded_properties(model, codes.reshape((-1,) + latent_shape), predictor.meta["phases"],
-                                              predictor.meta.get("threshold", THRESHOLD))
+        achieved, images = decoded_properties(
+            model,
+            codes.reshape((-1,) + latent_shape),
+            predictor.meta["phases"],
+            predictor.meta.get("threshold", THRESHOLD),
+        )
         out["achieved"] = achieved.reshape(n_targets, candidates, -1)
         out["images"] = images.reshape((n_targets, candidates) + images.shape[1:])
         out["error"] = normalised_error(out["achieved"], targets[:, None, :], scales)
@@ -163,11 +188,24 @@ def normalised_error(values, targets, scales) -> np.ndarray:
     targets = np.broadcast_to(targets, np.shape(values))
     mask = np.isfinite(targets)
     diff = np.where(mask, (np.asarray(values) - np.nan_to_num(targets)) / scales, 0.0)
-    return np.sqrt((diff ** 2).sum(-1) / mask.sum(-1))
+    return np.sqrt((diff**2).sum(-1) / mask.sum(-1))
 
 
-def design(predictor, model, targets: dict, n_designs=8, candidates=32, regressor="mlp", closed_loop=True,
-           lam=0.01, steps=200, lr=0.05, init="mixed", seed=0, progress=None) -> dict:
+def design(
+    predictor,
+    model,
+    targets: dict,
+    n_designs=8,
+    candidates=32,
+    regressor="mlp",
+    closed_loop=True,
+    lam=0.01,
+    steps=200,
+    lr=0.05,
+    init="mixed",
+    seed=0,
+    progress=None,
+) -> dict:
     """Designs for one target: the ``n_designs`` best of ``candidates`` searched codes, ranked by
     solver-verified error. Returns ``{"targets": dict, "designs": list of dicts (z, image, predicted,
     achieved, error, volume_fraction), "candidates": the :func:`search` output}``."""
@@ -175,17 +213,23 @@ def design(predictor, model, targets: dict, n_designs=8, candidates=32, regresso
         raise InputError(f"n_designs must be a positive integer, got {n_designs!r}")
     if n_designs > candidates:
         raise InputError(f"n_designs ({n_designs}) cannot exceed candidates ({candidates})")
-    result = search(predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed,
-                    progress=progress)
+    result = search(
+        predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed, progress=progress
+    )
     order = np.argsort(result["error"][0], kind="stable")[:n_designs]
     designs = []
     for k in order:
-        designs.append({
-            "candidate": int(k), "z": result["z"][0, k], "image": result["images"][0, k],
-            "predicted": dict(zip(PROPERTY_NAMES, result["predicted"][0, k].tolist())),
-            "achieved": dict(zip(PROPERTY_NAMES, result["achieved"][0, k].tolist())),
-            "error": float(result["error"][0, k]), "volume_fraction": float(result["images"][0, k].mean()),
-        })
+        designs.append(
+            {
+                "candidate": int(k),
+                "z": result["z"][0, k],
+                "image": result["images"][0, k],
+                "predicted": dict(zip(PROPERTY_NAMES, result["predicted"][0, k].tolist())),
+                "achieved": dict(zip(PROPERTY_NAMES, result["achieved"][0, k].tolist())),
+                "error": float(result["error"][0, k]),
+                "volume_fraction": float(result["images"][0, k].mean()),
+            }
+        )
     return {"targets": dict(targets), "designs": designs, "candidates": result}
 
 
@@ -194,7 +238,8 @@ def prior_samples(predictor, model, n, seed=0) -> dict:
     Returns ``{"z", "achieved" (n, 5), "images"}``."""
     latent_shape = tuple(predictor.meta["latent_shape"])
     z = np.random.default_rng(seed + 7919).standard_normal((n,) + latent_shape).astype(np.float32)
-    achieved, images = decoded_properties(model, z, predictor.meta["phases"], predictor.meta.get("threshold", THRESHOLD))
+    threshold = predictor.meta.get("threshold", THRESHOLD)
+    achieved, images = decoded_properties(model, z, predictor.meta["phases"], threshold)
     return {"z": z, "achieved": achieved, "images": images}
 
 
@@ -209,8 +254,22 @@ def sweep_targets(predictor, prop="Ex", n=10) -> np.ndarray:
     return stats["min"] + (np.arange(n) + 0.5) / n * (stats["max"] - stats["min"])
 
 
-def design_sweep(predictor, model, prop="Ex", n_targets=10, candidates=32, regressor="mlp", closed_loop=True,
-                 lam=0.01, steps=200, lr=0.05, init="mixed", seed=0, n_prior=None, progress=None) -> dict:
+def design_sweep(
+    predictor,
+    model,
+    prop="Ex",
+    n_targets=10,
+    candidates=32,
+    regressor="mlp",
+    closed_loop=True,
+    lam=0.01,
+    steps=200,
+    lr=0.05,
+    init="mixed",
+    seed=0,
+    n_prior=None,
+    progress=None,
+) -> dict:
     """Design for ``n_targets`` targets of ``prop`` spanning the data and measure how well the
     solver-verified properties hit them.
 
@@ -228,8 +287,9 @@ def design_sweep(predictor, model, prop="Ex", n_targets=10, candidates=32, regre
     targets_1d = sweep_targets(predictor, prop, n_targets)
     targets = np.full((n_targets, len(PROPERTY_NAMES)), np.nan)
     targets[:, j] = targets_1d
-    result = search(predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed,
-                    progress=progress)
+    result = search(
+        predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed, progress=progress
+    )
     stats = predictor.meta["label_stats"][prop]
     std, span = stats["std"], stats["max"] - stats["min"]
     rows = np.arange(n_targets)
@@ -244,16 +304,31 @@ def design_sweep(predictor, model, prop="Ex", n_targets=10, candidates=32, regre
         return float(np.sqrt(np.mean(np.square(diff))))
 
     return {
-        "property": prop, "targets": targets_1d, "achieved": achieved,
-        "predicted": result["predicted"][rows, best, j], "volume_fraction": result["images"][rows, best].mean(axis=(1, 2)),
-        "achieved_single": achieved_single, "images": result["images"][rows, best], "z": result["z"][rows, best],
-        "nrmse": rmse(achieved - targets_1d) / std, "nrmse_range": rmse(achieved - targets_1d) / span,
+        "property": prop,
+        "targets": targets_1d,
+        "achieved": achieved,
+        "predicted": result["predicted"][rows, best, j],
+        "volume_fraction": result["images"][rows, best].mean(axis=(1, 2)),
+        "achieved_single": achieved_single,
+        "images": result["images"][rows, best],
+        "z": result["z"][rows, best],
+        "nrmse": rmse(achieved - targets_1d) / std,
+        "nrmse_range": rmse(achieved - targets_1d) / span,
         "nrmse_single": rmse(achieved_single - targets_1d) / std,
         "nrmse_single_range": rmse(achieved_single - targets_1d) / span,
-        "nrmse_prior": rmse(prior_err) / std, "nrmse_prior_range": rmse(prior_err) / span,
+        "nrmse_prior": rmse(prior_err) / std,
+        "nrmse_prior_range": rmse(prior_err) / span,
         "normalisation": {"std": std, "range": span, "over": "training-split labels of the predictor's data"},
-        "settings": {"candidates": candidates, "regressor": regressor, "closed_loop": closed_loop, "lambda": lam,
-                     "steps": steps, "lr": lr, "init": init, "seed": seed},
+        "settings": {
+            "candidates": candidates,
+            "regressor": regressor,
+            "closed_loop": closed_loop,
+            "lambda": lam,
+            "steps": steps,
+            "lr": lr,
+            "init": init,
+            "seed": seed,
+        },
         "candidates": result,
     }
 
@@ -273,17 +348,22 @@ def write_design(result, out_dir) -> list[Path]:
     for i, d in enumerate(result["designs"]):
         row = {"design": i, "candidate": d["candidate"], "error": d["error"], "volume_fraction": d["volume_fraction"]}
         for p in names:
-            row.update({f"target_{p}": targets[p], f"predicted_{p}": d["predicted"][p], f"achieved_{p}": d["achieved"][p]})
+            row.update(
+                {f"target_{p}": targets[p], f"predicted_{p}": d["predicted"][p], f"achieved_{p}": d["achieved"][p]}
+            )
         for p in PROPERTY_NAMES:
             if p not in names:
                 row[f"achieved_{p}"] = d["achieved"][p]
         rows.append(row)
     csv_path = _write_rows(rows, out_dir / "designs.csv")
     npz = out_dir / "designs.npz"
-    np.savez_compressed(npz, images=np.stack([d["image"] for d in result["designs"]]),
-                        z=np.stack([d["z"] for d in result["designs"]]),
-                        achieved=np.array([[d["achieved"][p] for p in PROPERTY_NAMES] for d in result["designs"]]),
-                        properties=np.array(PROPERTY_NAMES))
+    np.savez_compressed(
+        npz,
+        images=np.stack([d["image"] for d in result["designs"]]),
+        z=np.stack([d["z"] for d in result["designs"]]),
+        achieved=np.array([[d["achieved"][p] for p in PROPERTY_NAMES] for d in result["designs"]]),
+        properties=np.array(PROPERTY_NAMES),
+    )
     fig = plot_designs(result, out_dir / "designs.png")
     return [csv_path, npz, fig]
 
@@ -293,22 +373,52 @@ def write_sweep(result, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prop = result["property"]
-    summary = {k: result[k] for k in ("property", "nrmse", "nrmse_range", "nrmse_single", "nrmse_single_range",
-                                      "nrmse_prior", "nrmse_prior_range", "normalisation", "settings")}
+    summary = {
+        k: result[k]
+        for k in (
+            "property",
+            "nrmse",
+            "nrmse_range",
+            "nrmse_single",
+            "nrmse_single_range",
+            "nrmse_prior",
+            "nrmse_prior_range",
+            "normalisation",
+            "settings",
+        )
+    }
     summary["per_target"] = [
-        {"target": float(t), "achieved": float(a), "predicted": float(p), "achieved_single": float(s),
-         "volume_fraction": float(v)}
-        for t, a, p, s, v in zip(result["targets"], result["achieved"], result["predicted"],
-                                 result["achieved_single"], result["volume_fraction"])
+        {
+            "target": float(t),
+            "achieved": float(a),
+            "predicted": float(p),
+            "achieved_single": float(s),
+            "volume_fraction": float(v),
+        }
+        for t, a, p, s, v in zip(
+            result["targets"],
+            result["achieved"],
+            result["predicted"],
+            result["achieved_single"],
+            result["volume_fraction"],
+        )
     ]
     _write_json(out_dir / "sweep.json", summary)
-    rows = [{"target_" + prop: r["target"], "achieved_" + prop: r["achieved"], "predicted_" + prop: r["predicted"],
-             "single_candidate_" + prop: r["achieved_single"], "volume_fraction": r["volume_fraction"]}
-            for r in summary["per_target"]]
+    rows = [
+        {
+            "target_" + prop: r["target"],
+            "achieved_" + prop: r["achieved"],
+            "predicted_" + prop: r["predicted"],
+            "single_candidate_" + prop: r["achieved_single"],
+            "volume_fraction": r["volume_fraction"],
+        }
+        for r in summary["per_target"]
+    ]
     csv_path = _write_rows(rows, out_dir / "sweep.csv")
     npz = out_dir / "sweep.npz"
-    np.savez_compressed(npz, images=result["images"], z=result["z"], targets=result["targets"],
-                        achieved=result["achieved"])
+    np.savez_compressed(
+        npz, images=result["images"], z=result["z"], targets=result["targets"], achieved=result["achieved"]
+    )
     fig = plot_sweep(result, out_dir / "sweep.png")
     return [out_dir / "sweep.json", csv_path, npz, fig]
 
@@ -368,14 +478,26 @@ def plot_sweep(result, path):
     ax = fig.add_subplot(grid[image_rows, :])
     lo, hi = min(targets.min(), achieved.min()), max(targets.max(), achieved.max())
     ax.plot([lo, hi], [lo, hi], color="0.6", lw=1, label="achieved = target")
-    ax.scatter(targets, result["achieved_single"], marker="x", color="tab:orange",
-               label=f"lowest objective, no verification (nRMSE {result['nrmse_single']:.3f})")
-    ax.scatter(targets, achieved, color="tab:blue",
-               label=f"best verified of {result['settings']['candidates']} (nRMSE {result['nrmse']:.3f})")
+    ax.scatter(
+        targets,
+        result["achieved_single"],
+        marker="x",
+        color="tab:orange",
+        label=f"lowest objective, no verification (nRMSE {result['nrmse_single']:.3f})",
+    )
+    ax.scatter(
+        targets,
+        achieved,
+        color="tab:blue",
+        label=f"best verified of {result['settings']['candidates']} (nRMSE {result['nrmse']:.3f})",
+    )
     ax.set_xlabel(f"target {prop}")
     ax.set_ylabel(f"solver-verified {prop} (thresholded design)")
-    ax.set_title(f"nRMSE (by std) {result['nrmse']:.3f}; by range {result['nrmse_range']:.3f}; "
-                 f"random prior samples {result['nrmse_prior']:.3f}", fontsize=9)
+    ax.set_title(
+        f"nRMSE (by std) {result['nrmse']:.3f}; by range {result['nrmse_range']:.3f}; "
+        f"random prior samples {result['nrmse_prior']:.3f}",
+        fontsize=9,
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -386,14 +508,22 @@ def summary_lines(result) -> list[str]:
     if "designs" in result:
         lines = []
         for i, d in enumerate(result["designs"]):
-            parts = [f"{p}: target {v:.4g} predicted {d['predicted'][p]:.4g} achieved {d['achieved'][p]:.4g}"
-                     for p, v in result["targets"].items()]
-            lines.append(f"design {i}: " + "; ".join(parts) + f"; vf {d['volume_fraction']:.3f}; error {d['error']:.3f}")
+            parts = [
+                f"{p}: target {v:.4g} predicted {d['predicted'][p]:.4g} achieved {d['achieved'][p]:.4g}"
+                for p, v in result["targets"].items()
+            ]
+            lines.append(
+                f"design {i}: " + "; ".join(parts) + f"; vf {d['volume_fraction']:.3f}; error {d['error']:.3f}"
+            )
         return lines
     prop = result["property"]
-    lines = [f"target {prop} {t:.4g}  achieved {a:.4g}  predicted {p:.4g}"
-             for t, a, p in zip(result["targets"], result["achieved"], result["predicted"])]
-    lines.append(f"nRMSE (by std of {prop}) {result['nrmse']:.4f}, by range {result['nrmse_range']:.4f}; "
-                 f"without solver selection {result['nrmse_single']:.4f}; random prior samples {result['nrmse_prior']:.4f}")
+    lines = [
+        f"target {prop} {t:.4g}  achieved {a:.4g}  predicted {p:.4g}"
+        for t, a, p in zip(result["targets"], result["achieved"], result["predicted"])
+    ]
+    lines.append(
+        f"nRMSE (by std of {prop}) {result['nrmse']:.4f}, by range {result['nrmse_range']:.4f}; "
+        f"without solver selection {result['nrmse_single']:.4f}; random prior samples "
+        f"{result['nrmse_prior']:.4f}"
+    )
     return lines
-

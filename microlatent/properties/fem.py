@@ -36,7 +36,7 @@ import scipy.fft
 # 2 x 2 Gauss-Legendre points on [0, 1] and their weight (1/4 each on the unit square).
 _GAUSS_1D = (0.5 - 0.5 / np.sqrt(3.0), 0.5 + 0.5 / np.sqrt(3.0))
 _NODES = ((0, 0), (0, 1), (1, 0), (1, 1))  # local node k = 2 p + q -> offset (p, q) in (x, y)
-_BLOCK = 2 ** 16  # element vectors (rows x Ny x systems) per block of the operator: cache-sized
+_BLOCK = 2**16  # element vectors (rows x Ny x systems) per block of the operator: cache-sized
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,10 +297,10 @@ def _reference_inverse(ke_ref, nd, nx, ny):
     ke_ref = np.asarray(ke_ref, dtype=np.float64)
     kernel = np.zeros((nd, nd, nx, ny))  # kernel[a, c] = response component a to a unit u_c at node 0
     for k, (p, q) in enumerate(_NODES):
-        for l, (r, s) in enumerate(_NODES):
-            # Element with its node k at the origin... force at node l = ke[l, k] u_k; the element's
-            # origin corner is at -(p, q), so node l lies at (r - p, s - q).
-            block = ke_ref[l * nd : (l + 1) * nd, k * nd : (k + 1) * nd]
+        for m, (r, s) in enumerate(_NODES):
+            # Element with its node k at the origin... force at node m = ke[m, k] u_k; the element's
+            # origin corner is at -(p, q), so node m lies at (r - p, s - q).
+            block = ke_ref[m * nd : (m + 1) * nd, k * nd : (k + 1) * nd]
             kernel[:, :, (r - p) % nx, (s - q) % ny] += block
     symbol = np.fft.rfft2(kernel, axes=(-2, -1))
     scale = np.abs(symbol).max()

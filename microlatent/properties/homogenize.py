@@ -266,19 +266,29 @@ def _finish(out, iterations, residual, converged, tol, single):
             f"{len(bad)} of {len(converged)} images did not converge to tol={tol:g} within max_iter, even in "
             f"float64 (first: image {int(bad[0])}, relative residual {residual[bad[0]]:.2e}); their properties "
             f"are NaN; raise max_iter",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )
     out.update(iterations=iterations, residual=residual, converged=converged)
     if single:
         out = {key: (value[0] if np.ndim(value) else value) for key, value in out.items()}
-        out = {key: (value.item() if np.ndim(value) == 0 and isinstance(value, np.generic) else value)
-               for key, value in out.items()}
+        out = {
+            key: (value.item() if np.ndim(value) == 0 and isinstance(value, np.generic) else value)
+            for key, value in out.items()
+        }
     return out
 
 
-def homogenize_elastic(images, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stress", dtype=np.float32,
-                       tol: float = 1e-6, max_iter: int = 200,
-                       progress=None) -> dict:
+def homogenize_elastic(
+    images,
+    E=DEFAULT_E,
+    nu=DEFAULT_NU,
+    plane: str = "stress",
+    dtype=np.float32,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    progress=None,
+) -> dict:
     """Effective elastic stiffness of periodic 2-phase pixel images (pixel Q4 FEM, periodic BCs).
 
     Parameters
@@ -334,13 +344,17 @@ def homogenize_elastic(images, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stress"
     mats = [elasticity_matrix(E[p], nu[p], plane) for p in (0, 1)]
     C, iterations, residual, converged = _solve(arr, mats, dt, tol, int(max_iter), progress)
     out = {"C": C}
-    out.update(engineering_constants(C) if len(C) else
-               {key: np.zeros((0, 3, 3) if key == "S" else (0,)) for key in ("S", "Ex", "Ey", "Gxy", "nu_xy", "nu_yx")})
+    out.update(
+        engineering_constants(C)
+        if len(C)
+        else {key: np.zeros((0, 3, 3) if key == "S" else (0,)) for key in ("S", "Ex", "Ey", "Gxy", "nu_xy", "nu_yx")}
+    )
     return _finish(out, iterations, residual, converged, tol, single)
 
 
-def homogenize_thermal(images, k=DEFAULT_K, dtype=np.float32, tol: float = 1e-6, max_iter: int = 200,
-                       progress=None) -> dict:
+def homogenize_thermal(
+    images, k=DEFAULT_K, dtype=np.float32, tol: float = 1e-6, max_iter: int = 200, progress=None
+) -> dict:
     """Effective conductivity of periodic 2-phase pixel images (steady heat conduction, pixel Q4).
 
     Parameters
@@ -430,8 +444,7 @@ def laminate_stiffness(fraction: float, materials, stacking: str = "y") -> np.nd
     return out
 
 
-def laminate_elastic(fraction: float, E=DEFAULT_E, nu=DEFAULT_NU, stacking: str = "y",
-                     plane: str = "stress") -> dict:
+def laminate_elastic(fraction: float, E=DEFAULT_E, nu=DEFAULT_NU, stacking: str = "y", plane: str = "stress") -> dict:
     """Exact effective elastic constants of a two-phase laminate (layered composite).
 
     Parameters

@@ -77,7 +77,7 @@ def _two_d(y, name="y") -> np.ndarray:
     return y
 
 
-def mape(y_true, y_pred) -> np.ndarray:
+def mape(y_true, y_pred) -> np.ndarray | float:
     """Mean absolute percentage error per column, in percent: ``100 mean_i |y_i - p_i| / |y_i|``.
 
     (scikit-learn's ``mean_absolute_percentage_error`` gives the same as a fraction.) Returns (k,)
@@ -92,7 +92,7 @@ def mape(y_true, y_pred) -> np.ndarray:
     return float(out[0]) if np.ndim(y_true) == 1 else out
 
 
-def r2_per_property(y_true, y_pred) -> np.ndarray:
+def r2_per_property(y_true, y_pred) -> np.ndarray | float:
     """Coefficient of determination per column: ``1 - SS_res / SS_tot`` (sklearn's r2_score,
     multioutput="raw_values"). 0 = as good as predicting the mean of y_true."""
     from sklearn.metrics import r2_score
@@ -222,9 +222,20 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
     ``predict`` returns (N,) if fitted on (N,), else (N, k). ``score`` is the mean R^2 over outputs.
     """
 
-    def __init__(self, kind="mlp", features="latent", hidden_layer_sizes=(1000, 1000, 100), alpha=1e-4,
-                 learning_rate_init=1e-3, max_iter=500, n_iter_no_change=20, C=10.0, epsilon=0.05,
-                 gamma="scale", random_state=0):
+    def __init__(
+        self,
+        kind="mlp",
+        features="latent",
+        hidden_layer_sizes=(1000, 1000, 100),
+        alpha=1e-4,
+        learning_rate_init=1e-3,
+        max_iter=500,
+        n_iter_no_change=20,
+        C=10.0,
+        epsilon=0.05,
+        gamma="scale",
+        random_state=0,
+    ):
         self.kind = kind
         self.features = features
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -253,10 +264,16 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
             return MultiOutputRegressor(HistGradientBoostingRegressor(random_state=self.random_state))
         if self.kind == "mlp":
             return MLPRegressor(
-                hidden_layer_sizes=tuple(self.hidden_layer_sizes), activation="relu", solver="adam",
-                alpha=self.alpha, learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
-                early_stopping=n_samples >= 20, validation_fraction=0.1,
-                n_iter_no_change=self.n_iter_no_change, random_state=self.random_state,
+                hidden_layer_sizes=tuple(self.hidden_layer_sizes),
+                activation="relu",
+                solver="adam",
+                alpha=self.alpha,
+                learning_rate_init=self.learning_rate_init,
+                max_iter=self.max_iter,
+                early_stopping=n_samples >= 20,
+                validation_fraction=0.1,
+                n_iter_no_change=self.n_iter_no_change,
+                random_state=self.random_state,
             )
         raise InputError(f"kind must be one of {', '.join(REGRESSOR_KINDS)}, got {self.kind!r}")
 
@@ -285,7 +302,8 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         scaler = StandardScaler(with_std=self.features != "pca-stats")
         self.model_ = TransformedTargetRegressor(
             regressor=Pipeline([("scale", scaler), ("model", self._estimator(len(X)))]),
-            transformer=StandardScaler(), check_inverse=False,
+            transformer=StandardScaler(),
+            check_inverse=False,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # early stopping / max_iter are the intended caps
@@ -300,7 +318,9 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         if fitting:
             self.n_features_in_ = X.shape[1]
         elif X.shape[1] != self.n_features_in_:
-            raise InputError(f"X has {X.shape[1]} features per sample, this regressor was fitted on {self.n_features_in_}")
+            raise InputError(
+                f"X has {X.shape[1]} features per sample, this regressor was fitted on {self.n_features_in_}"
+            )
         return X
 
     def predict(self, X):
@@ -319,8 +339,10 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         rounding."""
         self._check_fitted()
         if self.kind == "gbr":
-            raise InputError("a gradient-boosting regressor is piecewise constant, so it cannot guide a gradient "
-                             "search; use mlp, linear or svr")
+            raise InputError(
+                "a gradient-boosting regressor is piecewise constant, so it cannot guide a gradient "
+                "search; use mlp, linear or svr"
+            )
         return TorchRegressor(self, dtype=dtype)
 
 
@@ -425,12 +447,18 @@ def phase_settings(path, classes) -> dict:
                 found[name] = dict(DEFAULT_PHASES, source="assumed (no microlatent_settings attribute)")
                 continue
             s = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-            found[name] = {"E": list(s["E"]), "nu": list(s["nu"]), "plane": s.get("plane", "stress"),
-                           "source": f"{MECHANICAL} attribute {SETTINGS_ATTR}"}
+            found[name] = {
+                "E": list(s["E"]),
+                "nu": list(s["nu"]),
+                "plane": s.get("plane", "stress"),
+                "source": f"{MECHANICAL} attribute {SETTINGS_ATTR}",
+            }
     keyed = {json.dumps({k: v for k, v in s.items() if k != "source"}, sort_keys=True) for s in found.values()}
     if len(keyed) > 1:
-        raise DataError(f"{os.fspath(path)}: classes were homogenized with different phase properties; "
-                        "fit a predictor per setting (--class)")
+        raise DataError(
+            f"{os.fspath(path)}: classes were homogenized with different phase properties; "
+            "fit a predictor per setting (--class)"
+        )
     return next(iter(found.values())) if found else dict(DEFAULT_PHASES, source="assumed")
 
 
@@ -452,8 +480,10 @@ def read_labelled_split(path, part="train", split=None, limit=None):
     with open_file(path) as f:
         unlabelled = [c for c in classes if MECHANICAL not in f[c]]
     if unlabelled:
-        raise DataError(f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
-                        f"`microlatent data homogenize {path}` first")
+        raise DataError(
+            f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
+            f"`microlatent data homogenize {path}` first"
+        )
     images, labels, names, class_of = [], [], [], []
     for name, idx in members:
         if limit:
@@ -463,8 +493,10 @@ def read_labelled_split(path, part="train", split=None, limit=None):
         y = label_matrix(read_property(path, name, MECHANICAL, idx))
         bad = ~np.isfinite(y).all(axis=1)
         if bad.any():
-            raise DataError(f"{path}: class {name!r} has {int(bad.sum())} unfinished {MECHANICAL} rows "
-                            f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent data homogenize {path}` to finish")
+            raise DataError(
+                f"{path}: class {name!r} has {int(bad.sum())} unfinished {MECHANICAL} rows "
+                f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent data homogenize {path}` to finish"
+            )
         images.append(read_images(path, name, idx).astype(np.float32))
         labels.append(y)
         names.extend(f"{name}[{i}]" for i in idx)
@@ -521,20 +553,44 @@ def closed_loop_codes(codes, n_prior, n_mix, seed=0):
 def _split_meta(run) -> dict:
     """What a predictor records about the data split of its run (read back by ``predict``)."""
     data = run.config.get("data") or {}
-    return {"split_seed": run.split.seed, "split_fractions": list(run.split.fractions),
-            "classes": list(run.split.classes) if run.split.classes else None, "size": run.trained_size,
-            "trained_on": data.get("path")}
+    return {
+        "split_seed": run.split.seed,
+        "split_fractions": list(run.split.fractions),
+        "classes": list(run.split.classes) if run.split.classes else None,
+        "size": run.trained_size,
+        "trained_on": data.get("path"),
+    }
 
 
 def _stats(y) -> dict:
-    return {name: {"mean": float(np.mean(y[:, k])), "std": float(np.std(y[:, k])),
-                   "min": float(np.min(y[:, k])), "max": float(np.max(y[:, k]))}
-            for k, name in enumerate(PROPERTY_NAMES)}
+    return {
+        name: {
+            "mean": float(np.mean(y[:, k])),
+            "std": float(np.std(y[:, k])),
+            "min": float(np.min(y[:, k])),
+            "max": float(np.max(y[:, k])),
+        }
+        for k, name in enumerate(PROPERTY_NAMES)
+    }
 
 
-def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, features=FEATURE_KINDS,
-                        closed_loop=True, classes=None, limit=None, device="cpu", seed=0, n_prior=None,
-                        n_mix=None, regressor_params=None, figure=True, progress=None) -> dict:
+def fit_property_models(
+    checkpoint,
+    data,
+    out_dir,
+    kinds=REGRESSOR_KINDS,
+    features=FEATURE_KINDS,
+    closed_loop=True,
+    classes=None,
+    limit=None,
+    device="cpu",
+    seed=0,
+    n_prior=None,
+    n_mix=None,
+    regressor_params=None,
+    figure=True,
+    progress=None,
+) -> dict:
     """Fit property regressors on a checkpoint's latent codes (and the downsampled control), report
     held-out R^2 and MAPE, and write a predictor folder.
 
@@ -592,11 +648,17 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     latent_shape = _model_latent_shape(model, train_images.shape[1:])
     say(f"encoding {len(train_images)} train + {len(test_images)} test images (latent {latent_shape})")
     z_train, z_test = latent_codes(model, train_images), latent_codes(model, test_images)
-    X = {"latent": (z_train.reshape(len(z_train), -1).astype(np.float64),
-                    z_test.reshape(len(z_test), -1).astype(np.float64))}
+    X = {
+        "latent": (
+            z_train.reshape(len(z_train), -1).astype(np.float64),
+            z_test.reshape(len(z_test), -1).astype(np.float64),
+        )
+    }
     if "downsampled" in features:
-        X["downsampled"] = (feature_matrix(train_images, "downsampled", latent_shape=latent_shape),
-                            feature_matrix(test_images, "downsampled", latent_shape=latent_shape))
+        X["downsampled"] = (
+            feature_matrix(train_images, "downsampled", latent_shape=latent_shape),
+            feature_matrix(test_images, "downsampled", latent_shape=latent_shape),
+        )
     pca_meta = None
     if "pca-stats" in features:  # the classical latent, at the VAE latent's size (or as many as the data allow)
         from microlatent.stats import StatisticsPCA
@@ -604,11 +666,17 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
         n_components = min(int(np.prod(latent_shape)), len(train_images) - 1, int(np.prod(train_images.shape[1:])))
         say(f"fitting a {n_components}-component PCA of the training images' autocorrelations")
         pca = StatisticsPCA(n_components).fit(train_images)
-        X["pca-stats"] = (feature_matrix(train_images, "pca-stats", pca=pca), feature_matrix(test_images, "pca-stats", pca=pca))
+        X["pca-stats"] = (
+            feature_matrix(train_images, "pca-stats", pca=pca),
+            feature_matrix(test_images, "pca-stats", pca=pca),
+        )
         out_dir.mkdir(parents=True, exist_ok=True)
         pca.save(out_dir / PCA_FILE)
-        pca_meta = {"file": PCA_FILE, "n_components": n_components,
-                    "explained_variance": float(pca.explained_variance_ratio_.sum())}
+        pca_meta = {
+            "file": PCA_FILE,
+            "n_components": n_components,
+            "explained_variance": float(pca.explained_variance_ratio_.sum()),
+        }
     params = dict(regressor_params or {})
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, files, predictions = [], {}, {"y_test": y_test, "names": np.array(test_names)}
@@ -616,8 +684,18 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     def score(set_name, feat, kind, truth, pred, n_train):
         r2, err = r2_per_property(truth, pred), mape(truth, pred)
         for k, name in enumerate(PROPERTY_NAMES):
-            rows.append({"set": set_name, "features": feat, "regressor": kind, "property": name,
-                         "r2": float(r2[k]), "mape": float(err[k]), "n_train": int(n_train), "n_test": len(truth)})
+            rows.append(
+                {
+                    "set": set_name,
+                    "features": feat,
+                    "regressor": kind,
+                    "property": name,
+                    "r2": float(r2[k]),
+                    "mape": float(err[k]),
+                    "n_train": int(n_train),
+                    "n_test": len(truth),
+                }
+            )
 
     for feat in features:
         for kind in kinds:
@@ -654,18 +732,32 @@ def fit_property_models(checkpoint, data, out_dir, kinds=REGRESSOR_KINDS, featur
     np.savez_compressed(out_dir / "predictions.npz", **predictions)
 
     meta = {
-        "format": META_FORMAT, "version": META_VERSION, "properties": list(PROPERTY_NAMES),
-        "checkpoint": ident, "latent_shape": list(latent_shape), "control_shape": list(control_shape(latent_shape)),
-        "image_shape": list(train_images.shape[1:]), "trained_size": model.trained_size,
-        "data": os.path.abspath(data), "classes": sorted(set(train_classes)), "split": split, "limit": limit,
-        "n_train": len(y_train), "n_test": len(y_test), "phases": phases, "threshold": THRESHOLD,
-        "label_stats": _stats(y_train), "regressors": files, "features": list(features), "kinds": list(kinds),
+        "format": META_FORMAT,
+        "version": META_VERSION,
+        "properties": list(PROPERTY_NAMES),
+        "checkpoint": ident,
+        "latent_shape": list(latent_shape),
+        "control_shape": list(control_shape(latent_shape)),
+        "image_shape": list(train_images.shape[1:]),
+        "trained_size": model.trained_size,
+        "data": os.path.abspath(data),
+        "classes": sorted(set(train_classes)),
+        "split": split,
+        "limit": limit,
+        "n_train": len(y_train),
+        "n_test": len(y_test),
+        "phases": phases,
+        "threshold": THRESHOLD,
+        "label_stats": _stats(y_train),
+        "regressors": files,
+        "features": list(features),
+        "kinds": list(kinds),
         "regressor_params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-        "seed": seed, "pca": pca_meta,
+        "seed": seed,
+        "pca": pca_meta,
     }
     if closed_loop:
-        meta["closed_loop"] = {"n_codes": len(codes), "n_prior": n_prior, "n_mix": n_mix,
-                               "label_stats": _stats(y_loop)}
+        meta["closed_loop"] = {"n_codes": len(codes), "n_prior": n_prior, "n_mix": n_mix, "label_stats": _stats(y_loop)}
     _write_json(out_dir / META_FILE, meta)
     write_metrics_csv(rows, out_dir / "metrics.csv")
     if figure:
@@ -711,17 +803,23 @@ def write_metrics_csv(rows, path):
 
 def metrics_table(rows) -> str:
     """Text table: one line per (set, features, regressor), R^2 and MAPE (%) per property."""
-    groups = {}
+    groups: dict[tuple, dict] = {}
     for row in rows:
         groups.setdefault((row["set"], row["features"], row["regressor"]), {})[row["property"]] = row
-    header = ["set", "features", "regressor"] + [f"R2 {p}" for p in PROPERTY_NAMES] + [f"MAPE% {p}" for p in PROPERTY_NAMES]
+    header = (
+        ["set", "features", "regressor"] + [f"R2 {p}" for p in PROPERTY_NAMES] + [f"MAPE% {p}" for p in PROPERTY_NAMES]
+    )
     lines = [header]
     for (set_name, feat, kind), by_prop in groups.items():
-        lines.append([set_name, feat, kind] + [f"{by_prop[p]['r2']:.3f}" for p in PROPERTY_NAMES]
-                     + [f"{by_prop[p]['mape']:.2f}" for p in PROPERTY_NAMES])
+        lines.append(
+            [set_name, feat, kind]
+            + [f"{by_prop[p]['r2']:.3f}" for p in PROPERTY_NAMES]
+            + [f"{by_prop[p]['mape']:.2f}" for p in PROPERTY_NAMES]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-                     for line in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines
+    )
 
 
 def plot_predictions(predictions, path):
@@ -734,15 +832,19 @@ def plot_predictions(predictions, path):
     y_test = predictions["y_test"]
     kinds = [k for k in REGRESSOR_KINDS if any(f"{f}_{k}" in predictions for f in FEATURE_KINDS)]
     rows = [("labels", k) for k in kinds] + ([("decoded", k) for k in kinds if f"decoded_{k}" in predictions])
-    fig, axes = plt.subplots(len(rows), len(PROPERTY_NAMES), figsize=(3.0 * len(PROPERTY_NAMES), 2.9 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(PROPERTY_NAMES), figsize=(3.0 * len(PROPERTY_NAMES), 2.9 * len(rows)), squeeze=False
+    )
     colours = {"latent": "tab:blue", "downsampled": "tab:orange", "pca-stats": "tab:purple", "decoded": "tab:green"}
     for i, (set_name, kind) in enumerate(rows):
         for j, prop in enumerate(PROPERTY_NAMES):
             ax = axes[i, j]
             if set_name == "labels":
-                series = [(f, y_test[:, j], predictions[f"{f}_{kind}"][:, j]) for f in FEATURE_KINDS
-                          if f"{f}_{kind}" in predictions]
+                series = [
+                    (f, y_test[:, j], predictions[f"{f}_{kind}"][:, j])
+                    for f in FEATURE_KINDS
+                    if f"{f}_{kind}" in predictions
+                ]
             else:
                 truth = predictions["y_loop_test"]
                 series = [("decoded", truth[:, j], predictions[f"decoded_{kind}"][:, j])]
@@ -791,8 +893,10 @@ class PropertyPredictor:
     def regressor(self, kind="mlp", features="latent") -> PropertyRegressor:
         key = f"{features}_{kind}"
         if key not in self.meta.get("regressors", {}):
-            raise InputError(f"{self.directory}: no {kind} regressor on {features} features "
-                             f"(has: {', '.join(self.available()) or 'none'})")
+            raise InputError(
+                f"{self.directory}: no {kind} regressor on {features} features "
+                f"(has: {', '.join(self.available()) or 'none'})"
+            )
         if key not in self._cache:
             self._cache[key] = load_regressor(self.file(self.meta["regressors"][key]))
         return self._cache[key]
@@ -808,9 +912,11 @@ class PropertyPredictor:
         fitted on."""
         want = self.meta["checkpoint"].get("state_dict_sha256")
         if want and run.state_dict_sha256 != want:
-            raise DataError(f"{os.fspath(run.path)}: not the model this predictor was fitted on "
-                            f"({self.directory / META_FILE} names {self.meta['checkpoint']['path']}, "
-                            f"weights SHA-256 {want[:12]}..., this one {str(run.state_dict_sha256)[:12]}...)")
+            raise DataError(
+                f"{os.fspath(run.path)}: not the model this predictor was fitted on "
+                f"({self.directory / META_FILE} names {self.meta['checkpoint']['path']}, "
+                f"weights SHA-256 {want[:12]}..., this one {str(run.state_dict_sha256)[:12]}...)"
+            )
 
     def fit_data(self) -> dict:
         file = self.file("fit_data.npz")
@@ -860,8 +966,10 @@ def load_regressor(path) -> PropertyRegressor:
 
     path = Path(path)
     if path.suffix != REGRESSOR_SUFFIX:
-        raise DataError(f"{path}: regressors must be {REGRESSOR_SUFFIX} files (pickles such as .joblib or .pkl can "
-                        "execute code and are refused; refit with `microlatent properties fit`)")
+        raise DataError(
+            f"{path}: regressors must be {REGRESSOR_SUFFIX} files (pickles such as .joblib or .pkl can "
+            "execute code and are refused; refit with `microlatent properties fit`)"
+        )
     try:
         types = sio.get_untrusted_types(file=path)
     except Exception as err:
@@ -884,8 +992,9 @@ def load_predictor(directory) -> PropertyPredictor:
     directory = Path(directory)
     file = directory / META_FILE
     if not file.is_file():
-        raise DataError(f"{directory}: not a predictor folder (no {META_FILE}; make one with "
-                        "`microlatent properties fit`)")
+        raise DataError(
+            f"{directory}: not a predictor folder (no {META_FILE}; make one with `microlatent properties fit`)"
+        )
     try:
         meta = json.loads(file.read_text())
     except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
@@ -894,7 +1003,8 @@ def load_predictor(directory) -> PropertyPredictor:
         raise DataError(f"{file}: not a microlatent property predictor")
     if meta.get("version") != META_VERSION:
         old = " (version 1 stored pickles, which are no longer loaded: refit with `microlatent properties fit`)"
-        raise DataError(f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})"
-                        + (old if meta.get("version") == 1 else ""))
+        raise DataError(
+            f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})"
+            + (old if meta.get("version") == 1 else "")
+        )
     return PropertyPredictor(directory, meta)
-

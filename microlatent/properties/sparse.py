@@ -98,8 +98,8 @@ def sparse_homogenize(image, materials) -> np.ndarray:
     elements = [_element(m, nd) for m in mats]
     ndof = nd * nx * ny
 
-    i, j = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
-    i, j = i.ravel(), j.ravel()
+    grid_i, grid_j = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+    i, j = grid_i.ravel(), grid_j.ravel()
     phase = arr.ravel()
     # Global DOFs of each element, in the element's local order (corner k, component c).
     dofs = np.empty((nx * ny, 4 * nd), dtype=np.int64)

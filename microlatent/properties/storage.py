@@ -92,8 +92,7 @@ def _conflict(f, path, name, prop, n, nvalues, settings):
         why = f"with shape {dset.shape} instead of {(n, N_CASES, nvalues)}"
     else:
         why = f"with other settings ({old})"
-    return (f"{os.fspath(path)}: {name}/{prop} already exists, written {why}; "
-            f"pass --overwrite to replace it")
+    return f"{os.fspath(path)}: {name}/{prop} already exists, written {why}; pass --overwrite to replace it"
 
 
 def _prepare(f, path, name, prop, n, nvalues, settings, instructions, overwrite, chunk):
@@ -109,7 +108,10 @@ def _prepare(f, path, name, prop, n, nvalues, settings, instructions, overwrite,
             return group[prop]
     text = json.dumps(settings, sort_keys=True)
     dset = group.create_dataset(
-        prop, shape=(n, N_CASES, nvalues), dtype=np.float64, fillvalue=np.nan,
+        prop,
+        shape=(n, N_CASES, nvalues),
+        dtype=np.float64,
+        fillvalue=np.nan,
         chunks=(max(1, min(n, chunk)), N_CASES, nvalues) if n else None,
     )
     dset.attrs["INSTRUCTIONS"] = instructions
@@ -117,10 +119,22 @@ def _prepare(f, path, name, prop, n, nvalues, settings, instructions, overwrite,
     return dset
 
 
-def homogenize_file(path, classes=None, chunk: int = 64, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stress",
-                    k=DEFAULT_K, mechanical: bool = True, thermal: bool = True, dtype=np.float32,
-                    tol: float = 1e-6, max_iter: int = 200, overwrite: bool = False,
-                    progress=None) -> dict:
+def homogenize_file(
+    path,
+    classes=None,
+    chunk: int = 64,
+    E=DEFAULT_E,
+    nu=DEFAULT_NU,
+    plane: str = "stress",
+    k=DEFAULT_K,
+    mechanical: bool = True,
+    thermal: bool = True,
+    dtype=np.float32,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+    overwrite: bool = False,
+    progress=None,
+) -> dict:
     """Compute and store homogenized properties for the classes of an HDF5 file (resumable).
 
     Parameters
@@ -171,12 +185,17 @@ def homogenize_file(path, classes=None, chunk: int = 64, E=DEFAULT_E, nu=DEFAULT
         names = available
     jobs = []
     if mechanical:
-        settings = {"E": list(E), "nu": list(nu), "plane": plane, "values": list(MECHANICAL_VALUES),
-                    "case": 0, "method": "pixel Q4 FEM, periodic"}
+        settings = {
+            "E": list(E),
+            "nu": list(nu),
+            "plane": plane,
+            "values": list(MECHANICAL_VALUES),
+            "case": 0,
+            "method": "pixel Q4 FEM, periodic",
+        }
         jobs.append((MECHANICAL, len(MECHANICAL_VALUES), settings, mechanical_instructions(E, nu, plane)))
     if thermal:
-        settings = {"k": list(k), "values": list(THERMAL_VALUES), "case": 0,
-                    "method": "pixel Q4 FEM, periodic"}
+        settings = {"k": list(k), "values": list(THERMAL_VALUES), "case": 0, "method": "pixel Q4 FEM, periodic"}
         jobs.append((THERMAL, len(THERMAL_VALUES), settings, thermal_instructions(k)))
 
     if not overwrite:  # refuse before computing anything
@@ -211,8 +230,9 @@ def homogenize_file(path, classes=None, chunk: int = 64, E=DEFAULT_E, nu=DEFAULT
                 if not sub.any():
                     continue
                 if prop == MECHANICAL:
-                    r = homogenize_elastic(images[sub], E=E, nu=nu, plane=plane, dtype=dtype, tol=tol,
-                                           max_iter=max_iter)
+                    r = homogenize_elastic(
+                        images[sub], E=E, nu=nu, plane=plane, dtype=dtype, tol=tol, max_iter=max_iter
+                    )
                     values = np.stack([r[key] for key in MECHANICAL_VALUES], axis=-1)
                 else:
                     r = homogenize_thermal(images[sub], k=k, dtype=dtype, tol=tol, max_iter=max_iter)

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from microlatent.device import resolve_device
 from microlatent.errors import InputError
 from microlatent.losses.terms import cess_from_stats, msess_from_stats
 from microlatent.reconstruction import gradient as _gradient
 from microlatent.reconstruction import lbfgs as _lbfgs
 from microlatent.reconstruction.swaps import SwapState, anneal_state, initial_temperature
 from microlatent.reconstruction.target import TargetStatistics, as_target
-from microlatent.device import resolve_device
 
 METHODS = ("gradient", "annealing")
 LOSSES = ("cess", "msess")
@@ -66,9 +66,12 @@ class Reconstruction:
     runs: int = 1
 
     def __repr__(self):
-        return (f"Reconstruction(method={self.method!r}, shape={self.image.shape}, error={self.error:.4g}, "
-                f"cess={self.cess:.4g}, soft_error={self.soft_error if self.soft_error is None else round(self.soft_error, 8)}, "
-                f"seconds={self.seconds:.2f})")
+        return (
+            f"Reconstruction(method={self.method!r}, shape={self.image.shape}, error={self.error:.4g}, "
+            f"cess={self.cess:.4g}, "
+            f"soft_error={self.soft_error if self.soft_error is None else round(self.soft_error, 8)}, "
+            f"seconds={self.seconds:.2f})"
+        )
 
 
 def statistics_error(target, images) -> np.ndarray:
@@ -108,9 +111,23 @@ def _statistics(target, images):
     return target.statistics_of(images)
 
 
-def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples=1, steps=None, seed=0,
-                device="auto", volume_fraction=None, time_limit=None, polish=None, size=None, threads=None,
-                progress=False, **options) -> list[Reconstruction]:
+def reconstruct(
+    target,
+    method="gradient",
+    loss="cess",
+    periodic=None,
+    n_samples=1,
+    steps=None,
+    seed=0,
+    device="auto",
+    volume_fraction=None,
+    time_limit=None,
+    polish=None,
+    size=None,
+    threads=None,
+    progress=False,
+    **options,
+) -> list[Reconstruction]:
     """Microstructures whose 2-point statistics match ``target``.
 
     Parameters
@@ -155,7 +172,8 @@ def reconstruct(target, method="gradient", loss="cess", periodic=None, n_samples
         Show a tqdm progress bar.
     **options
         Gradient: optimizer ("lbfgs": L-BFGS-B with restarts, the default for 2 phases on a CPU;
-        "adam": the default for more phases or on a GPU, where ``loss`` applies). Adam only: lr, beta_max, clamp_start, clamp_end, sigma, soft_until, hard_from, init_noise,
+        "adam": the default for more phases or on a GPU, where ``loss`` applies).
+        Adam only: lr, beta_max, clamp_start, clamp_end, sigma, soft_until, hard_from, init_noise,
         noise (see ``microlatent.reconstruction.gradient``). Annealing: t_start (absolute),
         t_factor (start temperature relative to the median energy change of random swaps),
         t_end_ratio.
@@ -217,19 +235,49 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
 
     descent_time = time_limit * (1 - POLISH_TIME) if (time_limit and polish) else time_limit
     labels, soft, soft_errors, histories, done = _gradient.descend(
-        target, n_samples=n_samples, steps=steps, time_limit=descent_time, seed=seed, device=device, loss=loss,
-        on_progress=bar.update_to if bar else None, clock=clock, **options)
+        target,
+        n_samples=n_samples,
+        steps=steps,
+        time_limit=descent_time,
+        seed=seed,
+        device=device,
+        loss=loss,
+        on_progress=bar.update_to if bar else None,
+        clock=clock,
+        **options,
+    )
     results = []
     for i in range(n_samples):
         image, tried = labels[i], 0
         if polish:
             state = SwapState(image, target)
             remaining = None if not time_limit else max(time_limit - clock(), 1e-3) / (n_samples - i)
-            tried = anneal_state(state, np.random.default_rng([seed, i]), steps=polish_steps, time_limit=remaining,
-                                 greedy=True, history=histories[i], clock=clock, step_offset=done)
+            tried = anneal_state(
+                state,
+                np.random.default_rng([seed, i]),
+                steps=polish_steps,
+                time_limit=remaining,
+                greedy=True,
+                history=histories[i],
+                clock=clock,
+                step_offset=done,
+            )
             image = state.labels.astype(np.uint8)
-        results.append(_result(target, image, soft_errors[i], histories[i], clock(), "gradient", loss, seed,
-                               done + tried, soft[i], optimizer="adam"))
+        results.append(
+            _result(
+                target,
+                image,
+                soft_errors[i],
+                histories[i],
+                clock(),
+                "gradient",
+                loss,
+                seed,
+                done + tried,
+                soft[i],
+                optimizer="adam",
+            )
+        )
     for r in results:
         r.seconds = clock()
     return results
@@ -249,21 +297,49 @@ def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps,
         share_end = None if not time_limit else time_limit * (i + 1) / n_samples
         search_end = None if not share_end else share_end - (time_limit / n_samples) * (POLISH_TIME if polish else 0)
         history = []
-        labels, soft, used, runs = _lbfgs.search(target, time_limit=search_end, evaluations=None if time_limit else steps,
-                                                 seed=seed + i, clock=clock, history=history,
-                                                 error_of=lambda image: statistics_error(target, image)[0])
+        labels, soft, used, runs = _lbfgs.search(
+            target,
+            time_limit=search_end,
+            evaluations=None if time_limit else steps,
+            seed=seed + i,
+            clock=clock,
+            history=history,
+            error_of=lambda image: statistics_error(target, image)[0],
+        )
         tried = 0
         if polish and history[-1]["error"] >= _lbfgs.EXACT:
             state = SwapState(labels, target)
             tried = _lbfgs.fix_ambiguous_pixels(state, soft, time_limit=share_end, clock=clock)
             remaining = None if not time_limit else max(share_end - clock(), 1e-3)
             if state.energy >= _lbfgs.EXACT:
-                tried += anneal_state(state, np.random.default_rng([seed, i]), steps=polish_steps, time_limit=remaining,
-                                      greedy=True, history=history, clock=clock, step_offset=used + tried)
+                tried += anneal_state(
+                    state,
+                    np.random.default_rng([seed, i]),
+                    steps=polish_steps,
+                    time_limit=remaining,
+                    greedy=True,
+                    history=history,
+                    clock=clock,
+                    step_offset=used + tried,
+                )
             labels = state.labels.astype(np.uint8)
         soft_error = float(statistics_error(target, soft.astype(np.float64))[0])
-        results.append(_result(target, labels, soft_error, history, clock(), "gradient", None, seed + i,
-                               used + tried, soft, optimizer="lbfgs", runs=runs))
+        results.append(
+            _result(
+                target,
+                labels,
+                soft_error,
+                history,
+                clock(),
+                "gradient",
+                None,
+                seed + i,
+                used + tried,
+                soft,
+                optimizer="lbfgs",
+                runs=runs,
+            )
+        )
         if bar:
             bar.update_to((i + 1) / n_samples, results[-1].error)
     return results
@@ -285,11 +361,22 @@ def _run_annealing(target, n_samples, steps, time_limit, seed, bar, options):
         t_start = options["t_start"] or initial_temperature(state, rng, options["t_factor"])
         history = []
         on_progress = (lambda p, e, i=i: bar.update_to((i + p) / n_samples, e)) if bar else None
-        tried = anneal_state(state, rng, steps=steps, time_limit=time_limit, t_start=t_start,
-                             t_end_ratio=options["t_end_ratio"], history=history, clock=clock,
-                             on_progress=on_progress)
-        results.append(_result(target, state.labels.astype(np.uint8), None, history, clock(), "annealing", None,
-                               seed + i, tried, None))
+        tried = anneal_state(
+            state,
+            rng,
+            steps=steps,
+            time_limit=time_limit,
+            t_start=t_start,
+            t_end_ratio=options["t_end_ratio"],
+            history=history,
+            clock=clock,
+            on_progress=on_progress,
+        )
+        results.append(
+            _result(
+                target, state.labels.astype(np.uint8), None, history, clock(), "annealing", None, seed + i, tried, None
+            )
+        )
     return results
 
 
@@ -354,6 +441,10 @@ def _progress_bar(show, method, n_samples):
         return
     from tqdm import tqdm
 
-    with tqdm(total=1000, desc=f"{method} x{n_samples}", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
-              leave=False) as bar:
+    with tqdm(
+        total=1000,
+        desc=f"{method} x{n_samples}",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
+        leave=False,
+    ) as bar:
         yield _Bar(bar)

@@ -42,7 +42,9 @@ def plot_reconstructions(target: TargetStatistics, reconstructions, path, phase=
             ax_recon.imshow(r.image, **image_kw)
             vf = ", ".join(f"{v:.3f}" for v in r.volume_fractions[1:] if C > 2) or f"{r.volume_fractions[1]:.3f}"
             ax_recon.set_title(f"{r.method}, vf {vf}\nerror {r.error:.3g}", fontsize=8)
-            f_recon = target.statistics_of(r.image[None].astype(np.int64) if C > 2 else r.image[None].astype(np.float64))
+            f_recon = target.statistics_of(
+                r.image[None].astype(np.int64) if C > 2 else r.image[None].astype(np.float64)
+            )
             f_recon = f_recon[0, phase * C + phase]
             shown = ax_fr.imshow(f_recon, cmap="viridis", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
             fig.colorbar(shown, ax=ax_fr, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)

@@ -1,6 +1,7 @@
 """Reconstruction by gradient descent on a pixel field (after Cai et al. 2025, §3.2, Figs. 2-3).
 
-Logits z are optimised by Adam (learning rate ``lr`` decaying geometrically to ``lr * lr_end``); the field is x = sigmoid(beta z) (2 phases: probability of phase 1)
+Logits z are optimised by Adam (learning rate ``lr`` decaying geometrically to ``lr * lr_end``);
+the field is x = sigmoid(beta z) (2 phases: probability of phase 1)
 or softmax(beta z) over phases (C phases). The loss is the statistics loss (CESS, eq. 8, taken as the
 excess over its minimum, the target's entropy, or MSESS, eq. 7), divided by its value for an image
 without structure at the target volume fractions, plus w * clamp (eq. 9, on every phase probability).
@@ -22,10 +23,10 @@ import time
 import numpy as np
 import torch
 
+from microlatent.device import resolve_device
 from microlatent.losses.terms import LOG_FLOOR, cess_from_stats, clamp, msess_from_stats
 from microlatent.reconstruction.target import TargetStatistics
 from microlatent.stats import two_point
-from microlatent.device import resolve_device
 
 DEFAULTS = {
     "lr": 0.3,
@@ -85,8 +86,20 @@ def warm_up(target: TargetStatistics, n_samples=1, device="cpu"):
     optimiser.step()
 
 
-def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, seed=0, device="auto",
-            loss="cess", record_every=10, on_progress=None, clock=None, start_field=None, **options):
+def descend(
+    target: TargetStatistics,
+    n_samples=1,
+    steps=None,
+    time_limit=None,
+    seed=0,
+    device="auto",
+    loss="cess",
+    record_every=10,
+    on_progress=None,
+    clock=None,
+    start_field=None,
+    **options,
+):
     """Run the schedule; returns (labels (N, H, W) uint8, soft field (N, H, W) or (N, C, H, W) float32,
     soft errors (N,), histories: N lists of {"step", "seconds", "error"} with the error of the binary
     image at that step)."""
@@ -109,7 +122,9 @@ def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, 
     if C == 2:
         init = torch.logit(vf[1]) + opts["init_noise"] * torch.randn((n_samples, H, W), generator=generator)
     else:
-        init = torch.log(vf)[None, :, None, None] + opts["init_noise"] * torch.randn((n_samples, C, H, W), generator=generator)
+        init = torch.log(vf)[None, :, None, None] + opts["init_noise"] * torch.randn(
+            (n_samples, C, H, W), generator=generator
+        )
     if start_field is not None:  # continue from a soft field (e.g. the L-BFGS-B stage's)
         init = torch.logit(torch.as_tensor(start_field, dtype=torch.float32).clamp(0.02, 0.98))
     logits = init.to(device).requires_grad_(True)
@@ -125,6 +140,7 @@ def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, 
         def stat_loss(f):
             return cess_from_stats(f_target, f, reduction="none") - floor
     elif loss == "msess":
+
         def stat_loss(f):
             return msess_from_stats(f_target, f, reduction="none")
     else:
@@ -146,7 +162,11 @@ def descend(target: TargetStatistics, n_samples=1, steps=None, time_limit=None, 
         phase = (progress - opts["soft_until"]) / max(opts["hard_from"] - opts["soft_until"], 1e-9)
         phase = min(max(phase, 0.0), 1.0)
         beta = opts["beta_max"] ** phase
-        weight = 0.0 if progress < opts["soft_until"] else opts["clamp_start"] * (opts["clamp_end"] / opts["clamp_start"]) ** phase
+        weight = (
+            0.0
+            if progress < opts["soft_until"]
+            else opts["clamp_start"] * (opts["clamp_end"] / opts["clamp_start"]) ** phase
+        )
         optimiser.param_groups[0]["lr"] = opts["lr"] * opts["lr_end"] ** progress
         x = field_of(logits, C, beta)
         if progress >= opts["hard_from"]:

@@ -38,7 +38,9 @@ class _Stop(Exception):
     """Raised inside the objective to end a run (time up, stalled); SciPy passes it through."""
 
 
-def search(target: TargetStatistics, time_limit=None, evaluations=None, seed=0, clock=None, error_of=None, history=None):
+def search(
+    target: TargetStatistics, time_limit=None, evaluations=None, seed=0, clock=None, error_of=None, history=None
+):
     """Run L-BFGS-B from random fields until ``time_limit`` seconds on ``clock`` or ``evaluations``
     objective evaluations are used up, or an exact match is found.
 
@@ -79,10 +81,20 @@ def search(target: TargetStatistics, time_limit=None, evaluations=None, seed=0, 
             if out_of_budget() or (not exploit and _stalled(lowest)) or (lowest and lowest[-1] < CONVERGED):
                 raise _Stop
             if used == 0 and history is not None:
-                history.append({"step": 0, "seconds": clock(), "error": float(error_of(_binarise(values, counts).reshape(height, width)))})
+                history.append(
+                    {
+                        "step": 0,
+                        "seconds": clock(),
+                        "error": float(error_of(_binarise(values, counts).reshape(height, width))),
+                    }
+                )
             used += 1
             value, gradient = loss_and_gradient(values)
-            if value < CLOSE and used % CHECK_EVERY == 0 and error_of(_binarise(values, counts).reshape(height, width)) < EXACT:
+            if (
+                value < CLOSE
+                and used % CHECK_EVERY == 0
+                and error_of(_binarise(values, counts).reshape(height, width)) < EXACT
+            ):
                 kept["field"] = values.copy()
                 raise _Stop
             if not lowest or value < lowest[-1]:
@@ -93,8 +105,15 @@ def search(target: TargetStatistics, time_limit=None, evaluations=None, seed=0, 
         start = best[2].ravel().astype(np.float64) if exploit else _starting_field(rng, height * width, runs)
         kept["field"] = start
         try:
-            minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds,
-                     tol=0, options={"maxiter": 10**9, "maxfun": 10**9})
+            minimize(
+                objective,
+                start,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                tol=0,
+                options={"maxiter": 10**9, "maxfun": 10**9},
+            )
         except _Stop:
             pass
         field = kept["field"]
@@ -174,7 +193,7 @@ def _stalled(lowest):
 def _binarise(field, counts):
     labels = np.zeros(field.size, dtype=np.uint8)
     if counts > 0:
-        labels[np.argsort(field, kind="stable")[field.size - counts:]] = 1
+        labels[np.argsort(field, kind="stable")[field.size - counts :]] = 1
     return labels
 
 

@@ -147,8 +147,10 @@ class SwapState:
         (pys, pxs), (pym, pxm) = self._starts(py, px)
         (qys, qxs), (qym, qxm) = self._starts(qy, qx)
         windows = {
-            "p+": self.plus_windows[pys, pxs], "q+": self.plus_windows[qys, qxs],
-            "p-": self.minus_windows[pym, pxm], "q-": self.minus_windows[qym, qxm],
+            "p+": self.plus_windows[pys, pxs],
+            "q+": self.plus_windows[qys, qxs],
+            "p-": self.minus_windows[pym, pxm],
+            "q-": self.minus_windows[qym, qxm],
         }
         c_p = np.zeros(self.C, np.int32)
         c_q = np.zeros(self.C, np.int32)
@@ -234,11 +236,24 @@ class SwapState:
         self._refresh()
 
     def batch_limit(self):
-        return max(1, _BATCH_ELEMENTS // (self.kh * self.kw * (1 if self.C == 2 and self.periodic else self.C * self.C)))
+        return max(
+            1, _BATCH_ELEMENTS // (self.kh * self.kw * (1 if self.C == 2 and self.periodic else self.C * self.C))
+        )
 
 
-def anneal_state(state: SwapState, rng, steps=None, time_limit=None, t_start=None, t_end_ratio=1e-4,
-                 greedy=False, history=None, clock=None, on_progress=None, step_offset=0):
+def anneal_state(
+    state: SwapState,
+    rng,
+    steps=None,
+    time_limit=None,
+    t_start=None,
+    t_end_ratio=1e-4,
+    greedy=False,
+    history=None,
+    clock=None,
+    on_progress=None,
+    step_offset=0,
+):
     """Simulated annealing (or, ``greedy``, best-of-batch descent) on ``state`` in place.
 
     steps : candidate swaps to try (as a one-by-one annealer would); time_limit : seconds. The

@@ -135,7 +135,9 @@ def from_image(image, periodic: bool = True, n_phases: int | None = None, name: 
     try:
         array = np.asarray(image)
     except Exception as err:  # ragged lists
-        raise InputError(f"target must be an image array, a statistics map or a file, got {type(image).__name__}: {err}") from None
+        raise InputError(
+            f"target must be an image array, a statistics map or a file, got {type(image).__name__}: {err}"
+        ) from None
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise InputError(f"target must be a numeric image array, got dtype {array.dtype}")
     if array.ndim not in (2, 3, 4) or array.size == 0:
@@ -172,13 +174,28 @@ def from_image(image, periodic: bool = True, n_phases: int | None = None, name: 
     statistics = two_point(probabilities.astype(np.float64), periodic=periodic, pairs="all")
     statistics = statistics.mean(0)
     height, width = shown.shape[-2:]
-    volume_fractions = np.array([statistics[h * n + h][height // 2 if periodic else height - 1,
-                                                       width // 2 if periodic else width - 1] for h in range(n)])
-    return TargetStatistics(statistics, n, bool(periodic), (height, width), None, volume_fractions, np.array(shown), name)
+    volume_fractions = np.array(
+        [
+            statistics[h * n + h][height // 2 if periodic else height - 1, width // 2 if periodic else width - 1]
+            for h in range(n)
+        ]
+    )
+    return TargetStatistics(
+        statistics, n, bool(periodic), (height, width), None, volume_fractions, np.array(shown), name
+    )
 
 
-def from_map(statistics, pairs="all", periodic: bool = True, offsets_y=None, offsets_x=None, size=None,
-             volume_fraction=None, name: str = "target", source: str = "statistics") -> TargetStatistics:
+def from_map(
+    statistics,
+    pairs="all",
+    periodic: bool = True,
+    offsets_y=None,
+    offsets_x=None,
+    size=None,
+    volume_fraction=None,
+    name: str = "target",
+    source: str = "statistics",
+) -> TargetStatistics:
     """Target statistics from a map (K, H', W') (or (1, K, H', W')) of the given phase ``pairs``,
     centred as ``two_point`` returns them. Checked: shape, finite values in [0, 1], offsets, pairs
     summing to 1 at every offset, periodic rows summing to the volume fractions, autocorrelations
@@ -204,7 +221,9 @@ def from_map(statistics, pairs="all", periodic: bool = True, offsets_y=None, off
         raise InputError(f"{where}statistics contain NaN or infinite values")
     lo, hi = values.min(), values.max()
     if lo < -TOLERANCE or hi > 1 + TOLERANCE:
-        raise InputError(f"{where}statistics are probabilities and must lie in [0, 1], got values from {lo:.4g} to {hi:.4g}")
+        raise InputError(
+            f"{where}statistics are probabilities and must lie in [0, 1], got values from {lo:.4g} to {hi:.4g}"
+        )
     pair_list, n_phases = _pairs_of(pairs, n_pairs, where)
 
     shape, crop = _image_shape(map_h, map_w, periodic, size, where)
@@ -217,7 +236,8 @@ def from_map(statistics, pairs="all", periodic: bool = True, offsets_y=None, off
             raise InputError(f"{where}{axis} has {len(given)} offsets but the map has {len(expected)} along that axis")
         if not np.array_equal(given, expected):
             raise InputError(
-                f"{where}{axis} runs {given[0]}..{given[-1]}, not the centred {'periodic' if periodic else 'non-periodic'} "
+                f"{where}{axis} runs {given[0]}..{given[-1]}, not the centred "
+                f"{'periodic' if periodic else 'non-periodic'} "
                 f"offsets {expected[0]}..{expected[-1]} of a {shape[0]} x {shape[1]} image"
             )
     cy, cx = int(np.flatnonzero(ry == 0)[0]), int(np.flatnonzero(rx == 0)[0])
@@ -249,10 +269,16 @@ def from_mapping(mapping, periodic=None, size=None, index=0, source="statistics"
     if name is None and "names" in keys:
         names = np.asarray(mapping["names"]).ravel()
         name = str(names[index]) if index < len(names) else None
-    return from_map(values, pairs=pairs, periodic=periodic,
-                    offsets_y=mapping["offsets_y"] if "offsets_y" in keys else None,
-                    offsets_x=mapping["offsets_x"] if "offsets_x" in keys else None,
-                    size=size, name=name or "target", source=source)
+    return from_map(
+        values,
+        pairs=pairs,
+        periodic=periodic,
+        offsets_y=mapping["offsets_y"] if "offsets_y" in keys else None,
+        offsets_x=mapping["offsets_x"] if "offsets_x" in keys else None,
+        size=size,
+        name=name or "target",
+        source=source,
+    )
 
 
 def load_target(path, periodic=None, size=None, index=0) -> TargetStatistics:
@@ -302,16 +328,24 @@ def _pairs_of(pairs, n_pairs, where):
             return resolve_pairs("all", n), n
         if pairs == "auto":
             if n_pairs < 2:
-                raise InputError(f"{where}pairs 'auto' means one autocorrelation per phase (at least 2), got {n_pairs} map")
+                raise InputError(
+                    f"{where}pairs 'auto' means one autocorrelation per phase (at least 2), got {n_pairs} map"
+                )
             return resolve_pairs("auto", n_pairs), n_pairs
     try:
-        pair_list = [(int(h), int(k)) for h, k in np.asarray(pairs).reshape(-1, 2).tolist()] if not isinstance(pairs, str) else None
+        pair_list = (
+            [(int(h), int(k)) for h, k in np.asarray(pairs).reshape(-1, 2).tolist()]
+            if not isinstance(pairs, str)
+            else None
+        )
     except (TypeError, ValueError):
         pair_list = None
     if not pair_list:
         raise InputError(f"{where}pairs must be 'all', 'auto' or a list of (h, h') pairs, got {pairs!r}")
     if len(pair_list) != n_pairs:
-        raise InputError(f"{where}{len(pair_list)} pairs are named but the map has {n_pairs} (shape (K, H', W') with K pairs)")
+        raise InputError(
+            f"{where}{len(pair_list)} pairs are named but the map has {n_pairs} (shape (K, H', W') with K pairs)"
+        )
     if len(set(pair_list)) != len(pair_list):
         raise InputError(f"{where}a phase pair is named twice in {pair_list}")
     if min(min(p) for p in pair_list) < 0:
@@ -339,7 +373,10 @@ def _image_shape(map_h, map_w, periodic, size, where):
         raise InputError(f"{where}size must be a positive integer or (H, W), got {size!r}")
     full = shape if periodic else (2 * shape[0] - 1, 2 * shape[1] - 1)
     if map_h > full[0] or map_w > full[1]:
-        raise InputError(f"{where}a {map_h} x {map_w} map has more offsets than the {full[0]} x {full[1]} map of {shape[0]} x {shape[1]} images")
+        raise InputError(
+            f"{where}a {map_h} x {map_w} map has more offsets than the {full[0]} x {full[1]} map of "
+            f"{shape[0]} x {shape[1]} images"
+        )
     crop = None if (map_h, map_w) == full else (map_h, map_w)
     return shape, crop
 
@@ -414,7 +451,9 @@ def _volume_fraction_argument(volume_fraction, n_phases):
     if n_phases == 2 and vf.size == 1:
         vf = np.array([1 - vf[0], vf[0]])
     if vf.size != n_phases:
-        raise InputError(f"volume_fraction must give {n_phases} fractions (or, for 2 phases, that of phase 1), got {vf.tolist()}")
+        raise InputError(
+            f"volume_fraction must give {n_phases} fractions (or, for 2 phases, that of phase 1), got {vf.tolist()}"
+        )
     if (vf < 0).any() or (vf > 1).any() or abs(vf.sum() - 1) > 1e-6:
         raise InputError(f"volume fractions must lie in [0, 1] and sum to 1, got {vf.tolist()}")
     return vf

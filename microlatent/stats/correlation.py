@@ -84,11 +84,18 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     chunk = max(1, _CHUNK_BYTES // per_image)
     starts = range(0, images.shape[0], chunk)
     if images.requires_grad and torch.is_grad_enabled():
-        out = torch.cat([
-            torch.stack([_gather(raw, range_y, range_x) * inverse_count  # (never whole_numbers: no gradient)
-                         for raw in _correlations(images[i : i + chunk], pair_list, two_phase, periodic, padded, ones)], dim=1)
-            for i in starts
-        ]).to(out_dtype)
+        out = torch.cat(
+            [
+                torch.stack(
+                    [
+                        _gather(raw, range_y, range_x) * inverse_count  # (never whole_numbers: no gradient)
+                        for raw in _correlations(images[i : i + chunk], pair_list, two_phase, periodic, padded, ones)
+                    ],
+                    dim=1,
+                )
+                for i in starts
+            ]
+        ).to(out_dtype)
     else:  # gather, normalise and cast each map into one preallocated output in a single pass
         _check_fits_in_memory((images.shape[0], len(pair_list), *crop_hw), out_dtype, images.device)
         out = torch.empty((images.shape[0], len(pair_list), *crop_hw), dtype=out_dtype, device=images.device)
@@ -146,7 +153,9 @@ def volume_fraction(x):
     elif tensor.ndim == 4:
         result = tensor.flatten(2).mean(2)
     else:
-        raise InputError(f"expected an image (H, W), a batch (N, H, W) or (N, C, H, W), got shape {tuple(tensor.shape)}")
+        raise InputError(
+            f"expected an image (H, W), a batch (N, H, W) or (N, C, H, W), got shape {tuple(tensor.shape)}"
+        )
     return result.detach().cpu().numpy() if to_numpy else result
 
 
@@ -161,13 +170,18 @@ def _correlations(images, pairs, two_phase, periodic, padded, ones):
         if periodic:
             same = torch.fft.irfftn(x.conj() * x, s=padded, dim=(-2, -1))
             total = images.sum(dim=(-2, -1))[:, None, None]
-            derived = {(1, 1): lambda: same, (0, 1): lambda: total - same, (1, 0): lambda: total - same,
-                       (0, 0): lambda: (images[0].numel() - 2 * total) + same}
+            derived = {
+                (1, 1): lambda: same,
+                (0, 1): lambda: total - same,
+                (1, 0): lambda: total - same,
+                (0, 0): lambda: (images[0].numel() - 2 * total) + same,
+            }
             yield from (derived[pair]() for pair in pairs)
             return
         spectra = {1: x, 0: ones - x if ones is not None else None}
     else:
-        spectra = {h: torch.fft.rfftn(images[:, h], s=padded, dim=(-2, -1)) for h in sorted({h for p in pairs for h in p})}
+        used = sorted({h for pair in pairs for h in pair})
+        spectra = {h: torch.fft.rfftn(images[:, h], s=padded, dim=(-2, -1)) for h in used}
     for h, k in pairs:
         yield torch.fft.irfftn(spectra[h].conj() * spectra[k], s=padded, dim=(-2, -1))
 
@@ -202,8 +216,10 @@ def _gather(raw, range_y, range_x, scale=None, out=None):
     size_y, size_x = raw.shape[-2:]
     if out is None:
         out = raw.new_empty((*raw.shape[:-2], y1 - y0 + 1, x1 - x0 + 1))
-    for rows_out, rows_in in ((slice(None, -y0), slice(size_y + y0, None)), (slice(-y0, None), slice(None, y1 + 1))):
-        for cols_out, cols_in in ((slice(None, -x0), slice(size_x + x0, None)), (slice(-x0, None), slice(None, x1 + 1))):
+    row_blocks = ((slice(None, -y0), slice(size_y + y0, None)), (slice(-y0, None), slice(None, y1 + 1)))
+    col_blocks = ((slice(None, -x0), slice(size_x + x0, None)), (slice(-x0, None), slice(None, x1 + 1)))
+    for rows_out, rows_in in row_blocks:
+        for cols_out, cols_in in col_blocks:
             block = raw[..., rows_in, cols_in]
             if scale is None:
                 out[..., rows_out, cols_out] = block
@@ -232,8 +248,11 @@ def _nonperiodic_precision(images, crop_hw):
     fewest = (height - np.abs(ry).max()) * (width - np.abs(rx).max())
     if fewest >= _FLOAT32_MIN_PAIR_SHARE * height * width:
         return images, False
-    if (height * width <= _WHOLE_NUMBER_MAX_PIXELS and not (images.requires_grad and torch.is_grad_enabled())
-            and bool(((images == 0) | (images == 1)).all())):
+    if (
+        height * width <= _WHOLE_NUMBER_MAX_PIXELS
+        and not (images.requires_grad and torch.is_grad_enabled())
+        and bool(((images == 0) | (images == 1)).all())
+    ):
         return images, True
     return images.double(), False
 
@@ -299,8 +318,10 @@ def _check_fits_in_memory(shape, dtype, device):
     need = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     available = _available_memory()
     if available is not None and need > available:
-        raise InputError(f"the statistics {tuple(shape)} would take {_size(need)} and {_size(available)} is available: "
-                         "pass fewer images at a time, fewer pairs, or a crop")
+        raise InputError(
+            f"the statistics {tuple(shape)} would take {_size(need)} and {_size(available)} is available: "
+            "pass fewer images at a time, fewer pairs, or a crop"
+        )
 
 
 def _size(n):
@@ -321,8 +342,9 @@ def _check_probabilities(images):
     if images.ndim == 4:  # (N, C, H, W): the C phases' probabilities must sum to 1 at every pixel
         error = (images.detach().sum(dim=1) - 1).abs().max().item()
         if error > PROBABILITY_SUM_TOL:
-            raise InputError(f"the {images.shape[1]} phase probabilities must sum to 1 at every pixel "
-                             f"(off by up to {error:.3g})")
+            raise InputError(
+                f"the {images.shape[1]} phase probabilities must sum to 1 at every pixel (off by up to {error:.3g})"
+            )
 
 
 def _resolve_crop(crop, height, width, periodic):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from microlatent.stats.correlation import two_point
 
 
@@ -41,5 +40,3 @@ class TwoPointStatistics:
                 raise ValueError(f"unknown parameter {key!r} for TwoPointStatistics")
             setattr(self, key, value)
         return self
-
-

@@ -50,6 +50,13 @@ class StatisticsPCA:
     singular_values_ : (n_components,); statistics_shape_ : (K, H', W'); image_shape_ : (H, W).
     """
 
+    # Set by fit (setattr over _ARRAYS), declared for type checkers
+    components_: np.ndarray
+    mean_: np.ndarray
+    explained_variance_: np.ndarray
+    explained_variance_ratio_: np.ndarray
+    singular_values_: np.ndarray
+
     def __init__(self, n_components=10, pairs=((1, 1),), periodic=True, crop=None, svd_solver="auto"):
         self.n_components = n_components
         self.pairs = pairs
@@ -83,7 +90,9 @@ class StatisticsPCA:
         """(N, n_components) codes of images X."""
         self._check_fitted()
         if tuple(np.shape(X)[-2:]) != self.image_shape_:
-            raise InputError(f"images of shape {tuple(np.shape(X)[-2:])}: this PCA was fitted on {self.image_shape_} images")
+            raise InputError(
+                f"images of shape {tuple(np.shape(X)[-2:])}: this PCA was fitted on {self.image_shape_} images"
+            )
         stats = self.statistics(X)
         return (stats.reshape(len(stats), -1) - self.mean_) @ self.components_.T
 
@@ -126,10 +135,16 @@ class StatisticsPCA:
         path = Path(path)
         if path.suffix != ".npz":
             raise InputError(f"a StatisticsPCA is saved to an .npz file, got {path}")
-        settings = {"format": FORMAT, "version": VERSION, "n_components": int(self.n_components),
-                    "pairs": [list(p) for p in self._pairs()], "periodic": bool(self.periodic),
-                    "crop": None if self.crop is None else np.atleast_1d(self.crop).tolist(),
-                    "statistics_shape": list(self.statistics_shape_), "image_shape": list(self.image_shape_)}
+        settings = {
+            "format": FORMAT,
+            "version": VERSION,
+            "n_components": int(self.n_components),
+            "pairs": [list(p) for p in self._pairs()],
+            "periodic": bool(self.periodic),
+            "crop": None if self.crop is None else np.atleast_1d(self.crop).tolist(),
+            "statistics_shape": list(self.statistics_shape_),
+            "image_shape": list(self.image_shape_),
+        }
         partial = path.with_name(f".{path.name}.partial.npz")
         np.savez(partial, settings=np.array(json.dumps(settings)), **{n: getattr(self, n) for n in _ARRAYS})
         os.replace(partial, path)
@@ -147,8 +162,12 @@ class StatisticsPCA:
         if settings.get("format") != FORMAT or settings.get("version") != VERSION:
             raise DataError(f"{path}: not a microlatent StatisticsPCA (version {VERSION})")
         crop = settings["crop"]
-        pca = cls(settings["n_components"], [tuple(p) for p in settings["pairs"]], settings["periodic"],
-                  None if crop is None else tuple(crop) if len(crop) > 1 else crop[0])
+        pca = cls(
+            settings["n_components"],
+            [tuple(p) for p in settings["pairs"]],
+            settings["periodic"],
+            None if crop is None else tuple(crop) if len(crop) > 1 else crop[0],
+        )
         for name, value in arrays.items():
             setattr(pca, name, value)
         pca.statistics_shape_ = tuple(settings["statistics_shape"])

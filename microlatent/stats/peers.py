@@ -45,7 +45,10 @@ def import_pymks():
             raise FileNotFoundError(f"{package}/{resource_name}")
 
         shim.DistributionNotFound, shim.get_distribution, shim.resource_string = (
-            DistributionNotFound, get_distribution, resource_string)
+            DistributionNotFound,
+            get_distribution,
+            resource_string,
+        )
         sys.modules["pkg_resources"] = shim
         note = " (pkg_resources absent, setuptools>=82: imported with a stand-in)"
     try:

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import copy
 import math
-import tomllib
 from importlib import resources
 from pathlib import Path
 
+import tomllib
 import yaml
 
 from microlatent.errors import DataError, InputError
@@ -76,7 +76,11 @@ DEFAULTS = {
 _FREE_FORM = {"model", "loss", "data.generate", "sweep"}
 
 SWEEP_DEFAULTS = {"metric": "val_loss", "trials": 25, "epochs": 5, "startup_trials": 5, "warmup_epochs": 1}
-SWEEP_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"}, "categorical": {"choices"}}
+SWEEP_TYPES = {
+    "float": {"low", "high", "log", "step"},
+    "int": {"low", "high", "log", "step"},
+    "categorical": {"choices"},
+}
 
 
 def load_config(source, overrides=()) -> dict:
@@ -89,7 +93,9 @@ def load_config(source, overrides=()) -> dict:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: cannot read config: {err}") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
-        raise DataError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {' '.join(str(err).split())}") from None
+        raise DataError(
+            f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {' '.join(str(err).split())}"
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -122,18 +128,25 @@ def check_values(config, origin="config"):
     if not isinstance(name, str) or not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise InputError(f"{origin}: 'name' must be a plain name (it names the run folder runs/<name>), got {name!r}")
     for dotted, minimum, strict, integer, optional in (
-        ("optim.epochs", 1, False, True, False), ("optim.batch_size", 1, False, True, False),
-        ("optim.lr", 0, True, False, False), ("optim.weight_decay", 0, False, False, False),
-        ("optim.grad_clip", 0, True, False, True), ("data.num_workers", 0, False, True, False),
-        ("data.size", 1, False, True, True), ("schedule.period_epochs", 1, False, True, False),
-        ("schedule.min_lr", 0, False, False, False), ("train.log_every", 1, False, True, False),
-        ("train.max_steps_per_epoch", 1, False, True, True), ("train.checkpoint_every_s", 0, True, False, False),
+        ("optim.epochs", 1, False, True, False),
+        ("optim.batch_size", 1, False, True, False),
+        ("optim.lr", 0, True, False, False),
+        ("optim.weight_decay", 0, False, False, False),
+        ("optim.grad_clip", 0, True, False, True),
+        ("data.num_workers", 0, False, True, False),
+        ("data.size", 1, False, True, True),
+        ("schedule.period_epochs", 1, False, True, False),
+        ("schedule.min_lr", 0, False, False, False),
+        ("train.log_every", 1, False, True, False),
+        ("train.max_steps_per_epoch", 1, False, True, True),
+        ("train.checkpoint_every_s", 0, True, False, False),
     ):
         _number(config, dotted, origin, minimum, strict, integer, optional)
     for term, spec in (config.get("loss") or {}).items():
         weight = spec.get("weight", 1.0) if isinstance(spec, dict) else spec
-        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight)
-                and weight >= 0):
+        if not (
+            isinstance(weight, (int, float)) and not isinstance(weight, bool) and math.isfinite(weight) and weight >= 0
+        ):
             raise InputError(f"{origin}: loss weight '{term}' must be a number >= 0, got {weight!r}")
 
 
@@ -237,11 +250,15 @@ def check_sweep(config, origin="config") -> dict | None:
             raise InputError(f"{where}.{key} must be an integer >= {minimum}, got {value!r}")
     terms = ["loss", *(config.get("loss") or {})]
     if sweep["metric"] not in [f"val_{term}" for term in terms]:
-        raise InputError(f"{where}.metric must be one of {', '.join(f'val_{t}' for t in terms)}, got {sweep['metric']!r}")
+        raise InputError(
+            f"{where}.metric must be one of {', '.join(f'val_{t}' for t in terms)}, got {sweep['metric']!r}"
+        )
     params = sweep.get("params")
     if not isinstance(params, dict) or not params:
-        raise InputError(f"{where}.params must be a non-empty mapping of config key to distribution, "
-                         "e.g. {optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}")
+        raise InputError(
+            f"{where}.params must be a non-empty mapping of config key to distribution, "
+            "e.g. {optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}"
+        )
     for key, spec in params.items():
         _check_sweep_param(config, str(key), spec, f"{where}.params.{key}")
     return sweep
@@ -253,19 +270,28 @@ def _check_sweep_param(config, key, spec, where):
     kind = spec["type"]
     unknown = sorted(set(spec) - SWEEP_TYPES[kind] - {"type"})
     if unknown:
-        raise InputError(f"{where}: unknown option '{unknown[0]}' for type {kind} (options: {', '.join(sorted(SWEEP_TYPES[kind]))})")
+        raise InputError(
+            f"{where}: unknown option '{unknown[0]}' for type {kind} (options: {', '.join(sorted(SWEEP_TYPES[kind]))})"
+        )
     number = float if kind == "float" else int
     if kind == "categorical":
         choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices or not all(
-                c is None or isinstance(c, (bool, int, float, str)) for c in choices):
-            raise InputError(f"{where}.choices must be a non-empty list of numbers, strings, booleans or nulls, got {choices!r}")
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not all(c is None or isinstance(c, (bool, int, float, str)) for c in choices)
+        ):
+            raise InputError(
+                f"{where}.choices must be a non-empty list of numbers, strings, booleans or nulls, got {choices!r}"
+            )
         values = choices
     else:
         low, high = spec.get("low"), spec.get("high")
         for name, value in (("low", low), ("high", high), ("step", spec.get("step", 1))):
             if isinstance(value, bool) or not isinstance(value, (int, float) if kind == "float" else int):
-                raise InputError(f"{where}.{name} must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}")
+                raise InputError(
+                    f"{where}.{name} must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}"
+                )
         if not low <= high:
             raise InputError(f"{where}: low ({low}) must not exceed high ({high})")
         if spec.get("log", False) not in (True, False):
@@ -278,8 +304,10 @@ def _check_sweep_param(config, key, spec, where):
     # the key must name a config value, and every value the sweep may draw must be valid there
     parts = key.split(".")
     if parts[0] in ("sweep", "name") or parts[0] not in DEFAULTS:
-        raise InputError(f"{where}: '{key}' is not a config key a sweep can vary "
-                         f"(sections: {', '.join(k for k in DEFAULTS if k not in ('name', 'sweep'))})")
+        raise InputError(
+            f"{where}: '{key}' is not a config key a sweep can vary "
+            f"(sections: {', '.join(k for k in DEFAULTS if k not in ('name', 'sweep'))})"
+        )
     default, node, dotted = DEFAULTS, config, ""
     for i, part in enumerate(parts):
         dotted = f"{dotted}.{part}" if dotted else part
@@ -287,10 +315,12 @@ def _check_sweep_param(config, key, spec, where):
             if i == len(parts) - 1:
                 raise InputError(f"{where}: '{key}' is a section; name a key in it (e.g. '{key}.<name>')")
             node = node.get(part) if isinstance(node, dict) else None
-            for deeper in parts[i + 1:]:
+            for deeper in parts[i + 1 :]:
                 if node is not None and not isinstance(node, dict):
-                    raise InputError(f"{where}: '{dotted}' is {node!r} in this config, not a mapping "
-                                     f"(sweep '{dotted}' itself, or write it as a mapping)")
+                    raise InputError(
+                        f"{where}: '{dotted}' is {node!r} in this config, not a mapping "
+                        f"(sweep '{dotted}' itself, or write it as a mapping)"
+                    )
                 dotted = f"{dotted}.{deeper}"
                 node = node.get(deeper) if isinstance(node, dict) else None
             return

@@ -74,6 +74,8 @@ def collapse_warning(diagnostics: dict) -> str | None:
     active, units, spread = diagnostics["active_units"], diagnostics["latent_units"], diagnostics["output_std"]
     if (units > 1 and active <= 1) or spread < 0.02:
         kl = ", ".join(f"{v:.2g}" for v in diagnostics["kl_per_unit"][:12])
-        return (f"posterior collapse suspected: {active} of {units} latent units active, reconstructions vary by "
-                f"{spread:.3f} across inputs (KL per unit: {kl}); the decoder is ignoring z")
+        return (
+            f"posterior collapse suspected: {active} of {units} latent units active, reconstructions vary by "
+            f"{spread:.3f} across inputs (KL per unit: {kl}); the decoder is ignoring z"
+        )
     return None

@@ -140,7 +140,9 @@ def setup(device: torch.device) -> tuple[Distributed, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
         atexit.register(_destroy)
     if dist.get_world_size() != int(os.environ["WORLD_SIZE"]):
-        raise InputError(f"the process group has {dist.get_world_size()} ranks but WORLD_SIZE is {os.environ['WORLD_SIZE']}")
+        raise InputError(
+            f"the process group has {dist.get_world_size()} ranks but WORLD_SIZE is {os.environ['WORLD_SIZE']}"
+        )
     return Distributed(dist.get_rank(), dist.get_world_size(), device), device
 
 

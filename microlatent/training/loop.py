@@ -64,8 +64,14 @@ class NonFiniteLoss(DataError):
     """The training loss became NaN or infinite (the checkpoint before that step is kept)."""
 
 
-def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | None = None, progress: bool = True,
-          on_epoch_end=None):
+def train(
+    config: dict,
+    out_dir,
+    resume: bool = False,
+    stop_after_steps: int | None = None,
+    progress: bool = True,
+    on_epoch_end=None,
+):
     """Train the model that ``config`` describes; write the run folder ``out_dir``. Returns its path.
 
     stop_after_steps: behave as if interrupted after that many optimiser steps of this call (tests).
@@ -100,8 +106,10 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
     torch.manual_seed(seed)
     train_set, val_set = _datasets(config["data"], ddp)
     if len(train_set) == 0:
-        raise DataError(f"{config['data']['path']}: no training images (a MICRO2D-layout file holds a group C "
-                        "with an image dataset C/C per class)")
+        raise DataError(
+            f"{config['data']['path']}: no training images (a MICRO2D-layout file holds a group C "
+            "with an image dataset C/C per class)"
+        )
     optim_cfg, sched_cfg = config["optim"], config["schedule"]
     batches_per_epoch = math.ceil(len(train_set) / optim_cfg["batch_size"])
     if config["train"]["max_steps_per_epoch"]:
@@ -133,25 +141,45 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
 
     def save(next_epoch, next_batch):
         if ddp.is_main:
-            save_model(model, checkpoint_path, extra={
-                "config": config, "epoch": next_epoch, "batch_index": next_batch, "step": step, "totals": totals,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
-            })
+            save_model(
+                model,
+                checkpoint_path,
+                extra={
+                    "config": config,
+                    "epoch": next_epoch,
+                    "batch_index": next_batch,
+                    "step": step,
+                    "totals": totals,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(device),
+                },
+            )
         ddp.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
 
     steps_this_call = 0
     last_save = time.monotonic()
     units = model.latent_shape(tuple(train_set[0]["image"].shape[-2:]))[0] if len(train_set) else 0
-    with _interrupt_flag() as interrupted, \
-            _Logs(out_dir, loss_fn.names, append=resume, enabled=ddp.is_main, latent_units=units,
-                  up_to=(step, epoch)) as log:
+    with (
+        _interrupt_flag() as interrupted,
+        _Logs(
+            out_dir, loss_fn.names, append=resume, enabled=ddp.is_main, latent_units=units, up_to=(step, epoch)
+        ) as log,
+    ):
         while epoch < optim_cfg["epochs"]:
             model.train()
             order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             batches = order.split(optim_cfg["batch_size"])[:batches_per_epoch]
             sampler.batches = [ddp.shard(batch) for batch in batches[batch_index:]]  # what the loader loads
-            bar = tqdm(loader, initial=batch_index, total=len(batches), desc=f"epoch {epoch + 1}/{optim_cfg['epochs']}",
-                       disable=not progress or not ddp.is_main, leave=False, unit="batch")
+            bar = tqdm(
+                loader,
+                initial=batch_index,
+                total=len(batches),
+                desc=f"epoch {epoch + 1}/{optim_cfg['epochs']}",
+                disable=not progress or not ddp.is_main,
+                leave=False,
+                unit="batch",
+            )
             started = time.perf_counter()
             for batch_index, images in enumerate(bar, start=batch_index):
                 images = images.to(device, non_blocking=True)
@@ -166,7 +194,9 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                 parts, stop = ddp.mean_over_ranks({"loss": loss.detach(), **parts}, batch_size, interrupted())
                 if not torch.isfinite(parts["loss"]):
                     save(epoch, batch_index)
-                    raise NonFiniteLoss(f"{checkpoint_path}: loss became {parts['loss'].item()} at step {step}; checkpoint kept")
+                    raise NonFiniteLoss(
+                        f"{checkpoint_path}: loss became {parts['loss'].item()} at step {step}; checkpoint kept"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 (loss * ddp.loss_weight(batch_size)).backward()  # DDP averages gradients: weight by shard size
                 if optim_cfg["grad_clip"]:
@@ -184,15 +214,26 @@ def train(config: dict, out_dir, resume: bool = False, stop_after_steps: int | N
                     log.step(step, epoch, parts, scheduler.get_last_lr()[0], rate)
                 if stop or steps_this_call == stop_after_steps:
                     save(epoch, batch_index + 1)
-                    raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume ({out_dir})")
+                    raise Interrupted(
+                        f"interrupted at epoch {epoch + 1}, step {step}; resume with --resume ({out_dir})"
+                    )
                 # one process only: under torchrun the ranks' clocks would disagree on when to save (and deadlock)
                 if ddp.world_size == 1 and time.monotonic() - last_save > config["train"]["checkpoint_every_s"]:
                     save(epoch, batch_index + 1)  # a kill inside a long epoch then loses minutes, not the epoch
                     last_save = time.monotonic()
             train_means = {k: v / max(1, len(batches)) for k, v in totals.items()}
             latents = LatentStatistics()
-            val_means = evaluate_loss(model, val_set, loss_fn, optim_cfg["batch_size"], device, autocast,
-                                      num_workers=config["data"]["num_workers"], ddp=ddp, latents=latents)
+            val_means = evaluate_loss(
+                model,
+                val_set,
+                loss_fn,
+                optim_cfg["batch_size"],
+                device,
+                autocast,
+                num_workers=config["data"]["num_workers"],
+                ddp=ddp,
+                latents=latents,
+            )
             diagnostics = latents.result()
             log.epoch(epoch, train_means, val_means, diagnostics)
             warning = collapse_warning(diagnostics)
@@ -232,9 +273,13 @@ def _write_metadata(path, model, loss_fn, device, config, world_size=1, output_s
         output_start = json.loads(path.read_text()).get("output_start", output_start)
 
     metadata = {
-        "name": config["name"], "microlatent": __version__, "torch": torch.__version__, "device": str(device),
+        "name": config["name"],
+        "microlatent": __version__,
+        "torch": torch.__version__,
+        "device": str(device),
         "processes": world_size,
-        "model": model.config, "parameters": sum(p.numel() for p in model.parameters()),
+        "model": model.config,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "model_weights": {k: getattr(model, k) for k in ("weights_source", "pretrained") if hasattr(model, k)},
         "loss_weights": loss_fn.provenance,
@@ -245,8 +290,9 @@ def _write_metadata(path, model, loss_fn, device, config, world_size=1, output_s
 
 
 @torch.no_grad()
-def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcontext, num_workers=0, ddp=None,
-                  latents=None):
+def evaluate_loss(
+    model, dataset, loss_fn, batch_size, device, autocast=nullcontext, num_workers=0, ddp=None, latents=None
+):
     """Mean loss terms of ``model`` (eval mode: z = mu) over ``dataset``; {} for an empty set.
 
     latents: a ``LatentStatistics`` that receives every batch's mu, logvar and reconstruction (under
@@ -260,7 +306,7 @@ def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcont
     loader, sampler = _loader(dataset, num_workers, device, persistent=False)
     sampler.batches = list(torch.arange(len(dataset)).split(batch_size))
     if ddp is not None:
-        sampler.batches = sampler.batches[ddp.rank::ddp.world_size]
+        sampler.batches = sampler.batches[ddp.rank :: ddp.world_size]
     totals = dict.fromkeys(["loss", *loss_fn.names], 0.0)
     count = 0
     for images in loader:
@@ -283,6 +329,7 @@ def evaluate_loss(model, dataset, loss_fn, batch_size, device, autocast=nullcont
 def _check_same_config(saved, asked, checkpoint_path):
     """InputError if a resume asks for another config than the run's (``train.device`` may differ):
     silently keeping the saved one would ignore, say, ``--set optim.epochs=4``."""
+
     def flat(tree, prefix=""):
         for key, value in tree.items():
             if isinstance(value, dict) and key not in ("loss", "generate"):
@@ -293,9 +340,11 @@ def _check_same_config(saved, asked, checkpoint_path):
     saved_items, asked_items = dict(flat(saved)), dict(flat(asked))
     for key in sorted(set(saved_items) | set(asked_items)):
         if key != "train.device" and saved_items.get(key) != asked_items.get(key):
-            raise InputError(f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
-                             f"{key} = {asked_items.get(key)!r} where the run has {saved_items.get(key)!r}; "
-                             "start a new run (another --out) to change it")
+            raise InputError(
+                f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
+                f"{key} = {asked_items.get(key)!r} where the run has {saved_items.get(key)!r}; "
+                "start a new run (another --out) to change it"
+            )
 
 
 def _initial_model(config, resume_from):
@@ -310,8 +359,10 @@ def _initial_model(config, resume_from):
             raise InputError(f"{init_from} holds a {model.config['name']} model but the config asks for {name}")
         for key, value in model_cfg.items():  # the architecture comes from the checkpoint: say so, never record another
             if key in model.config and model.config[key] != value:
-                raise InputError(f"{init_from} holds a model with {key} = {model.config[key]!r} but the config "
-                                 f"asks for model.{key} = {value!r}; a finetune keeps the checkpoint's architecture")
+                raise InputError(
+                    f"{init_from} holds a model with {key} = {model.config[key]!r} but the config "
+                    f"asks for model.{key} = {value!r}; a finetune keeps the checkpoint's architecture"
+                )
         return model
     return build_model(name, **model_cfg)
 
@@ -333,8 +384,12 @@ def _datasets(data_cfg, ddp=distributed.SINGLE):
         path.parent.mkdir(parents=True, exist_ok=True)
         ensure_dataset(path, spec.pop("kind"), spec.pop("n"), **spec)  # generates only what is missing
     ddp.barrier()  # under torchrun the other ranks wait while rank 0 generates the data
-    kwargs = dict(classes=data_cfg["classes"], seed=data_cfg["split_seed"],
-                  split_fractions=tuple(data_cfg["split_fractions"]), size=data_cfg["size"])
+    kwargs = dict(
+        classes=data_cfg["classes"],
+        seed=data_cfg["split_seed"],
+        split_fractions=tuple(data_cfg["split_fractions"]),
+        size=data_cfg["size"],
+    )
     sets = [MicrostructureDataset(path, split=split, **kwargs) for split in ("train", "val")]
     if cache == "memory":
         sets = [CachedImages.in_memory(dataset, data_cfg["num_workers"]) for dataset in sets]
@@ -346,7 +401,8 @@ def _datasets(data_cfg, ddp=distributed.SINGLE):
 class CachedImages(torch.utils.data.Dataset):
     """A resized copy of a MicrostructureDataset's images: items ``{"image": (1, H, W) float32}``.
 
-    Stored as uint8 (the images are 0/1, resized ones too: exact). ``in_memory`` holds an array (DataLoader workers share it through fork);
+    Stored as uint8 (the images are 0/1, resized ones too: exact).
+    ``in_memory`` holds an array (DataLoader workers share it through fork);
     ``on_disk`` writes ``<data file>.cache/<split>-<key>.npy`` once, keyed by the data file's size and
     mtime and by the split, and memory-maps it in each process, so workers, ranks and sweep trials
     share one copy through the page cache. Delete the .cache folder to reclaim the space.
@@ -365,7 +421,9 @@ class CachedImages(torch.utils.data.Dataset):
         source = Path(dataset.path)
         info = source.stat()
         indices = hashlib.sha1(np.ascontiguousarray(dataset._indices).tobytes()).hexdigest()
-        key = json.dumps(["binary-v2", str(source.resolve()), info.st_size, info.st_mtime_ns, dataset.classes, indices, dataset.size])
+        key = json.dumps(
+            ["binary-v2", str(source.resolve()), info.st_size, info.st_mtime_ns, dataset.classes, indices, dataset.size]
+        )
         path = source.with_suffix(".cache") / f"{dataset.split}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npy"
         try:
             path.parent.mkdir(exist_ok=True)
@@ -428,7 +486,7 @@ def _read_all(dataset, num_workers, out):
     sampler.batches = list(torch.arange(len(dataset)).split(64))
     done = 0
     for images in tqdm(loader, desc=f"caching {dataset.split} images", leave=False, unit="batch"):
-        out[done:done + len(images)] = (images * 255 if out.dtype == np.uint8 else images).numpy()
+        out[done : done + len(images)] = (images * 255 if out.dtype == np.uint8 else images).numpy()
         done += len(images)
     return out
 
@@ -452,8 +510,12 @@ def _loader(dataset, num_workers, device, persistent=True):
     RNG, which draws the VAE's noise, and resume would no longer be exact."""
     sampler = _Batches()
     loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=_stack_images,
-        pin_memory=device.type == "cuda", persistent_workers=persistent and num_workers > 0,
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=_stack_images,
+        pin_memory=device.type == "cuda",
+        persistent_workers=persistent and num_workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
     return loader, sampler
@@ -573,8 +635,11 @@ class _Logs:
         # Latent diagnostics of the validation set (microlatent.training.diagnostics): active units,
         # the reconstructions' pixel std across inputs and the KL of each latent unit.
         latent = ["val_active_units", "val_output_std", *[f"val_kl_unit{i}" for i in range(latent_units)]]
-        self.epochs = csv.DictWriter(self.epoch_file, ["epoch", *[f"train_{t}" for t in terms],
-                                                       *[f"val_{t}" for t in terms], *latent], extrasaction="ignore")
+        self.epochs = csv.DictWriter(
+            self.epoch_file,
+            ["epoch", *[f"train_{t}" for t in terms], *[f"val_{t}" for t in terms], *latent],
+            extrasaction="ignore",
+        )
         for file, writer in ((self.step_file, self.steps), (self.epoch_file, self.epochs)):
             if file.tell() == 0:  # a new log, or one killed before its header reached the disk
                 writer.writeheader()
@@ -600,8 +665,11 @@ class _Logs:
     def epoch(self, epoch, train_means, val_means, diagnostics=None):
         if not self.enabled:
             return
-        row = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_means.items()},
-               **{f"val_{k}": v for k, v in val_means.items()}}
+        row = {
+            "epoch": epoch + 1,
+            **{f"train_{k}": v for k, v in train_means.items()},
+            **{f"val_{k}": v for k, v in val_means.items()},
+        }
         if diagnostics:
             row.update(val_active_units=diagnostics["active_units"], val_output_std=round(diagnostics["output_std"], 6))
             row.update({f"val_kl_unit{i}": round(v, 6) for i, v in enumerate(diagnostics["kl_per_unit"])})

@@ -45,8 +45,16 @@ class SweepResult(NamedTuple):
     reports: dict  # file name -> its path, or why it was not written (e.g. importances need 2 complete trials)
 
 
-def sweep(config: dict, out_dir, trials: int | None = None, epochs: int | None = None, storage: str | None = None,
-          study_name: str | None = None, seed: int | None = None, progress: bool = False):
+def sweep(
+    config: dict,
+    out_dir,
+    trials: int | None = None,
+    epochs: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+):
     """Run (or join, or resume) the study of ``config``'s sweep section; write the sweep folder.
     Returns SweepResult(study, reports).
 
@@ -60,7 +68,9 @@ def sweep(config: dict, out_dir, trials: int | None = None, epochs: int | None =
     except ImportError:
         raise InputError("microlatent sweep needs Optuna: pip install optuna") from None
     if distributed.launched():
-        raise InputError("run sweep workers as separate processes (one per GPU: CUDA_VISIBLE_DEVICES=N), not under torchrun")
+        raise InputError(
+            "run sweep workers as separate processes (one per GPU: CUDA_VISIBLE_DEVICES=N), not under torchrun"
+        )
     spec = check_sweep(config)
     if spec is None:
         raise InputError(f"config {config['name']!r} has no sweep section (a search space: sweep.params)")
@@ -70,22 +80,36 @@ def sweep(config: dict, out_dir, trials: int | None = None, epochs: int | None =
     out_dir.mkdir(parents=True, exist_ok=True)
     study_name = study_name or config["name"]
     if len(_datasets(config["data"])[1]) == 0:  # the data is there (generated if asked for) before any trial
-        raise InputError(f"{config['data']['path']}: the validation split is empty, and a sweep minimises a validation loss")
+        raise InputError(
+            f"{config['data']['path']}: the validation split is empty, and a sweep minimises a validation loss"
+        )
 
     # constant_liar: parallel workers do not all propose the point next to the best running trial
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec["startup_trials"], constant_liar=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["warmup_epochs"] + 1)
-    study = optuna.create_study(storage=open_storage(storage or out_dir / "study.db"), study_name=study_name,
-                                direction="minimize", sampler=sampler, pruner=pruner, load_if_exists=True)
+    pruner = optuna.pruners.MedianPruner(
+        n_startup_trials=spec["startup_trials"], n_warmup_steps=spec["warmup_epochs"] + 1
+    )
+    study = optuna.create_study(
+        storage=open_storage(storage or out_dir / "study.db"),
+        study_name=study_name,
+        direction="minimize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     space = {"params": spec["params"], "metric": spec["metric"], "epochs": epochs}
     if "space" not in study.user_attrs:
         if list((out_dir / "trials").glob(f"{study_name}-*")) and not study.trials:
-            raise InputError(f"{out_dir / 'trials'} holds trial folders of another study named {study_name!r}: "
-                             "choose another --out or --study")
+            raise InputError(
+                f"{out_dir / 'trials'} holds trial folders of another study named {study_name!r}: "
+                "choose another --out or --study"
+            )
         study.set_user_attr("space", _plain(space))
     elif study.user_attrs["space"] != _plain(space):
-        raise InputError(f"study {study_name!r} was started with another search space, metric or --epochs "
-                         f"({study.user_attrs['space']}); use another --study (or --out) for this one")
+        raise InputError(
+            f"study {study_name!r} was started with another search space, metric or --epochs "
+            f"({study.user_attrs['space']}); use another --study (or --out) for this one"
+        )
 
     def objective(trial):
         values = {key: _suggest(trial, key, dist) for key, dist in spec["params"].items()}
@@ -120,8 +144,12 @@ def sweep(config: dict, out_dir, trials: int | None = None, epochs: int | None =
 
     remaining = trials - len(_finished(study))
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=(InputError, torch.cuda.OutOfMemoryError),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states(FINISHED)), after_trial])
+        study.optimize(
+            objective,
+            n_trials=remaining,
+            catch=(InputError, torch.cuda.OutOfMemoryError),
+            callbacks=[optuna.study.MaxTrialsCallback(trials, states=_states(FINISHED)), after_trial],
+        )
     return SweepResult(study, write_reports(study, config, out_dir))
 
 
@@ -137,8 +165,9 @@ def open_storage(storage):
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=60, grace_period=180)
         except Exception as err:  # an unknown scheme, a file that is not a database, a server that is down
             first = " ".join(str(err).split())[:200]
-            raise DataError(f"--storage {storage}: cannot open it as an Optuna database "
-                            f"({type(err).__name__}: {first})") from None
+            raise DataError(
+                f"--storage {storage}: cannot open it as an Optuna database ({type(err).__name__}: {first})"
+            ) from None
 
 
 def trial_config(config: dict, values: dict, epochs: int | None = None) -> dict:
@@ -179,10 +208,13 @@ def write_reports(study, config, out_dir, plots=True):
         written["best.yaml"] = "no complete trial yet"
     else:
         trial = min((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
-        header = (f"# Best of {len(_finished(study))} finished trials of study {study.study_name!r}: trial {trial.number}, "
-                  f"{study.user_attrs.get('space', {}).get('metric', 'value')} = {trial.value:.6g} after "
-                  f"{study.user_attrs.get('space', {}).get('epochs', '?')} epochs.\n"
-                  f"# Train it with: microlatent train {out_dir / 'best.yaml'}\n")
+        header = (
+            f"# Best of {len(_finished(study))} finished trials of study {study.study_name!r}: trial "
+            f"{trial.number}, "
+            f"{study.user_attrs.get('space', {}).get('metric', 'value')} = {trial.value:.6g} after "
+            f"{study.user_attrs.get('space', {}).get('epochs', '?')} epochs.\n"
+            f"# Train it with: microlatent train {out_dir / 'best.yaml'}\n"
+        )
         (out_dir / "best.yaml").write_text(header + yaml.safe_dump(best, sort_keys=False))
         written["best.yaml"] = out_dir / "best.yaml"
     if plots:
@@ -201,9 +233,11 @@ def write_plots(study, out_dir):
 
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     metric = study.user_attrs.get("space", {}).get("metric", "objective")
-    plots = {"history.png": (views.plot_optimization_history, 1),
-             "intermediate.png": (views.plot_intermediate_values, 1),
-             "importances.png": (views.plot_param_importances, 2)}
+    plots = {
+        "history.png": (views.plot_optimization_history, 1),
+        "intermediate.png": (views.plot_intermediate_values, 1),
+        "importances.png": (views.plot_param_importances, 2),
+    }
     result = {}
     for name, (plot, needed) in plots.items():
         if len(complete) < needed:
@@ -213,7 +247,8 @@ def write_plots(study, out_dir):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 axes = plot(study)
-        except (ValueError, RuntimeError, ZeroDivisionError) as err:  # e.g. importances of a parameter that never varied
+        except (ValueError, RuntimeError, ZeroDivisionError) as err:
+            # e.g. importances of a parameter that never varied
             result[name] = f"skipped: {err}"
             continue
         if name != "importances.png":
@@ -242,9 +277,17 @@ def _write_table(study, path):
         writer = csv.writer(f)
         writer.writerow(["number", "state", "value", "epochs_reported", *names, "run", "error"])
         for t in study.trials:
-            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, len(t.intermediate_values),
-                             *[t.params.get(name, "") for name in names], t.user_attrs.get("run", ""),
-                             t.user_attrs.get("error", "")])
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    len(t.intermediate_values),
+                    *[t.params.get(name, "") for name in names],
+                    t.user_attrs.get("run", ""),
+                    t.user_attrs.get("error", ""),
+                ]
+            )
     return path
 
 

@@ -102,14 +102,10 @@ def default_size(name: str) -> int:
 
 
 def _check_params(name: str, params: dict) -> None:
-    accepted = [
-        p.name for p in inspect.signature(GENERATORS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY
-    ]
+    accepted = [p.name for p in inspect.signature(GENERATORS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise InputError(
-            f"{name}: unknown parameter {unknown[0]!r} (accepted: {', '.join(accepted) or 'none'})"
-        )
+        raise InputError(f"{name}: unknown parameter {unknown[0]!r} (accepted: {', '.join(accepted) or 'none'})")
 
 
 def iter_batches(

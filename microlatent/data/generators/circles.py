@@ -100,8 +100,16 @@ def circles(
         flat = centres.reshape(-1, 2)
         discs = np.full(len(flat), radius, dtype=float)
         images[first : first + count] = raster_ellipses(
-            count, size, size, np.repeat(np.arange(count), n_discs), flat[:, 0], flat[:, 1],
-            discs, discs, np.zeros(len(flat)), periodic=periodic,
+            count,
+            size,
+            size,
+            np.repeat(np.arange(count), n_discs),
+            flat[:, 0],
+            flat[:, 1],
+            discs,
+            discs,
+            np.zeros(len(flat)),
+            periodic=periodic,
         )
     return images, labels
 

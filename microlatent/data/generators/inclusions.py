@@ -71,9 +71,7 @@ def _generate(name, n, size, seed, start, draw, phase_inside):
         images[first : first + count] = block
         fractions = block.mean(axis=(1, 2))
         for (index, p), fraction in zip(params, fractions):
-            labels.append(
-                format_label(**{"class": name}, seed=seed, index=index, volume_fraction=fraction, **p)
-            )
+            labels.append(format_label(**{"class": name}, seed=seed, index=index, volume_fraction=fraction, **p))
     return images, labels
 
 
@@ -149,8 +147,15 @@ def ang_ellipse(
         angle = uniform(rng, 0.0, 180.0)
         count = _boolean_count(target, math.pi * a * b * math.exp(2 * s * s), size)
         shapes = _ellipses(rng, size, count, a, b, s, np.full(count, math.radians(angle)))
-        params = dict(target_volume_fraction=target, n_ellipses=count, semi_major=a, semi_minor=b,
-                      aspect_ratio=ratio, size_spread=s, angle_deg=angle)
+        params = dict(
+            target_volume_fraction=target,
+            n_ellipses=count,
+            semi_major=a,
+            semi_minor=b,
+            aspect_ratio=ratio,
+            size_spread=s,
+            angle_deg=angle,
+        )
         return (params, *shapes)
 
     return _generate(name, n, size, seed, start, draw, phase_inside=1)
@@ -186,8 +191,14 @@ def random_ellipse(
         target, a, b, ratio, s = _draw_ellipse_shape(rng, vf, major, aspect, spread)
         count = _boolean_count(target, math.pi * a * b * math.exp(2 * s * s), size)
         shapes = _ellipses(rng, size, count, a, b, s, rng.uniform(0, math.pi, count))
-        params = dict(target_volume_fraction=target, n_ellipses=count, semi_major=a, semi_minor=b,
-                      aspect_ratio=ratio, size_spread=s)
+        params = dict(
+            target_volume_fraction=target,
+            n_ellipses=count,
+            semi_major=a,
+            semi_minor=b,
+            aspect_ratio=ratio,
+            size_spread=s,
+        )
         return (params, *shapes)
 
     return _generate(name, n, size, seed, start, draw, phase_inside=1)
@@ -287,8 +298,14 @@ def void_small_big(
         big_voids = _ellipses(rng, size, n_big, r_big, r_big, 0.0, np.zeros(n_big))
         small_voids = _ellipses(rng, size, n_small, r_small, r_small, 0.0, np.zeros(n_small))
         shapes = [np.concatenate(pair) for pair in zip(big_voids, small_voids)]
-        params = dict(target_void_fraction=target, big_share=share, n_small=n_small, n_big=n_big,
-                      small_radius=r_small, big_radius=r_big)
+        params = dict(
+            target_void_fraction=target,
+            big_share=share,
+            n_small=n_small,
+            n_big=n_big,
+            small_radius=r_small,
+            big_radius=r_big,
+        )
         return (params, *shapes)
 
     return _generate(name, n, size, seed, start, draw, phase_inside=0)

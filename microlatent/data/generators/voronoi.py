@@ -172,8 +172,7 @@ def tessellate(
     return np.take(phase.ravel(), flat)
 
 
-def _generate(name, n, size, seed, start, grain_size, volume_fraction, elongation, jitter,
-              boundary_width=None):
+def _generate(name, n, size, seed, start, grain_size, volume_fraction, elongation, jitter, boundary_width=None):
     n, size, seed, start = check_common(name, n, size, seed, start)
     grain = as_range(name, "grain_size", grain_size, low=1.0)
     vf = as_range(name, "volume_fraction", volume_fraction, 0.0, 1.0)
@@ -204,10 +203,18 @@ def _generate(name, n, size, seed, start, grain_size, volume_fraction, elongatio
         phases = np.zeros(n_grains, dtype=np.uint8)
         phases[rng.permutation(n_grains)[: int(round(target * n_grains))]] = 1
         image = images[k] = tessellate(size, (gy, gx), seeds, phases.reshape(gy, gx), band)
-        params = dict(volume_fraction=float(image.mean()), target_volume_fraction=target,
-                      n_grains=n_grains, n_phase1_grains=int(phases.sum()), grid_y=gy, grid_x=gx,
-                      grain_size=cell, elongation=ratio, elongation_axis="x" if along_x else "y",
-                      jitter=j)
+        params = dict(
+            volume_fraction=float(image.mean()),
+            target_volume_fraction=target,
+            n_grains=n_grains,
+            n_phase1_grains=int(phases.sum()),
+            grid_y=gy,
+            grid_x=gx,
+            grain_size=cell,
+            elongation=ratio,
+            elongation_axis="x" if along_x else "y",
+            jitter=j,
+        )
         if width is not None:
             params["boundary_width"] = band
         return format_label(**{"class": name}, seed=seed, index=index, **params)
@@ -216,9 +223,17 @@ def _generate(name, n, size, seed, start, grain_size, volume_fraction, elongatio
     return images, labels
 
 
-def voronoi_large(n: int, size: int = 256, seed: int = 0, start: int = 0, *,
-                  grain_size=(48.0, 96.0), volume_fraction=(0.1, 0.9), elongation=(1.0, 2.0),
-                  jitter=(0.5, 1.0)) -> tuple[np.ndarray, list[str]]:
+def voronoi_large(
+    n: int,
+    size: int = 256,
+    seed: int = 0,
+    start: int = 0,
+    *,
+    grain_size=(48.0, 96.0),
+    volume_fraction=(0.1, 0.9),
+    elongation=(1.0, 2.0),
+    jitter=(0.5, 1.0),
+) -> tuple[np.ndarray, list[str]]:
     """Few large grains (MICRO2D class ``VoronoiLarge``).
 
     Parameters
@@ -250,23 +265,47 @@ def voronoi_large(n: int, size: int = 256, seed: int = 0, start: int = 0, *,
     return _generate("VoronoiLarge", n, size, seed, start, grain_size, volume_fraction, elongation, jitter)
 
 
-def voronoi_medium(n: int, size: int = 256, seed: int = 0, start: int = 0, *,
-                   grain_size=(20.0, 40.0), volume_fraction=(0.1, 0.9), elongation=(1.0, 2.0),
-                   jitter=(0.5, 1.0)) -> tuple[np.ndarray, list[str]]:
+def voronoi_medium(
+    n: int,
+    size: int = 256,
+    seed: int = 0,
+    start: int = 0,
+    *,
+    grain_size=(20.0, 40.0),
+    volume_fraction=(0.1, 0.9),
+    elongation=(1.0, 2.0),
+    jitter=(0.5, 1.0),
+) -> tuple[np.ndarray, list[str]]:
     """Medium grains (MICRO2D class ``VoronoiMedium``); parameters as :func:`voronoi_large`."""
     return _generate("VoronoiMedium", n, size, seed, start, grain_size, volume_fraction, elongation, jitter)
 
 
-def voronoi_small(n: int, size: int = 256, seed: int = 0, start: int = 0, *,
-                  grain_size=(8.0, 16.0), volume_fraction=(0.1, 0.9), elongation=(1.0, 2.0),
-                  jitter=(0.5, 1.0)) -> tuple[np.ndarray, list[str]]:
+def voronoi_small(
+    n: int,
+    size: int = 256,
+    seed: int = 0,
+    start: int = 0,
+    *,
+    grain_size=(8.0, 16.0),
+    volume_fraction=(0.1, 0.9),
+    elongation=(1.0, 2.0),
+    jitter=(0.5, 1.0),
+) -> tuple[np.ndarray, list[str]]:
     """Many small grains (MICRO2D class ``VoronoiSmall``); parameters as :func:`voronoi_large`."""
     return _generate("VoronoiSmall", n, size, seed, start, grain_size, volume_fraction, elongation, jitter)
 
 
-def voronoi_medium_spaced(n: int, size: int = 256, seed: int = 0, start: int = 0, *,
-                          grain_size=(20.0, 40.0), volume_fraction=(0.1, 0.9),
-                          boundary_width=(1.0, 4.0), jitter=(0.5, 1.0)) -> tuple[np.ndarray, list[str]]:
+def voronoi_medium_spaced(
+    n: int,
+    size: int = 256,
+    seed: int = 0,
+    start: int = 0,
+    *,
+    grain_size=(20.0, 40.0),
+    volume_fraction=(0.1, 0.9),
+    boundary_width=(1.0, 4.0),
+    jitter=(0.5, 1.0),
+) -> tuple[np.ndarray, list[str]]:
     """Medium equiaxed grains separated by a phase-0 band (MICRO2D class ``VoronoiMediumSpaced``).
 
     Parameters
@@ -283,5 +322,15 @@ def voronoi_medium_spaced(n: int, size: int = 256, seed: int = 0, start: int = 0
     labels : list of str
         As :func:`voronoi_large` plus ``boundary_width``.
     """
-    return _generate("VoronoiMediumSpaced", n, size, seed, start, grain_size, volume_fraction,
-                     (1.0, 1.0), jitter, boundary_width=boundary_width)
+    return _generate(
+        "VoronoiMediumSpaced",
+        n,
+        size,
+        seed,
+        start,
+        grain_size,
+        volume_fraction,
+        (1.0, 1.0),
+        jitter,
+        boundary_width=boundary_width,
+    )
