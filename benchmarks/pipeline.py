@@ -31,12 +31,13 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: the cache
 
 import torch  # noqa: E402
 
+from microlatent.data.loading import make_loader, training_datasets  # noqa: E402
 from microlatent.data.make import ensure_dataset
 from microlatent.device import resolve_device  # noqa: E402
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model
 from microlatent.training import load_config, train
-from microlatent.training.loop import Interrupted, _datasets, _loader
+from microlatent.training.loop import Interrupted
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train import step_rate  # noqa: E402  (the in-memory step of benchmarks/train.py)
@@ -45,8 +46,8 @@ from train import step_rate  # noqa: E402  (the in-memory step of benchmarks/tra
 def loader_rate(config, batch):
     """Images/s of the training DataLoader alone over (at most 2048 images of) the training split, after
     one warm-up batch."""
-    train_set, _ = _datasets(config["data"])
-    loader, sampler = _loader(train_set, config["data"]["num_workers"], torch.device("cpu"), persistent=False)
+    train_set, _ = training_datasets(config["data"])
+    loader, sampler = make_loader(train_set, config["data"]["num_workers"], torch.device("cpu"), persistent=False)
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
     sampler.batches = list(order.split(batch))[: max(2, 2048 // batch)]
     count, start = 0, None

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from microlatent.data.loading import make_loader
 from microlatent.models import load_model
 from microlatent.training import train
-from microlatent.training.loop import Interrupted, _loader
+from microlatent.training.loop import Interrupted
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
@@ -59,7 +60,7 @@ def test_cuda_and_cpu_runs_reach_similar_losses(tiny_data, tmp_path):
 def test_the_loader_pins_batches_for_the_gpu(tiny_data):
     from microlatent.data import MicrostructureDataset
 
-    loader, sampler = _loader(MicrostructureDataset(tiny_data), 1, torch.device("cuda"), persistent=False)
+    loader, sampler = make_loader(MicrostructureDataset(tiny_data), 1, torch.device("cuda"), persistent=False)
     sampler.batches = [torch.arange(4)]
     (batch,) = list(loader)
     assert batch.is_pinned() and batch.shape == (4, 1, 32, 32)

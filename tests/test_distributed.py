@@ -13,12 +13,12 @@ import torch
 import yaml
 
 from microlatent.data import MicrostructureDataset
+from microlatent.data.loading import CachedImages
 from microlatent.errors import InputError
 from microlatent.models import load_model
 from microlatent.training import DEFAULTS, train
 from microlatent.training.config import merge
 from microlatent.training.distributed import shard_bounds
-from microlatent.training.loop import CachedImages
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 

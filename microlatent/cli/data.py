@@ -111,14 +111,9 @@ def generate_cmd(kind, n, size, seed, out, params, batch_size, compression):
 
 
 def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for k, row in enumerate(rows):
-        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from microlatent.text import text_table
+
+    return text_table(rows, rule=True)
 
 
 @data.command("info")

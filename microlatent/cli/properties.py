@@ -12,6 +12,8 @@ import os
 
 import click
 
+from microlatent.text import text_table
+
 _AXES = "Axes: x = image array axis 0 (rows), y = axis 1 (MICRO2D's convention)."
 
 
@@ -196,11 +198,7 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
         values = [float(np.mean(image))] + [mech[key] for key in ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")]
         values += [therm["kx"], therm["ky"]]
         rows.append([name] + [f"{v:.6g}" for v in values] + [f"{mech['iterations']}/{therm['iterations']}"])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        )
+    click.echo(text_table(rows))
     click.echo(f"plane {plane}; phase 0: E={e0:g} nu={nu0:g} k={k0:g}; phase 1: E={e1:g} nu={nu1:g} k={k1:g}. {_AXES}")
 
 
@@ -376,9 +374,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
         predictor.check_run(model)
     values = predictor.predict_images(np.stack(images), model, kind=regressor, features=features)
     rows = [["image"] + list(PROPERTY_NAMES)] + [[n] + [f"{v:.6g}" for v in row] for n, row in zip(names, values)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    click.echo(text_table(rows))
     if out:
         with open(out, "w", newline="") as f:
             csv.writer(f).writerows(rows)

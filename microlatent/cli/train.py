@@ -134,21 +134,16 @@ def decode(checkpoint, latents, out, threshold, device):
 @_DEVICE
 def reconstruct(checkpoints, source, out, classes, split, limit, device):
     """Reconstruct inputs through one or more models (CHECKPOINTS) and draw them with their statistics."""
+    from microlatent.cli.evaluate import checkpoint_labels
     from microlatent.evaluation import reconstruction_figure
     from microlatent.plotting import check_figure_path
 
     check_figure_path(out)
-    labels = {_label(path): path for path in checkpoints}
+    labels = checkpoint_labels(checkpoints)  # run folder names, made unique
     figure = reconstruction_figure(
         labels, source, out, classes=classes or None, split=split, limit=limit, device=device
     )
     click.echo(f"wrote {figure}")
-
-
-def _label(checkpoint):
-    """A model's name in figures: its run folder's name."""
-    path = Path(checkpoint)
-    return path.parent.name if path.name in ("model.pt", "checkpoint.pt") else path.stem
 
 
 def _run(config, overrides, out, device, resume):

@@ -14,7 +14,9 @@ Splits (``microlatent.data.split``)
     :func:`read_split` / :func:`iter_split` / :func:`sample_split`, the one reader of a split's
     images, as :class:`Samples`; :func:`load_samples` also takes image files, folders and .npy.
 Training
-    :class:`MicrostructureDataset`, lazy, split per class, optional resize.
+    :class:`MicrostructureDataset`, lazy, split per class, optional resize;
+    ``microlatent.data.loading``: the datasets a training config names, the image cache
+    (:class:`~microlatent.data.loading.CachedImages`) and the DataLoader the training loop drives.
 Import
     :func:`import_images` thresholds a folder of PNG/TIFF images into the same layout.
 """

@@ -77,10 +77,6 @@ def line_truth(label):
     return orientation, count
 
 
-def is_lines_label(label) -> bool:
-    return line_truth(label)[0] is not None
-
-
 def line_measurements(images, threshold=0.5, **options):
     """Orientation and line count of each image: (list of str or None, (N,) int64)."""
     orientations = [line_orientation(image) for image in images]

@@ -123,11 +123,6 @@ def reconstruction_metrics(inputs, recons, periodic=True, threshold=DEFAULT_THRE
     }
 
 
-def threshold_images(images, threshold=DEFAULT_THRESHOLD):
-    """Hashemi et al. B.2 in our convention: 1 where value >= threshold, else 0 (float64)."""
-    return (_as_batch(images) >= threshold).astype(np.float64)
-
-
 def volume_fraction_difference(inputs, recons, threshold=DEFAULT_THRESHOLD):
     """Hashemi et al. B.1: |vf(input) - vf(recon >= threshold)| / vf(input) x 100, per sample (N,).
 

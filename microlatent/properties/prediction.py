@@ -48,8 +48,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
 
 from microlatent.errors import DataError, InputError
+from microlatent.text import text_table
 
 PROPERTY_NAMES = ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")
 REGRESSOR_KINDS = ("mlp", "linear", "svr", "gbr")
@@ -187,19 +189,6 @@ def _model_latent_shape(model, image_shape) -> tuple:
 # --------------------------------------------------------------------------------------------
 
 
-def _sklearn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise InputError("property prediction needs scikit-learn: pip install scikit-learn") from None
-
-
-try:
-    from sklearn.base import BaseEstimator, RegressorMixin
-except ImportError:  # pragma: no cover - the class below then fails on use, with a clear message
-    BaseEstimator, RegressorMixin = object, object
-
-
 class PropertyRegressor(RegressorMixin, BaseEstimator):
     """Standardised regressor from feature vectors to properties (scikit-learn estimator).
 
@@ -278,7 +267,6 @@ class PropertyRegressor(RegressorMixin, BaseEstimator):
         raise InputError(f"kind must be one of {', '.join(REGRESSOR_KINDS)}, got {self.kind!r}")
 
     def fit(self, X, y):
-        _sklearn()
         from sklearn.compose import TransformedTargetRegressor
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.pipeline import Pipeline
@@ -625,7 +613,6 @@ def fit_property_models(
     """
     from microlatent.models.run import Run
 
-    _sklearn()
     say = progress or (lambda message: None)
     kinds = _choices(kinds, REGRESSOR_KINDS, "regressor")
     features = _choices(features, FEATURE_KINDS, "features")
@@ -816,10 +803,7 @@ def metrics_table(rows) -> str:
             + [f"{by_prop[p]['r2']:.3f}" for p in PROPERTY_NAMES]
             + [f"{by_prop[p]['mape']:.2f}" for p in PROPERTY_NAMES]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))) for line in lines
-    )
+    return text_table(lines, left=3)
 
 
 def plot_predictions(predictions, path):

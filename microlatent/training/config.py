@@ -208,9 +208,21 @@ def apply_override(config, item):
             value = float(value)
         except ValueError:
             pass
-    for key in reversed(dotted.strip().split(".")):
-        value = {key: value}
-    return merge(config, value, origin=f"--set {item}", update_free_form=True)
+    overlay: dict = {}
+    set_dotted(overlay, dotted.strip(), value)
+    return merge(config, overlay, origin=f"--set {item}", update_free_form=True)
+
+
+def set_dotted(config: dict, dotted: str, value) -> None:
+    """Set ``config["a"]["b"]["c"] = value`` for ``dotted`` "a.b.c" in place, making (or replacing
+    non-mapping values by) the mappings on the way."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        if not isinstance(node.get(part), dict):  # e.g. data.generate: null
+            node[part] = {}
+        node = node[part]
+    node[leaf] = value
 
 
 def _check_type(value, default, dotted, origin):

@@ -32,10 +32,11 @@ from typing import NamedTuple
 import torch
 import yaml
 
+from microlatent.data.loading import training_datasets
 from microlatent.errors import DataError, InputError
 from microlatent.training import distributed
-from microlatent.training.config import check_sweep
-from microlatent.training.loop import NonFiniteLoss, _datasets, train
+from microlatent.training.config import check_sweep, set_dotted
+from microlatent.training.loop import NonFiniteLoss, train
 
 FINISHED = ("COMPLETE", "PRUNED")
 
@@ -79,7 +80,7 @@ def sweep(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     study_name = study_name or config["name"]
-    if len(_datasets(config["data"])[1]) == 0:  # the data is there (generated if asked for) before any trial
+    if len(training_datasets(config["data"])[1]) == 0:  # the data is there (generated if asked for) before any trial
         raise InputError(
             f"{config['data']['path']}: the validation split is empty, and a sweep minimises a validation loss"
         )
@@ -175,13 +176,7 @@ def trial_config(config: dict, values: dict, epochs: int | None = None) -> dict:
     without its sweep section, and with optim.epochs = epochs when given."""
     result = copy.deepcopy(config)
     for key, value in values.items():
-        *parents, leaf = key.split(".")
-        node = result
-        for part in parents:
-            if not isinstance(node.get(part), dict):  # e.g. data.generate: null (check_sweep refuses scalars)
-                node[part] = {}
-            node = node[part]
-        node[leaf] = value
+        set_dotted(result, key, value)
     result["sweep"] = None
     if epochs is not None:
         result["optim"]["epochs"] = epochs
