@@ -30,25 +30,43 @@ def tiny_data(tmp_path_factory):
     return path
 
 
+def tiny_training_config(path, **sections):
+    """The tests' tiny training run: an 8-wide TAESD VAE on the file ``path`` (e.g. ``tiny_data``), MSE + KL,
+    2 epochs of batches of 4, on the CPU. ``sections`` are merged over it, e.g.
+    ``tiny_training_config(path, optim={"batch_size": 5}, data={"cache": "memory"})``. Test modules
+    import it (``from conftest import tiny_training_config``)."""
+    from microlatent.training import DEFAULTS
+    from microlatent.training.config import merge
+
+    base = {
+        "name": "tiny",
+        "seed": 3,
+        "data": {"path": str(path)},
+        "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
+        "loss": {"mse": 1.0, "kl": 1e-4},
+        "optim": {"batch_size": 4, "epochs": 2, "lr": 3e-3},
+        "schedule": {"period_epochs": 1},
+        "train": {"log_every": 1, "device": "cpu"},
+    }
+    for section, values in sections.items():
+        base[section] = {**base[section], **values} if isinstance(base.get(section), dict) else values
+    return merge(DEFAULTS, base)
+
+
 def _train_tiny_model(data, out_dir, name="tiny-props"):
     """A tiny TAESD-style VAE (3 stages: 32 px -> 4 x 4 x 4 latent) trained 12 epochs (~100 steps) with
     MSE on the 60/10/30 % train split; it learns the phase layout coarsely (val MSE ~0.16 vs 0.25 for
     a constant 0.5). Returns the path of its model.pt."""
-    from microlatent.training import DEFAULTS, train
-    from microlatent.training.config import merge
+    from microlatent.training import train
 
-    config = merge(
-        DEFAULTS,
-        {
-            "name": name,
-            "seed": 3,
-            "data": {"path": str(data), "split_fractions": [0.6, 0.1, 0.3]},
-            "model": {"name": "taesd_vae", "width": 16, "depth": 1, "latent_channels": 4, "stages": 3},
-            "loss": {"mse": 1.0, "kl": 1e-4},
-            "optim": {"batch_size": 8, "epochs": 12, "lr": 1e-2},
-            "schedule": {"name": "constant"},
-            "train": {"log_every": 50, "device": "cpu"},
-        },
+    config = tiny_training_config(
+        data,
+        name=name,
+        data={"split_fractions": [0.6, 0.1, 0.3]},
+        model={"width": 16, "stages": 3},
+        optim={"batch_size": 8, "epochs": 12, "lr": 1e-2},
+        schedule={"name": "constant"},
+        train={"log_every": 50},
     )
     train(config, out_dir, progress=False)
     return out_dir / "model.pt"

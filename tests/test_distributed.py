@@ -11,13 +11,13 @@ import sys
 import pytest
 import torch
 import yaml
+from conftest import tiny_training_config
 
 from microlatent.data import MicrostructureDataset
 from microlatent.data.loading import CachedImages
 from microlatent.errors import InputError
 from microlatent.models import load_model
-from microlatent.training import DEFAULTS, train
-from microlatent.training.config import merge
+from microlatent.training import train
 from microlatent.training.distributed import shard_bounds
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
@@ -25,19 +25,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 def tiny_config(data, **data_changes):
     # 16 training images in batches of 5: the last batch (1 image) leaves rank 1 of 2 without images
-    return merge(
-        DEFAULTS,
-        {
-            "name": "tiny",
-            "seed": 3,
-            "data": {"path": str(data), **data_changes},
-            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-            "loss": {"mse": 1.0, "kl": 1e-4},
-            "optim": {"batch_size": 5, "epochs": 2, "lr": 3e-3},
-            "schedule": {"period_epochs": 1},
-            "train": {"log_every": 1, "device": "cpu"},
-        },
-    )
+    return tiny_training_config(data, data=data_changes, optim={"batch_size": 5})
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import csv
 import pytest
 import torch
 import yaml
+from conftest import tiny_training_config
 
 from microlatent.errors import InputError
 from microlatent.models import build_model, load_model
@@ -18,26 +19,12 @@ from microlatent.training.sweep import open_storage, sweep, trial_config, write_
 
 
 def tiny_config(data, params=None, **sweep):
-    return merge(
-        DEFAULTS,
-        {
-            "name": "tiny",
-            "seed": 3,
-            "data": {"path": str(data)},
-            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-            "loss": {"mse": 1.0, "kl": 1e-4},
-            "optim": {"batch_size": 4, "epochs": 6, "lr": 3e-3},
-            "schedule": {"period_epochs": 1},
-            "train": {"log_every": 1, "device": "cpu", "max_steps_per_epoch": 2},
-            "sweep": {
-                "params": params
-                or {
-                    "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-                    "model.width": {"type": "categorical", "choices": [4, 8]},
-                },
-                **sweep,
-            },
-        },
+    params = params or {
+        "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "model.width": {"type": "categorical", "choices": [4, 8]},
+    }
+    return tiny_training_config(
+        data, optim={"epochs": 6}, train={"max_steps_per_epoch": 2}, sweep={"params": params, **sweep}
     )
 
 

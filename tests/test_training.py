@@ -10,28 +10,16 @@ import time
 import pytest
 import torch
 import yaml
+from conftest import tiny_training_config
 
 from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import load_model
-from microlatent.training import DEFAULTS, Interrupted, load_config, train
-from microlatent.training.config import merge
+from microlatent.training import Interrupted, load_config, train
 
 
 def tiny_config(data, **changes):
-    config = merge(
-        DEFAULTS,
-        {
-            "name": "tiny",
-            "seed": 3,
-            "data": {"path": str(data)},
-            "model": {"name": "taesd_vae", "width": 8, "depth": 1, "latent_channels": 4},
-            "loss": {"mse": 1.0, "kl": 1e-4},
-            "optim": {"batch_size": 4, "epochs": 2, "lr": 3e-3},
-            "schedule": {"period_epochs": 1},
-            "train": {"log_every": 1, "device": "cpu"},
-        },
-    )
+    config = tiny_training_config(data)
     for dotted, value in changes.items():
         section, key = dotted.split("__")
         config[section][key] = value
