@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from microlatent.errors import InputError
-from microlatent.properties.design import (
+from microlatent.design.predictor import fit_property_models, load_predictor
+from microlatent.design.regression import PROPERTY_NAMES
+from microlatent.design.search import (
     design,
     design_sweep,
     normalised_error,
@@ -20,7 +21,7 @@ from microlatent.properties.design import (
     prior_samples,
     sweep_targets,
 )
-from microlatent.properties.prediction import PROPERTY_NAMES, fit_property_models, load_predictor
+from microlatent.errors import InputError
 
 pytest.importorskip("sklearn")
 

@@ -12,21 +12,10 @@ import torch
 from click.testing import CliRunner
 
 from microlatent.data import Split
+from microlatent.design.predictor import fit_property_models, load_predictor, read_labelled_split
+from microlatent.design.regression import PROPERTY_NAMES, PropertyRegressor, control_shape, downsample
 from microlatent.errors import DataError, InputError
-from microlatent.properties.prediction import (
-    PROPERTY_NAMES,
-    PropertyRegressor,
-    control_shape,
-    downsample,
-    fit_property_models,
-    load_predictor,
-    mape,
-    r2_per_property,
-    read_labelled_split,
-)
-
-pytest.importorskip("sklearn")
-
+from microlatent.evaluation.metrics import mape, r2_per_property
 
 # --------------------------------------------------------------------------------------------
 # Metrics and the control.
@@ -226,8 +215,8 @@ def test_latent_predictor_of_ex_beats_the_mean_on_held_out_images(setup, fitted)
 
 def test_reported_metrics_match_a_refit_on_the_same_split(setup, fitted):
     """The CSV's numbers are what the saved regressors give on the test split (R^2 and MAPE recomputed)."""
+    from microlatent.design.regression import latent_codes
     from microlatent.models.run import Run
-    from microlatent.properties.prediction import latent_codes
 
     data, checkpoint, _ = setup
     out, _ = fitted
@@ -340,7 +329,7 @@ def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):
 
 @pytest.mark.parametrize("kind", ["linear", "svr", "mlp"])
 def test_saved_regressor_predicts_exactly_as_the_fitted_one(kind, tmp_path):
-    from microlatent.properties.prediction import load_regressor, save_regressor
+    from microlatent.design.predictor import load_regressor, save_regressor
 
     X, y = _nonlinear_data(seed=4, n=80)
     reg = PropertyRegressor(kind=kind, hidden_layer_sizes=(8,)).fit(X, y)
@@ -353,7 +342,7 @@ def test_a_skops_file_naming_a_foreign_type_is_refused_before_it_is_built(tmp_pa
 
     import skops.io as sio
 
-    from microlatent.properties.prediction import load_regressor
+    from microlatent.design.predictor import load_regressor
 
     sio.dump(collections.Counter(a=1), tmp_path / "evil.skops")  # any type outside sklearn/NumPy/ours
     with pytest.raises(DataError, match=r"refusing to load type collections\.Counter"):
@@ -363,7 +352,7 @@ def test_a_skops_file_naming_a_foreign_type_is_refused_before_it_is_built(tmp_pa
 def test_pickles_and_paths_outside_the_folder_are_refused(setup, fitted, tmp_path):
     import pickle
 
-    from microlatent.properties.prediction import load_regressor
+    from microlatent.design.predictor import load_regressor
 
     (tmp_path / "r.joblib").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(DataError, match="pickles .* are refused"):

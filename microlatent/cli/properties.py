@@ -287,7 +287,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
     """
     from pathlib import Path
 
-    from microlatent.properties.prediction import fit_property_models, metrics_table
+    from microlatent.design.predictor import fit_property_models, metrics_table
 
     kinds = _KINDS if "all" in regressors else regressors
     feats = ("latent", "downsampled", "pca-stats") if "all" in features else features
@@ -351,8 +351,9 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
     from microlatent.data import Split
     from microlatent.data.sources import load_images
+    from microlatent.design.predictor import load_predictor
+    from microlatent.design.regression import PROPERTY_NAMES
     from microlatent.models.run import Run
-    from microlatent.properties.prediction import PROPERTY_NAMES, load_predictor
 
     predictor = load_predictor(model_dir)
     cut = Split.from_config(predictor.meta.get("split") or {})  # the split the predictor was fitted with
@@ -485,19 +486,19 @@ def design(
     --property, and the normalised RMSE (by the property's std over the training labels; also by
     its range) between targets and solver-verified values.
     """
-    from microlatent.errors import InputError
-    from microlatent.models.run import Run
-    from microlatent.properties.design import (
+    from microlatent.design.predictor import load_predictor
+    from microlatent.design.search import (
         design as run_design,
     )
-    from microlatent.properties.design import (
+    from microlatent.design.search import (
         design_sweep,
         parse_targets,
         summary_lines,
         write_design,
         write_sweep,
     )
-    from microlatent.properties.prediction import load_predictor
+    from microlatent.errors import InputError
+    from microlatent.models.run import Run
 
     predictor = load_predictor(predictor_dir)
     if sweep is None and not targets:

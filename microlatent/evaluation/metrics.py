@@ -296,3 +296,42 @@ def mean_mse_to_set(queries, references):
     for chunk in _chunks(references):
         moments.update(chunk)
     return moments.mean_mse(queries)
+
+
+# Property prediction scores.
+
+
+def _two_d(y, name="y") -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2:
+        raise InputError(f"{name} must be (N,) or (N, k), got shape {y.shape}")
+    return y
+
+
+def mape(y_true, y_pred) -> np.ndarray | float:
+    """Mean absolute percentage error per column, in percent: ``100 mean_i |y_i - p_i| / |y_i|``.
+
+    (scikit-learn's ``mean_absolute_percentage_error`` gives the same as a fraction.) Returns (k,)
+    for (N, k) inputs, a float for (N,) inputs. True values of 0 raise InputError.
+    """
+    t, p = _two_d(y_true, "y_true"), _two_d(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise InputError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
+    if (t == 0).any():
+        raise InputError("MAPE is undefined for true values of 0")
+    out = 100.0 * np.mean(np.abs(t - p) / np.abs(t), axis=0)
+    return float(out[0]) if np.ndim(y_true) == 1 else out
+
+
+def r2_per_property(y_true, y_pred) -> np.ndarray | float:
+    """Coefficient of determination per column: ``1 - SS_res / SS_tot`` (sklearn's r2_score,
+    multioutput="raw_values"). 0 = as good as predicting the mean of y_true."""
+    from sklearn.metrics import r2_score
+
+    t, p = _two_d(y_true, "y_true"), _two_d(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise InputError(f"y_true {t.shape} and y_pred {p.shape} differ in shape")
+    out = np.asarray(r2_score(t, p, multioutput="raw_values"), dtype=np.float64)
+    return float(out[0]) if np.ndim(y_true) == 1 else out

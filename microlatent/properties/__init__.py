@@ -49,33 +49,3 @@ __all__ = [
     "voigt_reuss_elastic",
     "voigt_reuss_thermal",
 ]
-
-# Property prediction from latent codes and design in latent space (scikit-learn): imported on first
-# use, so that `import microlatent.properties` does not pay for scikit-learn.
-_LAZY_EXPORTS = {
-    **dict.fromkeys(
-        (
-            "PROPERTY_NAMES",
-            "PropertyRegressor",
-            "PropertyPredictor",
-            "downsample",
-            "feature_matrix",
-            "fit_property_models",
-            "load_predictor",
-            "mape",
-            "r2_per_property",
-            "read_labelled_split",
-        ),
-        "microlatent.properties.prediction",
-    ),
-    **dict.fromkeys(("design", "design_sweep", "parse_targets"), "microlatent.properties.design"),
-}
-__all__ += list(_LAZY_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _LAZY_EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY_EXPORTS[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

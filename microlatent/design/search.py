@@ -35,13 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from microlatent.design.predictor import THRESHOLD, _write_json, decoded_properties
+from microlatent.design.regression import PROPERTY_NAMES
 from microlatent.errors import InputError
-from microlatent.properties.prediction import (
-    PROPERTY_NAMES,
-    THRESHOLD,
-    _write_json,
-    decoded_properties,
-)
 
 INITS = ("mixed", "data", "prior")
 
