@@ -33,16 +33,18 @@ def test_every_command_has_help(capsys):
     assert {
         ("train",),
         ("finetune",),
-        ("encode",),
-        ("decode",),
-        ("reconstruct",),
+        ("model", "encode"),
+        ("model", "decode"),
+        ("model", "roundtrip"),
         ("stats",),
         ("demo",),
         ("data", "generate"),
-        ("data", "homogenize"),
+        ("properties", "homogenize"),
         ("compare",),
-        ("reconstruct-stats",),
-        ("design",),
+        ("synthesize",),
+        ("design", "fit"),
+        ("design", "predict"),
+        ("design", "search"),
     } <= set(names)
     for name in names:
         code, out, _ = run([*name, "--help"], capsys)
@@ -62,13 +64,13 @@ def model_and_data(tmp_path_factory):
 def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
     folder = model_and_data
     code, out, err = run(
-        ["encode", str(folder / "model.pt"), str(folder / "data.h5"), "--out", str(tmp_path / "z.npz")], capsys
+        ["model", "encode", str(folder / "model.pt"), str(folder / "data.h5"), "--out", str(tmp_path / "z.npz")], capsys
     )
     assert code == 0, err
     latents = np.load(tmp_path / "z.npz")
     assert latents["mu"].shape == (6, 2, 2, 2) and len(latents["names"]) == 6
     code, _, err = run(
-        ["decode", str(folder / "model.pt"), str(tmp_path / "z.npz"), "--out", str(tmp_path / "x.npz")], capsys
+        ["model", "decode", str(folder / "model.pt"), str(tmp_path / "z.npz"), "--out", str(tmp_path / "x.npz")], capsys
     )
     assert code == 0, err
     decoded = np.load(tmp_path / "x.npz")["images"]
@@ -83,7 +85,8 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
     np.testing.assert_allclose(decoded, expected.numpy(), atol=1e-5)
     code, _, err = run(
         [
-            "reconstruct",
+            "model",
+            "roundtrip",
             str(folder / "model.pt"),
             "--data",
             str(folder / "data.h5"),
@@ -101,9 +104,9 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
     ("argv", "message"),
     [
         (["train", "no_such_config"], "no such config file"),
-        (["encode", "{tmp}/missing.pt", "{data}", "--out", "{tmp}/z.npz"], "missing.pt"),
-        (["encode", "{tmp}/corrupt.pt", "{data}", "--out", "{tmp}/z.npz"], "corrupt.pt"),
-        (["encode", "{model}", "{tmp}/nothing.h5", "--out", "{tmp}/z.npz"], "no such file"),
+        (["model", "encode", "{tmp}/missing.pt", "{data}", "--out", "{tmp}/z.npz"], "missing.pt"),
+        (["model", "encode", "{tmp}/corrupt.pt", "{data}", "--out", "{tmp}/z.npz"], "corrupt.pt"),
+        (["model", "encode", "{model}", "{tmp}/nothing.h5", "--out", "{tmp}/z.npz"], "no such file"),
         (["stats", "{data}", "--class", "Nope", "--out", "{tmp}/s.png"], "no class 'Nope'"),
         (["train", "cai_mse_cpu", "--set", "optim.lrr=1", "--out", "{tmp}/run"], "unknown key 'optim.lrr'"),
         (
@@ -153,33 +156,39 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         ),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/old_report"], "already holds a report"),
         (["evaluate", "{model}", "--data", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
-        (["encode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/z.npz"], "values are NaN or infinite"),
-        (["encode", "{model}", "{tmp}/empty.npy", "--out", "{tmp}/z.npz"], "no images"),
-        (["encode", "{model}", "{tmp}/complex.npy", "--out", "{tmp}/z.npz"], "real numbers"),
+        (["model", "encode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/z.npz"], "values are NaN or infinite"),
+        (["model", "encode", "{model}", "{tmp}/empty.npy", "--out", "{tmp}/z.npz"], "no images"),
+        (["model", "encode", "{model}", "{tmp}/complex.npy", "--out", "{tmp}/z.npz"], "real numbers"),
         (["stats", "{tmp}/empty.npy", "--out", "{tmp}/s.png"], "no images"),
-        (["encode", "{model}", "{data}", "--out", "{tmp}/z"], "--out must be an .npz file name"),
-        (["decode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
-        (["decode", "{model}", "{tmp}/zero.npz", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
-        (["decode", "{model}", "{tmp}/nan_mu.npz", "--out", "{tmp}/d.npz"], "finite floats"),
-        (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "nan"], "--threshold must be"),
-        (["decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"], "--threshold must be"),
+        (["model", "encode", "{model}", "{data}", "--out", "{tmp}/z"], "--out must be an .npz file name"),
+        (["model", "decode", "{model}", "{tmp}/nan.npy", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
+        (["model", "decode", "{model}", "{tmp}/zero.npz", "--out", "{tmp}/d.npz"], "not an .npz with a 'mu' array"),
+        (["model", "decode", "{model}", "{tmp}/nan_mu.npz", "--out", "{tmp}/d.npz"], "finite floats"),
+        (
+            ["model", "decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "nan"],
+            "--threshold must be",
+        ),
+        (
+            ["model", "decode", "{model}", "{tmp}/z_ok.npz", "--out", "{tmp}/d.npz", "--threshold", "1.5"],
+            "--threshold must be",
+        ),
         (
             ["sweep", "cai_mse_cpu", "--storage", "nosuchdb://x", "--out", "{tmp}/sw"],
             "cannot open it as an Optuna database",
         ),
         (["sweep", "cai_mse_cpu", "--storage", "{tmp}/a_file.txt", "--out", "{tmp}/sw"], "file is not a database"),
-        (["reconstruct-stats", "{tmp}/no_maps.npz", "--out", "{tmp}/rs"], "no statistics maps or images"),
-        (["reconstruct-stats", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
+        (["synthesize", "{tmp}/no_maps.npz", "--out", "{tmp}/rs"], "no statistics maps or images"),
+        (["synthesize", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
         (["demo", "--no-train", "--set", "optim.epochs=1", "--out", "{tmp}/demo"], "--no-train trains nothing"),
         (["demo", "--no-train", "--device", "cpu", "--out", "{tmp}/demo"], "--no-train trains nothing"),
         (["demo", "--out", "{tmp}/a_file.txt"], "is a file"),
         (["stats", "{data}", "--out", "{tmp}/s.txt"], "a figure must be .png"),
         (["stats", "{data}", "--out", "{tmp}"], "is a folder; name the figure file"),
-        (["reconstruct", "{model}", "--data", "{data}", "--out", "{tmp}/r.txt"], "a figure must be .png"),
+        (["model", "roundtrip", "{model}", "--data", "{data}", "--out", "{tmp}/r.txt"], "a figure must be .png"),
         (["stats", "{tmp}/zero.npy", "--out", "{tmp}/s.png"], "not a readable .npy array"),
-        (["reconstruct-stats", "{tmp}/zero.npz", "--out", "{tmp}/rs"], "not a readable .npz file"),
+        (["synthesize", "{tmp}/zero.npz", "--out", "{tmp}/rs"], "not a readable .npz file"),
         (["data", "info", "{tmp}"], "is a directory. (see `microlatent data info --help`)"),
-        (["encode", "--nope"], "No such option '--nope'"),
+        (["model", "encode", "--nope"], "No such option '--nope'"),
         (
             [
                 "train",

@@ -135,6 +135,7 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
     result = runner.invoke(
         design_command,
         [
+            "search",
             str(checkpoint),
             "--predictor",
             str(root / "predictor"),
@@ -161,6 +162,7 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
     result = runner.invoke(
         design_command,
         [
+            "search",
             str(checkpoint),
             "--predictor",
             str(root / "predictor"),
@@ -194,6 +196,7 @@ def test_design_errors(setup, tmp_path):
     result = CliRunner().invoke(
         design_command,
         [
+            "search",
             str(checkpoint),
             "--predictor",
             str(root / "predictor"),

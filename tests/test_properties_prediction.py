@@ -168,13 +168,13 @@ def setup(tmp_path_factory, train_tiny_model):
 
 @pytest.fixture(scope="module")
 def fitted(setup):
-    """`microlatent properties fit` on the tiny setup (all regressors; a smaller MLP to keep it quick)."""
-    from microlatent.cli.properties import properties
+    """`microlatent design fit` on the tiny setup (all regressors; a smaller MLP to keep it quick)."""
+    from microlatent.cli.properties import design
 
     data, checkpoint, root = setup
     out = root / "predictor"
     result = CliRunner().invoke(
-        properties, ["fit", str(checkpoint), "--data", str(data), "--out", str(out), "--hidden", "256,256,32"]
+        design, ["fit", str(checkpoint), "--data", str(data), "--out", str(out), "--hidden", "256,256,32"]
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
@@ -237,7 +237,7 @@ def test_reported_metrics_match_a_refit_on_the_same_split(setup, fitted):
 
 
 def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, tmp_path):
-    from microlatent.cli.properties import properties
+    from microlatent.cli.properties import design
     from microlatent.models.run import Run
 
     data, checkpoint, _ = setup
@@ -246,7 +246,7 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
     np.save(tmp_path / "five.npy", images)
     csv_path = tmp_path / "pred.csv"
     result = CliRunner().invoke(
-        properties, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr", "--out", str(csv_path)]
+        design, ["predict", str(out), str(tmp_path / "five.npy"), "--regressor", "svr", "--out", str(csv_path)]
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=range(1, 6))
@@ -255,7 +255,7 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
     assert printed.shape == (5, 5) and "Ex" in result.output
     # the PCA latent: the saved PCA and regressor give what the fit reported for the same test images
     result = CliRunner().invoke(
-        properties,
+        design,
         [
             "predict",
             str(out),
@@ -278,13 +278,11 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
 def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
     """--split test on the HDF5 file takes the model's split seed and fractions (60/10/30 here, not the
     default 80/10/10): the images printed are the predictor's test images."""
-    from microlatent.cli.properties import properties
+    from microlatent.cli.properties import design
 
     data, _, _ = setup
     out, _ = fitted
-    result = CliRunner().invoke(
-        properties, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"]
-    )
+    result = CliRunner().invoke(design, ["predict", str(out), str(data), "--split", "test", "--regressor", "linear"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     printed = {line.split()[0] for line in result.output.splitlines()[1:] if "[" in line}
     expected = set(read_labelled_split(data, "test", Split(fractions=(0.6, 0.1, 0.3)))[2])
@@ -314,7 +312,7 @@ def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):
     write_class(tmp_path / "bare.h5", "GRF", images, labels)
     with pytest.raises(
         DataError,
-        match=r"no homogenized_mechanical labels; run `microlatent data homogenize "
+        match=r"no homogenized_mechanical labels; run `microlatent properties homogenize "
         r".*bare\.h5` first",
     ):
         fit_property_models(checkpoint, tmp_path / "bare.h5", tmp_path / "out", kinds=("linear",))

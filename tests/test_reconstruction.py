@@ -341,7 +341,7 @@ def test_bad_arguments_raise_input_errors():
 
 
 def test_cli_reconstructs_from_a_statistics_file(tmp_path):
-    from microlatent.cli.reconstruct_stats import reconstruct_stats
+    from microlatent.cli.synthesize import synthesize
 
     image = disc_target()
     f = two_point(image.astype(np.float64)[None], pairs="all")
@@ -358,7 +358,7 @@ def test_cli_reconstructs_from_a_statistics_file(tmp_path):
     )
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        reconstruct_stats, [str(stats_file), "--out", str(out), "--n", "2", "--steps", "80", "--seed", "1"]
+        synthesize, [str(stats_file), "--out", str(out), "--n", "2", "--steps", "80", "--seed", "1"]
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("statistics error (MSESS)") == 2
@@ -374,14 +374,14 @@ def test_cli_reconstructs_from_a_statistics_file(tmp_path):
 
     np.save(tmp_path / "img.npy", image.astype(np.float32))
     result = CliRunner().invoke(
-        reconstruct_stats, [str(tmp_path / "img.npy"), "--out", str(out), "--method", "annealing", "--steps", "2000"]
+        synthesize, [str(tmp_path / "img.npy"), "--out", str(out), "--method", "annealing", "--steps", "2000"]
     )
     assert result.exit_code == 0, result.output
     assert "annealing: statistics error" in result.output
 
     bad = tmp_path / "bad.npz"
     np.savez(bad, statistics=f * 2)
-    result = CliRunner().invoke(reconstruct_stats, [str(bad), "--out", str(out)])
+    result = CliRunner().invoke(synthesize, [str(bad), "--out", str(out)])
     assert isinstance(result.exception, InputError) and "[0, 1]" in str(result.exception)
 
 

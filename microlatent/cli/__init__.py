@@ -19,14 +19,13 @@ def _register_commands():
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
     from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca
-    from microlatent.cli.properties import design, homogenize, properties
-    from microlatent.cli.reconstruct_stats import reconstruct_stats
+    from microlatent.cli.properties import design, properties
     from microlatent.cli.reproduce import reproduce
     from microlatent.cli.stats import stats
     from microlatent.cli.sweep import sweep
-    from microlatent.cli.train import configs, decode, encode, finetune, reconstruct, train
+    from microlatent.cli.synthesize import synthesize
+    from microlatent.cli.train import configs, finetune, model, train
 
-    data.add_command(homogenize)
     for command in (
         demo,
         data,
@@ -35,14 +34,12 @@ def _register_commands():
         finetune,
         sweep,
         configs,
-        encode,
-        decode,
-        reconstruct,
+        model,
         evaluate,
         compare,
         latent_vs_pca,
         reproduce,
-        reconstruct_stats,
+        synthesize,
         properties,
         design,
     ):

@@ -1,9 +1,10 @@
-"""Homogenized properties on the command line.
+"""Properties and design on the command line, grouped as the packages are.
 
-- ``homogenize``: a command for the ``data`` group (``microlatent data homogenize FILE.h5``), filling
-  ``homogenized_mechanical`` / ``homogenized_thermal`` of a MICRO2D-layout file in resumable chunks.
-- ``properties``: a group with ``homogenize-image IMAGE_OR_NPY``, printing the effective constants
-  of one or a few images.
+- ``properties`` (``microlatent.properties``, physics): ``homogenize FILE.h5`` fills
+  ``homogenized_mechanical`` / ``homogenized_thermal`` of a MICRO2D-layout file in resumable chunks;
+  ``homogenize-image IMAGE_OR_NPY`` prints the effective constants of one or a few images.
+- ``design`` (``microlatent.design``, latent space): ``fit`` regressors from a run's latent codes to the
+  properties, ``predict`` with them, ``search`` the latent space for target properties.
 """
 
 from __future__ import annotations
@@ -75,7 +76,18 @@ def _split_classes(classes):
     return out
 
 
-@click.command("homogenize")
+@click.group("properties")
+def properties():
+    """Effective (homogenized) properties of 2-phase images: FE solver, files and single images."""
+
+
+@click.group("design")
+def design():
+    """Latent space to properties and back: fit property regressors on a run's latent codes, predict
+    with them, search the latent space for target properties (verified by the FE solver)."""
+
+
+@properties.command("homogenize")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option(
     "--classes",
@@ -158,11 +170,6 @@ def homogenize(
     )
 
 
-@click.group("properties")
-def properties():
-    """Effective (homogenized) properties of 2-phase images."""
-
-
 @properties.command("homogenize-image")
 @click.argument("source", metavar="IMAGE_OR_NPY", type=click.Path())
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) (default all).")
@@ -219,14 +226,14 @@ def _hidden(text):
     return sizes
 
 
-@properties.command("fit")
+@design.command("fit")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option(
     "--data",
     "data",
     type=click.Path(dir_okay=False),
     required=True,
-    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent data homogenize`).",
+    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent properties homogenize`).",
 )
 @click.option(
     "--regressor",
@@ -315,7 +322,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
     click.echo(f"wrote {out} (metrics.csv, pred_vs_true.png, predictor.json)")
 
 
-@properties.command("predict")
+@design.command("predict")
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("source", metavar="IMAGES_OR_FILE", type=click.Path())
 @click.option("--regressor", type=click.Choice(_KINDS), default="mlp", show_default=True)
@@ -382,14 +389,14 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
         click.echo(f"wrote {out}")
 
 
-@click.command("design")
+@design.command("search")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option(
     "--predictor",
     "predictor_dir",
     type=click.Path(file_okay=False),
     required=True,
-    help="Predictor folder from `microlatent properties fit` on this CHECKPOINT (trusted folders only).",
+    help="Predictor folder from `microlatent design fit` on this CHECKPOINT (trusted folders only).",
 )
 @click.option(
     "--target",
@@ -459,7 +466,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, help="Device that decodes (auto, cpu, cuda).")
-def design(
+def search(
     checkpoint,
     predictor_dir,
     targets,

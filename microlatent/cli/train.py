@@ -56,7 +56,13 @@ def configs():
         click.echo(f"{name:32s} {cfg['model']['name']:12s} loss {', '.join(cfg['loss'])}")
 
 
-@click.command()
+@click.group("model")
+def model():
+    """Use a trained model: encode images to latent codes, decode codes to images, or draw the round trip
+    (encode then decode) of inputs through one or more models."""
+
+
+@model.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help=".npz with mu, logvar and names.")
@@ -76,7 +82,7 @@ def encode(checkpoint, source, out, classes, split, limit, device):
     click.echo(f"wrote {out}: {len(names)} latent codes of shape {mu.shape[1:]}")
 
 
-@click.command()
+@model.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("latents", type=click.Path(path_type=Path))
 @click.option(
@@ -99,7 +105,7 @@ def decode(checkpoint, latents, out, threshold, device):
     except (OSError, KeyError, ValueError, EOFError, AttributeError, TypeError) as err:
         # AttributeError/TypeError: a .npy (an array, not an archive); EOFError: an empty file
         raise DataError(
-            f"{latents}: not an .npz with a 'mu' array, as `microlatent encode` writes "
+            f"{latents}: not an .npz with a 'mu' array, as `microlatent model encode` writes "
             f"({type(err).__name__}: {str(err)[:120] or 'empty file'})"
         ) from None
     if z.ndim < 2 or len(z) == 0 or not np.issubdtype(z.dtype, np.floating) or not np.isfinite(z).all():
@@ -116,7 +122,7 @@ def decode(checkpoint, latents, out, threshold, device):
     click.echo(f"wrote {out} {images.shape} and {figure}")
 
 
-@click.command()
+@model.command("roundtrip")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--data",
@@ -132,8 +138,9 @@ def decode(checkpoint, latents, out, threshold, device):
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--n", "limit", type=click.IntRange(min=1), default=1, show_default=True, help="Images per class.")
 @_DEVICE
-def reconstruct(checkpoints, source, out, classes, split, limit, device):
-    """Reconstruct inputs through one or more models (CHECKPOINTS) and draw them with their statistics."""
+def roundtrip(checkpoints, source, out, classes, split, limit, device):
+    """The round trip (encode, then decode) of inputs through one or more models (CHECKPOINTS), drawn with
+    the statistics of input and output."""
     from microlatent.cli.evaluate import checkpoint_labels
     from microlatent.evaluation import reconstruction_figure
     from microlatent.plotting import check_figure_path

@@ -22,7 +22,7 @@ Public API::
     fit_property_models(checkpoint, data, out_dir, ...) -> dict (metrics rows, paths)
     load_predictor(directory) -> PropertyPredictor (regressors + metadata)
 
-A predictor folder (written by :func:`fit_property_models`, ``microlatent properties fit``) holds::
+A predictor folder (written by :func:`fit_property_models`, ``microlatent design fit``) holds::
 
     predictor.json                  metadata (read first, no code executed): property names, feature
                                     kinds, checkpoint path and its state_dict SHA-256, latent shape,
@@ -143,7 +143,7 @@ def read_labelled_split(path, part="train", split=None, limit=None):
     if unlabelled:
         raise DataError(
             f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
-            f"`microlatent data homogenize {path}` first"
+            f"`microlatent properties homogenize {path}` first"
         )
     images, labels, names, class_of = [], [], [], []
     for name, idx in members:
@@ -156,7 +156,7 @@ def read_labelled_split(path, part="train", split=None, limit=None):
         if bad.any():
             raise DataError(
                 f"{path}: class {name!r} has {int(bad.sum())} unfinished {MECHANICAL} rows "
-                f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent data homogenize {path}` to finish"
+                f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent properties homogenize {path}` to finish"
             )
         images.append(read_images(path, name, idx).astype(np.float32))
         labels.append(y)
@@ -262,7 +262,7 @@ def fit_property_models(
         ``data.split_fractions``), so the regressors are fitted on the model's training split and
         scored on its test split, images the model never saw.
     data : path
-        MICRO2D-layout HDF5 file with ``homogenized_mechanical`` labels (``microlatent data homogenize``).
+        MICRO2D-layout HDF5 file with ``homogenized_mechanical`` labels (``microlatent properties homogenize``).
     out_dir : path
         Folder for the predictor (see the module docstring).
     kinds : subset of ("mlp", "linear", "svr", "gbr")
@@ -625,7 +625,7 @@ def load_regressor(path) -> PropertyRegressor:
     if path.suffix != REGRESSOR_SUFFIX:
         raise DataError(
             f"{path}: regressors must be {REGRESSOR_SUFFIX} files (pickles such as .joblib or .pkl can "
-            "execute code and are refused; refit with `microlatent properties fit`)"
+            "execute code and are refused; refit with `microlatent design fit`)"
         )
     try:
         types = sio.get_untrusted_types(file=path)
@@ -649,9 +649,7 @@ def load_predictor(directory) -> PropertyPredictor:
     directory = Path(directory)
     file = directory / META_FILE
     if not file.is_file():
-        raise DataError(
-            f"{directory}: not a predictor folder (no {META_FILE}; make one with `microlatent properties fit`)"
-        )
+        raise DataError(f"{directory}: not a predictor folder (no {META_FILE}; make one with `microlatent design fit`)")
     try:
         meta = json.loads(file.read_text())
     except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
@@ -659,7 +657,7 @@ def load_predictor(directory) -> PropertyPredictor:
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise DataError(f"{file}: not a microlatent property predictor")
     if meta.get("version") != META_VERSION:
-        old = " (version 1 stored pickles, which are no longer loaded: refit with `microlatent properties fit`)"
+        old = " (version 1 stored pickles, which are no longer loaded: refit with `microlatent design fit`)"
         raise DataError(
             f"{file}: unsupported predictor version {meta.get('version')!r} (expected {META_VERSION})"
             + (old if meta.get("version") == 1 else "")

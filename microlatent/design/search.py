@@ -9,7 +9,7 @@ Method (what :func:`design` does)
    into the same function in torch (:meth:`PropertyRegressor.to_torch`: standardisation, the MLP's
    ReLU layers / the linear map / each SVR's RBF expansion), so the search is gradient-based.
    By default it is the *closed-loop* regressor ``decoded_<kind>`` (z -> solver properties of
-   ``threshold(decode(z))``), fitted by ``properties fit`` on training codes, prior draws and
+   ``threshold(decode(z))``), fitted by ``design fit`` on training codes, prior draws and
    mixtures of codes: it predicts what the solver will see *after thresholding*, not the labels of
    the images the codes came from (``closed_loop=False`` uses the latter, as Cai et al. did).
 2. **Objective**, per candidate: ``sum_p ((f_p(z) - t_p) / s_p)^2 + lam * ||z||^2 / dim`` over the
@@ -72,7 +72,7 @@ def _surrogate(predictor, regressor, closed_loop):
     key = f"{features}_{regressor}"
     if key not in predictor.meta.get("regressors", {}):
         hint = (
-            " (fit it with `microlatent properties fit` without --no-closed-loop, or pass --open-loop)"
+            " (fit it with `microlatent design fit` without --no-closed-loop, or pass --open-loop)"
             if closed_loop
             else ""
         )

@@ -1,4 +1,5 @@
-"""``microlatent reconstruct-stats``: microstructures whose 2-point statistics match a target."""
+"""``microlatent synthesize``: new microstructures whose 2-point statistics match a target
+(statistical reconstruction; not the round trip through a model, which is ``model roundtrip``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from microlatent.errors import DataError, InputError
 
 
-@click.command("reconstruct-stats")
+@click.command("synthesize")
 @click.argument("target", type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -92,7 +93,7 @@ from microlatent.errors import DataError, InputError
     help="Targets to reconstruct: the first LIMIT images (of each --class) or statistics maps in TARGET.",
 )
 @click.option("--class", "classes", multiple=True, help="HDF5 input: class(es) to take targets from (repeatable).")
-def reconstruct_stats(
+def synthesize(
     target,
     out,
     method,
@@ -240,4 +241,4 @@ def _save_png(path, labels, n_phases):
     partial.replace(path)
 
 
-__all__ = ["reconstruct_stats"]
+__all__ = ["synthesize"]
