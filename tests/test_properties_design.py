@@ -18,7 +18,7 @@ from microlatent.design.search import (
     design_sweep,
     normalised_error,
     parse_targets,
-    prior_samples,
+    prior_baseline,
     sweep_targets,
 )
 from microlatent.errors import InputError
@@ -96,7 +96,7 @@ def test_designs_hit_the_target_better_than_prior_samples_and_the_solver_agrees(
 
     predictor, model, _, _ = setup
     stats = predictor.meta["label_stats"]["Ex"]
-    prior = prior_samples(predictor, model, 32, seed=5)["achieved"][:, 0]
+    prior = prior_baseline(predictor, model, 32, seed=5)["achieved"][:, 0]
     design_err, prior_err = [], []
     for q in (0.25, 0.5, 0.75):
         target = stats["min"] + q * (stats["max"] - stats["min"])

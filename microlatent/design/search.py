@@ -229,7 +229,7 @@ def design(
     return {"targets": dict(targets), "designs": designs, "candidates": result}
 
 
-def prior_samples(predictor, model, n, seed=0) -> dict:
+def prior_baseline(predictor, model, n, seed=0) -> dict:
     """Baseline: ``n`` codes from the standard normal prior, decoded, thresholded and solved.
     Returns ``{"z", "achieved" (n, 5), "images"}``."""
     latent_shape = tuple(predictor.meta["latent_shape"])
@@ -293,7 +293,7 @@ def design_sweep(
     single = np.argmin(result["loss"], axis=1)
     achieved = result["achieved"][rows, best, j]
     achieved_single = result["achieved"][rows, single, j]
-    prior = prior_samples(predictor, model, n_prior or max(candidates, 16), seed)
+    prior = prior_baseline(predictor, model, n_prior or max(candidates, 16), seed)
     prior_err = prior["achieved"][None, :, j] - targets_1d[:, None]
 
     def rmse(diff):
