@@ -16,7 +16,7 @@ from microlatent.cli.evaluate import checkpoint_labels, compare, evaluate
 from microlatent.data.dataset import split_indices
 from microlatent.data.generators import generate, lines
 from microlatent.data.store import read_images, write_class
-from microlatent.errors import InputError
+from microlatent.errors import DataError, InputError
 from microlatent.evaluation import reconstruct, write_report
 from microlatent.evaluation.lines import count_lines
 from microlatent.evaluation.metrics import (
@@ -258,6 +258,26 @@ def test_cli_evaluate_a_vector_latent_model_and_compare_errors(setup, tmp_path):
         compare, [str(checkpoint), str(checkpoint), "--label", "only-one", "--out", str(tmp_path / "two")]
     )
     assert isinstance(result.exception, InputError)
+
+
+def test_the_report_renders_again_from_metrics_json_alone(setup, tmp_path):
+    """Measuring writes metrics.json; the report is rendered from that file only, so a copy of the
+    folder without models or data renders to the same bytes."""
+    import shutil
+
+    from microlatent.evaluation import render_report
+
+    copy = tmp_path / "copy"
+    shutil.copytree(setup["out"], copy)
+    rendered = ("report.md", "report.html", "per_sample.csv", "summary.csv")
+    for name in rendered:
+        (copy / name).unlink()
+    render_report(copy)
+    for name in rendered:
+        assert (copy / name).read_bytes() == (setup["out"] / name).read_bytes(), name
+    (copy / "metrics.json").write_text('{"samples": []}')
+    with pytest.raises(DataError, match="not an evaluation's metrics"):
+        render_report(copy)
 
 
 def test_checkpoint_labels(tmp_path):

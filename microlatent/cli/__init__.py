@@ -18,7 +18,7 @@ def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
-    from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca
+    from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca, report
     from microlatent.cli.properties import design, properties
     from microlatent.cli.reproduce import reproduce
     from microlatent.cli.stats import stats
@@ -37,6 +37,7 @@ def _register_commands():
         model,
         evaluate,
         compare,
+        report,
         latent_vs_pca,
         reproduce,
         synthesize,

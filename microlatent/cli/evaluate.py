@@ -209,3 +209,16 @@ def latent_vs_pca(checkpoint, data, limit, components, steps, device):
     click.echo(
         f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images"
     )
+
+
+@click.command("report")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+def report(folder):
+    """Render report.md, report.html and the CSVs of an evaluation FOLDER again from its metrics.json
+    alone (no models or data needed), e.g. after the renderer changed."""
+    from microlatent.evaluation import render_report
+
+    if not (folder / "metrics.json").is_file():
+        raise InputError(f"{folder}: no metrics.json (make one with `microlatent evaluate` or `compare`)")
+    path = render_report(folder)
+    click.echo(f"report: {path}  (Markdown: {path.with_name('report.md')})")

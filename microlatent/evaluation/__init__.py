@@ -20,7 +20,7 @@ from microlatent.evaluation.metrics import (
     volume_fraction_difference,
     win_matrix,
 )
-from microlatent.evaluation.report import write_report
+from microlatent.evaluation.report import render_report, write_report
 from microlatent.evaluation.texture import GramDistance, stsim2, stsim2_batch
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "summarize",
     "volume_fraction_difference",
     "win_matrix",
+    "render_report",
     "write_report",
     "GramDistance",
     "stsim2",

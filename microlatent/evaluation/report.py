@@ -4,7 +4,9 @@
 
     report.html        tables and figures, to open in a browser
     report.md          the same as Markdown (tables ready to paste into a README)
-    metrics.json       every number of the report (per-sample values, summaries, matrices)
+    metrics.json       every number of the report (schema below); the report is rendered from it
+                       alone, so ``render_report(out_dir)`` (``microlatent report OUT_DIR``) redoes
+                       report.md/html and the CSVs without models
     per_sample.csv     one row per (model, sample) with every per-sample metric
     summary.csv        one row per (model, class, metric) with mean, median, quantiles
     figures/*.png      the figures
@@ -24,6 +26,23 @@ What is measured (details in :mod:`~microlatent.evaluation.metrics`, :mod:`~.lin
 * pictures: reconstruction grids per class with autocorrelations and log-statistics differences
   (Cai Fig. 12), the highest-CESS outliers (Fig. 7), latent traversals (TextureVAE Fig. 6), samples
   from the prior and an interpolation between two microstructures.
+
+metrics.json (NaN and infinities are written as null)::
+
+    meta           data file, split (name, seed, fractions), sample counts per class, versions, and per
+                   model: checkpoint, architecture, config name, loss, trained and input size, parameters
+    samples        [{name, class, index, label}] in evaluation order
+    per_sample     {model: {metric: [value per sample]}} (metric names: METRICS)
+    summary        {model: {"all" | "by_class": {class: ...}: {metric: {n, mean, std, median, q05, q25,
+                   q75, q95, min, max}}}}
+    win_matrix     {metric: "excess_cess", models: [...], matrix: [[share A beats B]]}
+    latent         {model: {images, active_units, latent_units, output_std, kl_per_unit, collapse_warning}}
+    headline       {reference, scores: {score: {medians, comparisons [{model, reference, win_share,
+                   median_change}], best}}, best, collapse_warnings}: what the report says first
+    line_threshold threshold of the lines metrics
+    figures        [{path (relative to the folder), caption, section}]
+    lines          (lines classes only) orientation / count scores and nearest-neighbour counts
+    overfitting    (HDF5 data only) train vs val MSE to their own split, image and statistics space
 """
 
 from __future__ import annotations
@@ -284,6 +303,8 @@ def write_report(
     results["figures"] = _figures(results, runs, models, samples, figure_dir, grid_per_class, outliers, traversal_units)
     return _write_outputs(results, out_dir)
 
+
+METRICS_JSON_KEYS = ("meta", "samples", "per_sample", "summary", "win_matrix", "latent", "headline", "figures")
 
 # ---------------------------------------------------------------------------------------------------
 # Measuring.
@@ -1031,8 +1052,26 @@ def _html(results, tables):
 
 
 def _write_outputs(results, out_dir):
-    results = _clean(results)
-    (out_dir / "metrics.json").write_text(json.dumps(results, indent=1))
+    """Measuring ends here: every number goes to metrics.json, and the report is rendered from that file
+    alone (:func:`render_report`), so it can be rendered again without models or data."""
+    (out_dir / "metrics.json").write_text(json.dumps(_clean(results), indent=1))
+    return render_report(out_dir)
+
+
+def render_report(out_dir):
+    """Write report.md, report.html, per_sample.csv and summary.csv of an evaluation folder from its
+    metrics.json alone (see the module docstring for its schema; the figures it names are the PNGs
+    already in ``figures/``). Returns the path of report.html."""
+    from microlatent.errors import DataError
+
+    out_dir = Path(out_dir)
+    try:
+        results = json.loads((out_dir / "metrics.json").read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{out_dir / 'metrics.json'}: cannot read the evaluation's numbers ({err})") from None
+    missing = [key for key in METRICS_JSON_KEYS if key not in results]
+    if missing:
+        raise DataError(f"{out_dir / 'metrics.json'}: not an evaluation's metrics (no {missing[0]!r})")
     samples = results["samples"]
     keys = sorted({k for values in results["per_sample"].values() for k in values})
     with open(out_dir / "per_sample.csv", "w", newline="") as f:
