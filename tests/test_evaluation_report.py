@@ -318,7 +318,7 @@ def test_metrics_do_not_depend_on_the_chunk_size(setup):
 def test_markdown_carries_no_raw_html_from_labels_or_cells(setup):
     import copy
 
-    from microlatent.evaluation.report import _markdown
+    from microlatent.evaluation.render import _markdown
 
     evil = "<img src=x onerror=alert(1)>|x"
     results = copy.deepcopy(setup["json"])

@@ -101,7 +101,7 @@ def demo(out, do_train, device, overrides):
     )
     import json
 
-    from microlatent.evaluation.report import headline_lines
+    from microlatent.evaluation.render import headline_lines
 
     for line in headline_lines(json.loads(report.with_name("metrics.json").read_text())):
         click.echo(line)

@@ -20,7 +20,8 @@ from microlatent.evaluation.metrics import (
     volume_fraction_difference,
     win_matrix,
 )
-from microlatent.evaluation.report import render_report, write_report
+from microlatent.evaluation.render import render_report
+from microlatent.evaluation.report import write_report
 from microlatent.evaluation.texture import GramDistance, stsim2, stsim2_batch
 
 __all__ = [
