@@ -252,6 +252,13 @@ def test_closed_form_periodic_objective_matches_autograd(crop):
     np.testing.assert_allclose(closed_gradient, autograd_gradient, rtol=0, atol=1e-13 * np.abs(autograd_gradient).max())
 
 
+def test_a_budget_too_short_for_one_evaluation_still_gives_a_scored_image():
+    image = disc_target(16)
+    (r,) = reconstruct(image, time_limit=1e-6, seed=0, optimizer="lbfgs")
+    assert r.image.shape == image.shape and r.error == pytest.approx(statistics_error(image, r.image)[0])
+    assert abs(int(r.image.sum()) - int(image.sum())) <= 1  # the target's volume fraction
+
+
 def test_optimizer_choices_are_checked():
     image = disc_target(16)
     with pytest.raises(InputError, match="optimizer must be"):

@@ -69,8 +69,8 @@ def search(
             shares.append((clock() - began) / max(time_limit - began, 1e-9))
         return max(shares)
 
-    while not out_of_budget():
-        runs += 1
+    while runs == 0 or not out_of_budget():  # one run at least: a budget spent before it starts still
+        runs += 1  # gives the binarised starting field, scored, not nothing
         lowest = []  # lowest loss so far after each evaluation (line searches try worse points too)
         kept = {}
         # Exploit: past EXPLORE of the budget, the best field so far is refined to the end, not restarted.
