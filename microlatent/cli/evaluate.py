@@ -218,7 +218,5 @@ def report(folder):
     alone (no models or data needed), e.g. after the renderer changed."""
     from microlatent.evaluation import render_report
 
-    if not (folder / "metrics.json").is_file():
-        raise InputError(f"{folder}: no metrics.json (make one with `microlatent evaluate` or `compare`)")
     path = render_report(folder)
     click.echo(f"report: {path}  (Markdown: {path.with_name('report.md')})")

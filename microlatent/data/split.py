@@ -63,12 +63,8 @@ class Split:
     def from_config(cls, config) -> Split:
         """The split a training config (a whole config or its ``data`` section) used."""
         data = (config or {}).get("data", config) or {}
-        classes = data.get("classes")
-        return cls(
-            seed=int(data.get("split_seed") or 0),
-            fractions=tuple(float(f) for f in (data.get("split_fractions") or DEFAULT_FRACTIONS)),
-            classes=tuple([classes] if isinstance(classes, str) else classes) if classes else None,
-        )
+        fractions = tuple(float(f) for f in (data.get("split_fractions") or DEFAULT_FRACTIONS))
+        return cls(seed=int(data.get("split_seed") or 0), fractions=fractions).with_classes(data.get("classes"))
 
     def with_classes(self, classes) -> Split:
         """The same cut over other classes (one name, several, or None: every class of the file)."""

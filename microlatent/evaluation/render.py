@@ -338,6 +338,8 @@ def render_report(out_dir):
     from microlatent.errors import DataError
 
     out_dir = Path(out_dir)
+    if not (out_dir / "metrics.json").is_file():
+        raise DataError(f"{out_dir}: no metrics.json (make one with `microlatent evaluate` or `compare`)")
     try:
         results = json.loads((out_dir / "metrics.json").read_text())
     except (OSError, ValueError) as err:

@@ -85,7 +85,7 @@ def search(
                     {
                         "step": 0,
                         "seconds": clock(),
-                        "error": float(error_of(_binarise(values, counts).reshape(height, width))),
+                        "error": float(error_of(binarise_top(values.reshape(height, width), counts))),
                     }
                 )
             used += 1
@@ -93,7 +93,7 @@ def search(
             if (
                 value < CLOSE
                 and used % CHECK_EVERY == 0
-                and error_of(_binarise(values, counts).reshape(height, width)) < EXACT
+                and error_of(binarise_top(values.reshape(height, width), counts)) < EXACT
             ):
                 kept["field"] = values.copy()
                 raise _Stop
@@ -117,7 +117,7 @@ def search(
         except _Stop:
             pass
         field = kept["field"]
-        labels = _binarise(field, counts).reshape(height, width)
+        labels = binarise_top(field.reshape(height, width), counts)
         error = float(error_of(labels))
         if history is not None:
             history.append({"step": used, "seconds": clock(), "error": min(error, best[0])})
@@ -190,11 +190,13 @@ def _stalled(lowest):
     return lowest[-1] > (1 - STALL_GAIN) * lowest[-STALL_WINDOW - 1]
 
 
-def _binarise(field, counts):
+def binarise_top(field, count):
+    """uint8 image of ``field``'s shape with phase 1 at its ``count`` highest values (ties: the later
+    pixels), so the volume fraction is exactly count / size."""
     labels = np.zeros(field.size, dtype=np.uint8)
-    if counts > 0:
-        labels[np.argsort(field, kind="stable")[field.size - counts :]] = 1
-    return labels
+    if count > 0:
+        labels[np.argsort(field.ravel(), kind="stable")[field.size - count :]] = 1
+    return labels.reshape(field.shape)
 
 
 def warm_up(target: TargetStatistics):

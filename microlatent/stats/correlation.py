@@ -70,12 +70,12 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     height, width = images.shape[-2:]
     crop_hw = _resolve_crop(crop, height, width, periodic)
     out_dtype = images.dtype
+    range_y, range_x = _offset_range(height, width, periodic, crop_hw)
     whole_numbers = False
     if not periodic:
-        images, whole_numbers = _nonperiodic_precision(images, crop_hw)
+        images, whole_numbers = _nonperiodic_precision(images, _reach(range_y), _reach(range_x))
 
-    padded = _padded_size(height, width, periodic, crop_hw)
-    range_y, range_x = _offset_range(height, width, periodic, crop_hw)
+    padded = (height, width) if periodic else _padded_size(height, width, _reach(range_y), _reach(range_x))
     inverse_count = 1.0 / (height * width) if periodic else 1.0 / _pair_counts(height, width, crop_hw, images)
     needs_ones = two_phase and not periodic and any(0 in pair for pair in pair_list)
     ones = _ones_spectrum(height, width, padded, images) if needs_ones else None
@@ -191,14 +191,16 @@ def _ones_spectrum(height, width, padded, like):
     return torch.fft.rfftn(torch.ones((height, width), dtype=like.dtype, device=like.device), s=padded)
 
 
-def _padded_size(height, width, periodic, crop_hw):
-    """FFT size: the image itself (periodic), else zero-padded so that no kept offset wraps around. A
-    circular correlation of length P mixes offsets r and r - P; with |r| <= m kept, P >= H + m keeps
-    r - P below -(H - 1), where no pixels pair. A crop therefore needs less padding than the full map."""
-    if periodic:
-        return height, width
-    reach_y, reach_x = (int(max(abs(r[0]), abs(r[-1]))) for r in offsets((height, width), False, crop_hw))
+def _padded_size(height, width, reach_y, reach_x):
+    """Non-periodic FFT size: zero-padded so that no kept offset wraps around. A circular correlation
+    of length P mixes offsets r and r - P; with |r| <= m kept (the reach), P >= H + m keeps r - P below
+    -(H - 1), where no pixels pair. A crop therefore needs less padding than the full map."""
     return _fast_size(height + reach_y), _fast_size(width + reach_x)
+
+
+def _reach(offset_range):
+    """The largest |r| of a run of offsets (first, last) through 0."""
+    return max(-offset_range[0], offset_range[1])
 
 
 def _offset_range(height, width, periodic, crop_hw):
@@ -237,15 +239,14 @@ _WHOLE_NUMBER_MAX_PIXELS = 512 * 512  # binary images up to this size: float32, 
 # numbers, which is exact: measured roundoff of an all-ones 512 x 512 image is 0.06, and 0.25 at 1024.
 
 
-def _nonperiodic_precision(images, crop_hw):
+def _nonperiodic_precision(images, reach_y, reach_x):
     """(images in the dtype to sum in, whether to round the sums to whole numbers) for non-periodic
     statistics: float64 input stays float64; float32 is kept where its roundoff cannot show (see
     above); everything else is summed in float64 (2x the FFT time)."""
     if images.dtype == torch.float64:
         return images, False
     height, width = images.shape[-2:]
-    ry, rx = offsets((height, width), False, crop_hw)
-    fewest = (height - np.abs(ry).max()) * (width - np.abs(rx).max())
+    fewest = (height - reach_y) * (width - reach_x)  # pairs at the kept offset with fewest
     if fewest >= _FLOAT32_MIN_PAIR_SHARE * height * width:
         return images, False
     if (
