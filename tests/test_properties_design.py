@@ -75,7 +75,7 @@ def setup(tmp_path_factory, train_tiny_model):
         data,
         root / "predictor",
         kinds=("mlp", "svr"),
-        features=("latent",),
+        features=("latent", "pca-stats"),
         regressor_params={"hidden_layer_sizes": (128, 128)},
         figure=False,
     )
@@ -209,3 +209,105 @@ def test_design_errors(setup, tmp_path):
         ],
     )
     assert isinstance(result.exception, InputError) and "drop --target" in str(result.exception)
+
+
+# --------------------------------------------------------------------------------------------
+# Design in the classical latent (a PCA of statistics, decoded by reconstruction).
+# --------------------------------------------------------------------------------------------
+
+
+def test_pca_latent_designs_are_what_the_solver_gives_and_beat_its_prior(setup):
+    from microlatent.properties import homogenize_elastic
+    from microlatent.stats.correlation import two_point
+
+    predictor, model, _, _ = setup
+    pca = predictor.pca()
+    stats = predictor.meta["label_stats"]["Ex"]
+    target = stats["min"] + 0.3 * (stats["max"] - stats["min"])
+    result = design(
+        predictor, None, {"Ex": target}, n_designs=2, candidates=6, regressor="svr", latent="pca", decode_steps=150
+    )
+    best = result["designs"][0]
+    assert best["z"].shape == (pca.n_components,)
+    check = homogenize_elastic(best["image"], E=(10, 1), nu=(0.3, 0.3))
+    assert best["achieved"]["Ex"] == pytest.approx(check["Ex"], rel=1e-6)
+    # the image is a reconstruction of the code's statistics: its autocorrelation is close to the code's map
+    f11 = two_point(best["image"].astype(np.float64), pairs=[(1, 1)])[0]
+    wanted = pca.inverse_transform(best["z"][None])[0, 0]
+    assert np.abs(f11 - wanted).max() < 0.05
+    prior = prior_baseline(predictor, None, 8, seed=3, latent="pca", decode_steps=150)["achieved"][:, 0]
+    assert abs(best["achieved"]["Ex"] - target) < np.mean(np.abs(prior - target))
+
+
+def test_pca_latent_needs_its_regressor(setup, tmp_path):
+    predictor, model, _, _ = setup
+    with pytest.raises(InputError, match="no linear regressor on pca-stats features"):
+        design(predictor, None, {"Ex": 3.0}, n_designs=1, candidates=2, regressor="linear", latent="pca")
+    with pytest.raises(InputError, match="needs the trained model"):
+        design(predictor, None, {"Ex": 3.0}, n_designs=1, candidates=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Learning curves.
+# --------------------------------------------------------------------------------------------
+
+
+def test_learning_curves_are_refits_on_nested_subsets_scored_on_the_test_split(setup, tmp_path):
+    from microlatent.cli.properties import design as design_command
+    from microlatent.data import Split
+    from microlatent.design.curves import learning_curves
+    from microlatent.design.predictor import read_labelled_split
+    from microlatent.design.regression import PropertyRegressor, latent_codes
+    from microlatent.evaluation.metrics import r2_per_property
+    from microlatent.stats import StatisticsPCA
+
+    _, model, checkpoint, root = setup
+    data = root / "set.h5"
+    result = learning_curves(
+        data, checkpoint, features=("latent", "pca-stats"), kinds=("linear",), sizes=(30, None), components=(2, 8)
+    )
+    rows = [r for r in result["rows"] if r["property"] == "Ex"]
+    # (latent + 2 PCA sizes) x 2 training sizes
+    assert sorted((r["features"], r["dimensions"], r["n_train"]) for r in rows) == [
+        ("latent", 64, 30), ("latent", 64, 72), ("pca-stats", 2, 30), ("pca-stats", 2, 72),
+        ("pca-stats", 8, 30), ("pca-stats", 8, 72),
+    ]  # fmt: skip
+    # independent refits at the whole training split
+    cut = Split(fractions=(0.6, 0.1, 0.3))
+    train, y_train, _, _ = read_labelled_split(data, "train", cut)
+    test, y_test, _, _ = read_labelled_split(data, "test", cut)
+    codes = StatisticsPCA(8).fit(train)
+    reg = PropertyRegressor("linear", "pca-stats").fit(codes.transform(train), y_train)
+    (row,) = [r for r in rows if (r["features"], r["dimensions"], r["n_train"]) == ("pca-stats", 8, 72)]
+    assert row["r2"] == pytest.approx(r2_per_property(y_test, reg.predict(codes.transform(test)))[0], abs=1e-6)
+    assert row["explained_variance"] == pytest.approx(codes.explained_variance_ratio_.sum(), rel=1e-6)
+    z_train = latent_codes(model, train).reshape(len(train), -1)
+    reg = PropertyRegressor("linear").fit(z_train, y_train)
+    (row,) = [r for r in rows if (r["features"], r["n_train"]) == ("latent", 72)]
+    z_test = latent_codes(model, test).reshape(len(test), -1)
+    assert row["r2"] == pytest.approx(r2_per_property(y_test, reg.predict(z_test))[0], abs=1e-6)
+    # the command: table, files; and a size larger than the split is refused
+    out = tmp_path / "curves"
+    run = CliRunner().invoke(
+        design_command,
+        [
+            "curves",
+            "--data",
+            str(data),
+            "--sizes",
+            "20,all",
+            "--components",
+            "2,4",
+            "--regressor",
+            "linear",
+            "--out",
+            str(out),
+        ],
+    )
+    assert run.exit_code == 0, run.output + repr(run.exception)
+    assert "MAPE Ex %" in run.output and (out / "curves.png").stat().st_size > 10_000
+    assert len((out / "curves.csv").read_text().splitlines()) == 1 + 2 * 2 * len(PROPERTY_NAMES)
+    with pytest.raises(InputError, match="more than the"):
+        learning_curves(data, features="pca-stats", kinds="linear", sizes=(10_000,))
+    with pytest.raises(InputError, match="need a trained model"):
+        learning_curves(data, features="latent", kinds="linear")

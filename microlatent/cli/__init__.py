@@ -19,6 +19,7 @@ def _register_commands():
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
     from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca, report
+    from microlatent.cli.prior import generate, prior
     from microlatent.cli.properties import design, properties
     from microlatent.cli.reproduce import reproduce
     from microlatent.cli.stats import stats
@@ -43,6 +44,8 @@ def _register_commands():
         synthesize,
         properties,
         design,
+        prior,
+        generate,
     ):
         cli.add_command(command)
 

@@ -214,6 +214,7 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
 # --------------------------------------------------------------------------------------------
 
 _KINDS = ("mlp", "linear", "svr", "gbr")
+PROPERTY_CHOICES = ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")
 
 
 def _hidden(text):
@@ -389,6 +390,103 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
         click.echo(f"wrote {out}")
 
 
+@design.command("curves")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent properties homogenize`).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Trained model: needed for latent and downsampled features; its split is used.",
+)
+@click.option(
+    "--features",
+    "features",
+    multiple=True,
+    type=click.Choice(("latent", "downsampled", "pca-stats")),
+    default=("pca-stats",),
+    show_default=True,
+    help="Feature sets (repeatable).",
+)
+@click.option(
+    "--regressor",
+    "regressors",
+    multiple=True,
+    type=click.Choice(_KINDS),
+    default=("gbr",),
+    show_default=True,
+    help="Regressor(s) (repeatable).",
+)
+@click.option(
+    "--sizes",
+    default="all",
+    show_default=True,
+    help="Training-set sizes, comma-separated ('all': the whole training split), e.g. 100,400,all.",
+)
+@click.option(
+    "--components",
+    default="4,16,50,100",
+    show_default=True,
+    help="PCA sizes for pca-stats, comma-separated.",
+)
+@click.option("--class", "classes", multiple=True, metavar="NAMES", help="Classes (default all, or the checkpoint's).")
+@click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most N images per class and split.")
+@click.option("--property", "prop", type=click.Choice(PROPERTY_CHOICES), default="Ex", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--device", default="cpu", show_default=True, help="Device that encodes (auto, cpu, cuda).")
+def curves(data, checkpoint, features, regressors, sizes, components, classes, limit, prop, seed, out, device):
+    """Learning curves: property error against training-set size and latent size.
+
+    The VAE latent, the classical latent (PCA of the phase-1 autocorrelation with each number of
+    --components) and the downsampled control, fitted with the same regressors on nested subsets of
+    one training split and scored on its whole test split. Writes curves.csv, curves.json and
+    curves.png to --out.
+    """
+    from microlatent.design.curves import curves_table, learning_curves, write_curves
+
+    result = learning_curves(
+        data,
+        checkpoint,
+        features=features,
+        kinds=regressors,
+        sizes=_int_list(sizes, "--sizes", allow_all=True),
+        components=_int_list(components, "--components"),
+        classes=_split_classes(classes) or None,
+        limit=limit,
+        seed=seed,
+        device=device,
+        progress=lambda m: click.echo(m, err=True),
+    )
+    settings = result["settings"]
+    click.echo(
+        f"{settings['n_train']} train / {settings['n_test']} test images of {settings['classes']}; "
+        f"test-split R2 and MAPE of {prop} (lower MAPE is better)"
+    )
+    click.echo(curves_table(result["rows"], prop))
+    write_curves(result, out, prop)
+    click.echo(f"wrote {out} (curves.csv, curves.json, curves.png)")
+
+
+def _int_list(text, option, allow_all=False):
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if allow_all and part == "all":
+            values.append(None)
+            continue
+        try:
+            values.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a whole number", param_hint=option) from None
+    return values
+
+
 @design.command("search")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option(
@@ -428,7 +526,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 @click.option(
     "--property",
     "prop",
-    type=click.Choice(("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")),
+    type=click.Choice(PROPERTY_CHOICES),
     default="Ex",
     show_default=True,
     help="Property of the --sweep.",
@@ -454,6 +552,22 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
     show_default=True,
     help="Weight of the prior term lambda ||z||^2 / dim.",
 )
+@click.option(
+    "--latent",
+    type=click.Choice(("vae", "pca")),
+    default="vae",
+    show_default=True,
+    help="Search CHECKPOINT's latent, or the predictor's PCA of statistics (Paulson et al.; fitted by "
+    "`design fit --features pca-stats`, decoded by reconstruction from statistics, guided by the "
+    "labels' regressor).",
+)
+@click.option(
+    "--decode-steps",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="--latent pca: reconstruction iterations per decoded code.",
+)
 @click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True, help="Adam steps.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
 @click.option(
@@ -477,6 +591,8 @@ def search(
     regressor,
     open_loop,
     lam,
+    latent,
+    decode_steps,
     steps,
     lr,
     init,
@@ -514,6 +630,11 @@ def search(
         raise InputError("--sweep chooses its own targets (of --property); drop --target")
     model = Run.load(checkpoint, device)
     predictor.check_run(model)
+    if latent == "pca" and open_loop:
+        raise InputError(
+            "--open-loop is for --latent vae: a PCA-space search is always guided by the labels' regressor"
+        )
+    open_loop = open_loop or latent == "pca"
     report = lambda m: click.echo(m, err=True)  # noqa: E731
     common = dict(
         candidates=candidates,
@@ -525,6 +646,8 @@ def search(
         init=init,
         seed=seed,
         progress=report,
+        latent=latent,
+        decode_steps=decode_steps,
     )
     if sweep is not None:
         result = design_sweep(predictor, model, prop, sweep, **common)

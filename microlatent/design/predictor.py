@@ -58,6 +58,7 @@ from microlatent.design.regression import (
     control_shape,
     feature_matrix,
     latent_codes,
+    pca_features,
 )
 from microlatent.errors import DataError, InputError
 from microlatent.evaluation.metrics import mape, r2_per_property
@@ -326,10 +327,8 @@ def fit_property_models(
         n_components = min(int(np.prod(latent_shape)), len(train_images) - 1, int(np.prod(train_images.shape[1:])))
         say(f"fitting a {n_components}-component PCA of the training images' autocorrelations")
         pca = StatisticsPCA(n_components).fit(train_images)
-        X["pca-stats"] = (
-            feature_matrix(train_images, "pca-stats", pca=pca),
-            feature_matrix(test_images, "pca-stats", pca=pca),
-        )
+        pca_codes = (pca.transform(train_images), pca.transform(test_images))  # where a PCA-space search starts
+        X["pca-stats"] = tuple(pca_features(codes, pca) for codes in pca_codes)
         out_dir.mkdir(parents=True, exist_ok=True)
         pca.save(out_dir / PCA_FILE)
         pca_meta = {
@@ -368,6 +367,8 @@ def fit_property_models(
             save_regressor(reg, out_dir / files[f"{feat}_{kind}"])
 
     fit_data = {"z_train": z_train, "y_train": y_train, "z_test": z_test, "y_test": y_test}
+    if "pca-stats" in features:
+        fit_data.update(pca_train=pca_codes[0], pca_test=pca_codes[1])
     if closed_loop:
         n_prior = len(z_train) // 2 if n_prior is None else int(n_prior)
         n_mix = len(z_train) // 2 if n_mix is None else int(n_mix)
@@ -583,16 +584,20 @@ class PropertyPredictor:
         except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
             raise DataError(f"{file}: cannot read ({err})") from None
 
+    def pca(self):
+        """The folder's :class:`~microlatent.stats.StatisticsPCA` (fitted with ``--features pca-stats``)."""
+        from microlatent.stats import StatisticsPCA
+
+        if not self.meta.get("pca"):
+            raise InputError(f"{self.directory}: no PCA of statistics (fit with `design fit --features pca-stats`)")
+        return StatisticsPCA.load(self.file(self.meta["pca"].get("file", PCA_FILE)))
+
     def predict_images(self, images, model=None, kind="mlp", features="latent") -> np.ndarray:
         """(N, 5) properties of images (N, H, W) in [0, 1]; latent features need ``model``."""
         reg = self.regressor(kind, features)
         if features == "decoded":
             raise InputError("the decoded (closed-loop) regressors take latent codes, not images")
-        pca = None
-        if features == "pca-stats":
-            from microlatent.stats import StatisticsPCA
-
-            pca = StatisticsPCA.load(self.file((self.meta.get("pca") or {}).get("file", PCA_FILE)))
+        pca = self.pca() if features == "pca-stats" else None
         X = feature_matrix(images, features, model=model, latent_shape=self.meta["latent_shape"], pca=pca)
         return reg.predict(X)
 

@@ -78,8 +78,7 @@ def feature_matrix(images, features: str, model=None, latent_shape=None, codes=N
     if features == "pca-stats":
         if pca is None:
             raise InputError("pca-stats features need a fitted StatisticsPCA")
-        codes = pca.transform(np.asarray(images, dtype=np.float64))
-        return codes / np.sqrt(pca.explained_variance_[0])  # leading component ~unit variance, the rest in proportion
+        return pca_features(pca.transform(np.asarray(images, dtype=np.float64)), pca)
     if features == "latent":
         if codes is None:
             if model is None:
@@ -93,6 +92,12 @@ def feature_matrix(images, features: str, model=None, latent_shape=None, codes=N
         latent_shape = _model_latent_shape(model, np.shape(images[0]))
     small = downsample(np.asarray(images, dtype=np.float32), control_shape(latent_shape))
     return small.reshape(len(small), -1).astype(np.float64)
+
+
+def pca_features(codes, pca) -> np.ndarray:
+    """Regressor inputs of PCA codes (N, k): scaled so the leading component has unit variance and the
+    others keep theirs in proportion (standardising each would lift noise components to its level)."""
+    return np.asarray(codes, dtype=np.float64) / np.sqrt(pca.explained_variance_[0])
 
 
 def _model_latent_shape(model, image_shape) -> tuple:

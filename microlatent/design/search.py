@@ -67,25 +67,115 @@ def _scales(predictor) -> np.ndarray:
     return np.array([max(stats[p]["std"], 1e-12) for p in PROPERTY_NAMES])
 
 
-def _surrogate(predictor, regressor, closed_loop):
-    features = "decoded" if closed_loop else "latent"
-    key = f"{features}_{regressor}"
-    if key not in predictor.meta.get("regressors", {}):
-        hint = (
-            " (fit it with `microlatent design fit` without --no-closed-loop, or pass --open-loop)"
-            if closed_loop
-            else ""
+class VAESpace:
+    """The latent space of the predictor's VAE: codes of the model's latent shape, prior N(0, I),
+    decoded by the model and thresholded."""
+
+    name = "vae"
+
+    def __init__(self, predictor, model, regressor="mlp", closed_loop=True):
+        features = "decoded" if closed_loop else "latent"
+        if f"{features}_{regressor}" not in predictor.meta.get("regressors", {}):
+            hint = " (fit it with `microlatent design fit` without --no-closed-loop, or pass --open-loop)"
+            raise InputError(
+                f"{predictor.directory}: no {regressor} regressor on {features} features{hint if closed_loop else ''}"
+            )
+        self.predictor, self.model = predictor, model
+        self.shape = tuple(predictor.meta["latent_shape"])
+        self.regressor = predictor.regressor(regressor, features)
+        self.train_codes = predictor.fit_data()["z_train"]
+
+    def surrogate(self, torch):
+        """Differentiable properties of search variables (prior N(0, I)), a torch function."""
+        return self.regressor.to_torch(torch.float32)
+
+    def codes(self, w) -> np.ndarray:
+        """Latent codes of search variables (N, dim)."""
+        return np.asarray(w, dtype=np.float32).reshape((-1,) + self.shape)
+
+    def variables(self, codes) -> np.ndarray:
+        return np.asarray(codes, dtype=np.float32).reshape(len(codes), -1)
+
+    def solve(self, codes, progress=None):
+        """(properties (N, 5), images uint8 (N, H, W)) of codes, decoded and thresholded."""
+        meta = self.predictor.meta
+        return decoded_properties(self.model, codes, meta["phases"], meta.get("threshold", THRESHOLD))
+
+
+class PCASpace:
+    """The classical latent (Paulson et al. 2017): codes of the predictor's PCA of phase-1
+    autocorrelations. Searched in whitened units (each component over its standard deviation, so the
+    prior is N(0, I) as for a VAE), predicted by the ``pca-stats`` regressor of the original images'
+    labels (there is no closed-loop one: decoding is a reconstruction, too slow to label thousands),
+    decoded by :meth:`StatisticsPCA.decode` (reconstruction from statistics, ``decode_steps``
+    L-BFGS-B iterations) and solved."""
+
+    name = "pca"
+
+    def __init__(self, predictor, regressor="mlp", decode_steps=200, seed=0):
+        if f"pca-stats_{regressor}" not in predictor.meta.get("regressors", {}):
+            raise InputError(
+                f"{predictor.directory}: no {regressor} regressor on pca-stats features "
+                "(fit it with `microlatent design fit --features pca-stats`)"
+            )
+        data = predictor.fit_data()
+        if "pca_train" not in data:
+            raise InputError(
+                f"{predictor.directory}: no PCA codes stored; fit it again with `design fit --features pca-stats`"
+            )
+        self.predictor = predictor
+        self.pca = predictor.pca()
+        self.sigma = np.sqrt(self.pca.explained_variance_)
+        self.shape = (len(self.sigma),)
+        self.regressor = predictor.regressor(regressor, "pca-stats")
+        self.train_codes = data["pca_train"] / self.sigma
+        self.decode_steps, self.seed = decode_steps, seed
+
+    def surrogate(self, torch):
+        net = self.regressor.to_torch(torch.float32)
+        scale = torch.as_tensor(self.sigma / self.sigma[0], dtype=torch.float32)  # whitened -> regressor inputs
+        return lambda w: net(w * scale)
+
+    def codes(self, w) -> np.ndarray:
+        return np.asarray(w, dtype=np.float64).reshape(-1, len(self.sigma)) * self.sigma
+
+    def variables(self, codes) -> np.ndarray:
+        return (np.asarray(codes, dtype=np.float64) / self.sigma).astype(np.float32)
+
+    def solve(self, codes, progress=None):
+        from microlatent.properties.homogenize import homogenize_elastic
+
+        meta = self.predictor.meta
+        if progress is not None:
+            progress(
+                f"decoding {len(codes)} PCA codes by reconstruction from statistics ({self.decode_steps} steps each)"
+            )
+        images = self.pca.decode(codes, steps=self.decode_steps, seed=self.seed).astype(np.uint8)
+        phases = meta["phases"]
+        r = homogenize_elastic(
+            images, E=tuple(phases["E"]), nu=tuple(phases["nu"]), plane=phases.get("plane", "stress")
         )
-        raise InputError(f"{predictor.directory}: no {regressor} regressor on {features} features{hint}")
-    return predictor.regressor(regressor, features)
+        return np.stack([np.atleast_1d(r[k]) for k in PROPERTY_NAMES], axis=1), images
 
 
-def _starts(predictor, n, dim, init, rng):
-    """(n, dim) starting codes."""
-    data = predictor.fit_data()["z_train"].reshape(-1, dim).astype(np.float32)
+def latent_space(predictor, model=None, latent="vae", regressor="mlp", closed_loop=True, decode_steps=200, seed=0):
+    """The space a design searches: ``latent="vae"`` (the model's latent) or ``"pca"`` (the
+    predictor's PCA of statistics; ``closed_loop`` does not apply)."""
+    if latent == "vae":
+        if model is None:
+            raise InputError("a VAE-latent design needs the trained model")
+        return VAESpace(predictor, model, regressor, closed_loop)
+    if latent == "pca":
+        return PCASpace(predictor, regressor, decode_steps, seed)
+    raise InputError(f"latent must be vae or pca, got {latent!r}")
+
+
+def _starts(space, n, init, rng):
+    """(n, dim) starting search variables: training codes and/or prior draws."""
+    data = space.variables(space.train_codes)
     n_data = {"data": n, "prior": 0, "mixed": n // 2 + n % 2}[init]
     picks = data[rng.integers(0, len(data), n_data)]
-    prior = rng.standard_normal((n - n_data, dim)).astype(np.float32)
+    prior = rng.standard_normal((n - n_data, data.shape[1])).astype(np.float32)
     return np.concatenate([picks, prior])
 
 
@@ -103,13 +193,17 @@ def search(
     seed=0,
     verify=True,
     progress=None,
+    latent="vae",
+    decode_steps=200,
 ) -> dict:
     """Gradient search for many targets at once (the core of :func:`design` and :func:`design_sweep`).
 
     ``targets``: (T, 5) array in PROPERTY_NAMES order with NaN for properties left free, or a dict
-    for one target. Returns ``{"targets" (T, 5), "z" (T, K, *latent), "predicted" (T, K, 5),
-    "loss" (T, K), "achieved" (T, K, 5), "error" (T, K), "images" (T, K, H, W) uint8}``; ``error`` is the
-    solver-verified RMS over targeted properties of (achieved - target) / std.
+    for one target. ``latent``: "vae" (the model's latent space) or "pca" (the predictor's PCA of
+    statistics, decoded by reconstruction with ``decode_steps``; ``model`` may be None). Returns
+    ``{"targets" (T, 5), "z" (T, K, *latent), "predicted" (T, K, 5), "loss" (T, K), "achieved"
+    (T, K, 5), "error" (T, K), "images" (T, K, H, W) uint8}``; ``error`` is the solver-verified RMS over
+    targeted properties of (achieved - target) / std.
     """
     import torch
 
@@ -129,37 +223,38 @@ def search(
     mask = np.isfinite(targets)
     if not mask.any(axis=1).all():
         raise InputError("every target needs at least one property value")
-    latent_shape = tuple(predictor.meta["latent_shape"])
-    dim = int(np.prod(latent_shape))
+    space = latent_space(predictor, model, latent, regressor, closed_loop, decode_steps, seed)
     n_targets = len(targets)
     scales = _scales(predictor)
     rng = np.random.default_rng(seed)
-    z0 = np.concatenate([_starts(predictor, candidates, dim, init, rng) for _ in range(n_targets)])
-    net = _surrogate(predictor, regressor, closed_loop).to_torch(torch.float32)
+    w0 = np.concatenate([_starts(space, candidates, init, rng) for _ in range(n_targets)])
+    dim = w0.shape[1]
+    net = space.surrogate(torch)
     t = torch.as_tensor(np.nan_to_num(np.repeat(targets, candidates, axis=0)), dtype=torch.float32)
     m = torch.as_tensor(np.repeat(mask, candidates, axis=0), dtype=torch.float32)
     s = torch.as_tensor(scales, dtype=torch.float32)
-    z = torch.tensor(z0, requires_grad=True)
-    opt = torch.optim.Adam([z], lr=lr)
+    w = torch.tensor(w0, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=lr)
 
-    def objective(z):
-        pred = net(z)
+    def objective(w):
+        pred = net(w)
         fit = (((pred - t) / s) ** 2 * m).sum(1)
-        return fit + lam * (z * z).sum(1) / dim, pred
+        return fit + lam * (w * w).sum(1) / dim, pred
 
     for step in range(steps):
         opt.zero_grad()
-        loss, _ = objective(z)
+        loss, _ = objective(w)
         loss.sum().backward()
         opt.step()
         if progress is not None and (step + 1) % 50 == 0:
             progress(f"search step {step + 1}/{steps}: mean objective {loss.mean().item():.4f}")
     with torch.no_grad():
-        loss, pred = objective(z)
-    codes = z.detach().numpy().reshape((n_targets, candidates) + latent_shape)
+        loss, pred = objective(w)
+    codes = space.codes(w.detach().numpy())
     out = {
         "targets": targets,
-        "z": codes,
+        "latent": space.name,
+        "z": codes.reshape((n_targets, candidates) + space.shape),
         "predicted": pred.numpy().astype(np.float64).reshape(n_targets, candidates, -1),
         "loss": loss.numpy().astype(np.float64).reshape(n_targets, candidates),
         "scales": scales,
@@ -167,12 +262,7 @@ def search(
     if verify:
         if progress is not None:
             progress(f"verifying {n_targets * candidates} candidates with the solver")
-        achieved, images = decoded_properties(
-            model,
-            codes.reshape((-1,) + latent_shape),
-            predictor.meta["phases"],
-            predictor.meta.get("threshold", THRESHOLD),
-        )
+        achieved, images = space.solve(codes, progress)
         out["achieved"] = achieved.reshape(n_targets, candidates, -1)
         out["images"] = images.reshape((n_targets, candidates) + images.shape[1:])
         out["error"] = normalised_error(out["achieved"], targets[:, None, :], scales)
@@ -201,6 +291,8 @@ def design(
     init="mixed",
     seed=0,
     progress=None,
+    latent="vae",
+    decode_steps=200,
 ) -> dict:
     """Designs for one target: the ``n_designs`` best of ``candidates`` searched codes, ranked by
     solver-verified error. Returns ``{"targets": dict, "designs": list of dicts (z, image, predicted,
@@ -210,7 +302,20 @@ def design(
     if n_designs > candidates:
         raise InputError(f"n_designs ({n_designs}) cannot exceed candidates ({candidates})")
     result = search(
-        predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed, progress=progress
+        predictor,
+        model,
+        targets,
+        candidates,
+        regressor,
+        closed_loop,
+        lam,
+        steps,
+        lr,
+        init,
+        seed,
+        progress=progress,
+        latent=latent,
+        decode_steps=decode_steps,
     )
     order = np.argsort(result["error"][0], kind="stable")[:n_designs]
     designs = []
@@ -229,13 +334,22 @@ def design(
     return {"targets": dict(targets), "designs": designs, "candidates": result}
 
 
-def prior_baseline(predictor, model, n, seed=0) -> dict:
-    """Baseline: ``n`` codes from the standard normal prior, decoded, thresholded and solved.
-    Returns ``{"z", "achieved" (n, 5), "images"}``."""
-    latent_shape = tuple(predictor.meta["latent_shape"])
-    z = np.random.default_rng(seed + 7919).standard_normal((n,) + latent_shape).astype(np.float32)
-    threshold = predictor.meta.get("threshold", THRESHOLD)
-    achieved, images = decoded_properties(model, z, predictor.meta["phases"], threshold)
+def prior_baseline(predictor, model, n, seed=0, latent="vae", decode_steps=200, progress=None) -> dict:
+    """Baseline: ``n`` codes from the latent's prior (N(0, I) for a VAE; N(0, diag(explained
+    variance)) for a PCA), decoded, thresholded and solved. Returns ``{"z", "achieved" (n, 5), "images"}``."""
+    space = (
+        latent_space(predictor, model, latent, closed_loop=False, decode_steps=decode_steps, seed=seed)
+        if latent == "pca"
+        else None
+    )
+    if space is None:
+        latent_shape = tuple(predictor.meta["latent_shape"])
+        z = np.random.default_rng(seed + 7919).standard_normal((n,) + latent_shape).astype(np.float32)
+        threshold = predictor.meta.get("threshold", THRESHOLD)
+        achieved, images = decoded_properties(model, z, predictor.meta["phases"], threshold)
+        return {"z": z, "achieved": achieved, "images": images}
+    z = space.codes(np.random.default_rng(seed + 7919).standard_normal((n, space.shape[0])))
+    achieved, images = space.solve(z, progress)
     return {"z": z, "achieved": achieved, "images": images}
 
 
@@ -265,6 +379,8 @@ def design_sweep(
     seed=0,
     n_prior=None,
     progress=None,
+    latent="vae",
+    decode_steps=200,
 ) -> dict:
     """Design for ``n_targets`` targets of ``prop`` spanning the data and measure how well the
     solver-verified properties hit them.
@@ -284,7 +400,20 @@ def design_sweep(
     targets = np.full((n_targets, len(PROPERTY_NAMES)), np.nan)
     targets[:, j] = targets_1d
     result = search(
-        predictor, model, targets, candidates, regressor, closed_loop, lam, steps, lr, init, seed, progress=progress
+        predictor,
+        model,
+        targets,
+        candidates,
+        regressor,
+        closed_loop,
+        lam,
+        steps,
+        lr,
+        init,
+        seed,
+        progress=progress,
+        latent=latent,
+        decode_steps=decode_steps,
     )
     stats = predictor.meta["label_stats"][prop]
     std, span = stats["std"], stats["max"] - stats["min"]
@@ -293,7 +422,7 @@ def design_sweep(
     single = np.argmin(result["loss"], axis=1)
     achieved = result["achieved"][rows, best, j]
     achieved_single = result["achieved"][rows, single, j]
-    prior = prior_baseline(predictor, model, n_prior or max(candidates, 16), seed)
+    prior = prior_baseline(predictor, model, n_prior or max(candidates, 16), seed, latent, decode_steps, progress)
     prior_err = prior["achieved"][None, :, j] - targets_1d[:, None]
 
     def rmse(diff):
@@ -324,6 +453,8 @@ def design_sweep(
             "lr": lr,
             "init": init,
             "seed": seed,
+            "latent": latent,
+            "decode_steps": decode_steps if latent == "pca" else None,
         },
         "candidates": result,
     }
