@@ -13,7 +13,7 @@ test: lint
 	$(BIN)/python -m pytest -n 2 -q
 
 # ruff (pyflakes, import order, line length; the code is as `ruff format` writes it) on everything,
-# mypy on stats/losses/models/properties
+# mypy on stats/losses/models/properties/design/prior (pyproject [tool.mypy] files)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check microlatent tests benchmarks
 	$(BIN)/ruff format --check microlatent tests benchmarks

@@ -328,7 +328,7 @@ def fit_property_models(
         say(f"fitting a {n_components}-component PCA of the training images' autocorrelations")
         pca = StatisticsPCA(n_components).fit(train_images)
         pca_codes = (pca.transform(train_images), pca.transform(test_images))  # where a PCA-space search starts
-        X["pca-stats"] = tuple(pca_features(codes, pca) for codes in pca_codes)
+        X["pca-stats"] = (pca_features(pca_codes[0], pca), pca_features(pca_codes[1], pca))
         out_dir.mkdir(parents=True, exist_ok=True)
         pca.save(out_dir / PCA_FILE)
         pca_meta = {
