@@ -306,8 +306,14 @@ def test_bad_input():
         homogenize_elastic(good, nu=(0.3, 0.5), plane="strain")
     with pytest.raises(InputError, match="plane"):
         homogenize_elastic(good, plane="3d")
-    with pytest.raises(InputError, match="two numbers"):
+    with pytest.raises(InputError, match="one number per phase"):
         homogenize_elastic(good, E=10.0)
+    with pytest.raises(InputError, match="same number of phases"):
+        homogenize_elastic(good, E=(10.0, 1.0, 5.0))
+    with pytest.raises(InputError, match="phase indices 0..2"):  # a label 3 with three materials
+        homogenize_elastic(np.full((8, 8), 3), E=(10.0, 1.0, 5.0), nu=(0.3, 0.3, 0.2))
+    with pytest.raises(InputError, match="one volume fraction per phase"):
+        laminate_elastic(0.5, E=(10.0, 1.0, 5.0), nu=(0.3, 0.3, 0.2))
     with pytest.raises(InputError, match="conductivities"):
         homogenize_thermal(good, k=(1.0, -1.0))
     with pytest.raises(InputError, match="dtype"):
@@ -482,3 +488,38 @@ def test_cli_homogenize_and_homogenize_image(h5file, tmp_path):
     np.save(npy, np.full((8, 8), 0.5, np.float32))
     result = runner.invoke(properties, ["homogenize-image", str(npy)])
     assert isinstance(result.exception, InputError)
+
+
+# --------------------------------------------------------------------------------------------
+# Three phases.
+# --------------------------------------------------------------------------------------------
+
+E3, NU3, K3 = (10.0, 1.0, 4.0), (0.3, 0.25, 0.35), (10.0, 1.0, 3.0)
+
+
+@pytest.mark.parametrize("stacking", ["x", "y"])
+def test_three_phase_laminate_matches_the_exact_formula(stacking):
+    """Layers of 3 phases (widths 10, 14, 8 of 32 px) against the closed-form K-phase laminate, in the
+    default float32 solve, elastic and thermal, both orientations."""
+    profile = np.repeat([0, 1, 2], [10, 14, 8])
+    image = np.tile(profile[None, :], (32, 1)) if stacking == "y" else np.tile(profile[:, None], (1, 32))
+    fractions = [10 / 32, 14 / 32, 8 / 32]
+    got = homogenize_elastic(image, E=E3, nu=NU3)
+    want = laminate_elastic(fractions, E=E3, nu=NU3, stacking=stacking)
+    np.testing.assert_allclose(got["C"], want["C"], rtol=1e-6, atol=1e-6 * np.abs(want["C"]).max())
+    got_k = homogenize_thermal(image, k=K3)
+    want_k = laminate_thermal(fractions, k=K3, stacking=stacking)
+    assert got_k["kx"] == pytest.approx(want_k["kx"], rel=1e-6) and got_k["ky"] == pytest.approx(want_k["ky"], rel=1e-6)
+
+
+def test_three_phase_random_image_matches_an_independent_sparse_solve():
+    image = np.random.default_rng(5).integers(0, 3, size=(12, 10))
+    got = homogenize_elastic(image, E=E3, nu=NU3, dtype=np.float64, tol=1e-10)
+    np.testing.assert_allclose(got["C"], sparse_elastic(image, E=E3, nu=NU3)["C"], rtol=1e-8)
+    got_k = homogenize_thermal(image, k=K3, dtype=np.float64, tol=1e-10)
+    np.testing.assert_allclose(got_k["K"], sparse_thermal(image, k=K3)["K"], rtol=1e-8)
+    # a 3-phase image whose third phase is absent gives the 2-phase answer
+    binary = (image > 0).astype(np.uint8)
+    two = homogenize_elastic(binary, E=E3[:2], nu=NU3[:2], dtype=np.float64, tol=1e-10)["C"]
+    three = homogenize_elastic(binary, E=E3, nu=NU3, dtype=np.float64, tol=1e-10)["C"]
+    np.testing.assert_allclose(three, two, rtol=1e-10)

@@ -30,6 +30,7 @@ from microlatent.properties.homogenize import (
     check_conductivities,
     check_elastic_phases,
     elasticity_matrix,
+    two_phases,
 )
 
 
@@ -50,7 +51,7 @@ def voigt_reuss_elastic(fraction, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stre
 
     Returns ``{"voigt": <C>, "reuss": <S>^-1}``: ``reuss <= C* <= voigt`` (PSD order), any geometry.
     """
-    E, nu = check_elastic_phases(E, nu, plane)
+    E, nu = (two_phases(v, name) for v, name in zip(check_elastic_phases(E, nu, plane), ("E", "nu")))
     f = _fractions(fraction)
     d0, d1 = (elasticity_matrix(E[p], nu[p], plane) for p in (0, 1))
     voigt = _average(f, d0, d1)
@@ -88,7 +89,7 @@ def hashin_shtrikman_elastic(fraction, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = 
     Returns ``{"bulk": (lower, upper), "shear": (lower, upper)}`` (arrays shaped like ``fraction``),
     to compare with :func:`isotropic_moduli` of the effective stiffness.
     """
-    E, nu = check_elastic_phases(E, nu, plane)
+    E, nu = (two_phases(v, name) for v, name in zip(check_elastic_phases(E, nu, plane), ("E", "nu")))
     f = _fractions(fraction)
     (k0, m0), (k1, m1) = (bulk_shear(E[p], nu[p], plane) for p in (0, 1))
 
@@ -102,13 +103,13 @@ def hashin_shtrikman_elastic(fraction, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = 
 
 def voigt_reuss_thermal(fraction, k=DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
     """Wiener bounds ``(<1/k>^-1, <k>)`` on every eigenvalue of the effective conductivity."""
-    k = check_conductivities(k)
+    k = two_phases(check_conductivities(k), "k")
     f = _fractions(fraction)
     return 1.0 / ((1.0 - f) / k[0] + f / k[1]), (1.0 - f) * k[0] + f * k[1]
 
 
 def hashin_shtrikman_thermal(fraction, k=DEFAULT_K) -> tuple[np.ndarray, np.ndarray]:
     """2D Hashin-Shtrikman bounds ``(lower, upper)`` on the conductivity of an isotropic composite."""
-    k = check_conductivities(k)
+    k = two_phases(check_conductivities(k), "k")
     f = _fractions(fraction)
     return _hs(f, k, min(k)), _hs(f, k, max(k))

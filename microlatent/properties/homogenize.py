@@ -54,24 +54,28 @@ def _check_plane(plane: str) -> str:
     return plane
 
 
-def _pair(values, name: str) -> tuple[float, float]:
+def _per_phase(values, name: str) -> tuple[float, ...]:
+    """One finite number per phase (at least two), as floats."""
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be two numbers (phase 0, phase 1), got {values!r}") from None
-    if arr.shape != (2,):
-        raise InputError(f"{name} must be two numbers (phase 0, phase 1), got {values!r}")
+        raise InputError(f"{name} must be one number per phase (phase 0, phase 1, ...), got {values!r}") from None
+    if arr.ndim != 1 or len(arr) < 2:
+        raise InputError(f"{name} must be one number per phase (at least two: phase 0, phase 1, ...), got {values!r}")
     if not np.isfinite(arr).all():
         raise InputError(f"{name} must be finite, got {tuple(arr.tolist())}")
-    return float(arr[0]), float(arr[1])
+    return tuple(float(v) for v in arr)
 
 
-def check_elastic_phases(E, nu, plane: str = "stress") -> tuple[tuple[float, float], tuple[float, float]]:
-    """Validate phase elastic constants: two positive moduli, Poisson ratios in (-1, 1) for plane
-    stress or (-1, 0.5) for plane strain (positive-definite material). Returns floats."""
+def check_elastic_phases(E, nu, plane: str = "stress") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Validate phase elastic constants: one positive modulus and one Poisson ratio per phase (as many
+    of each), ratios in (-1, 1) for plane stress or (-1, 0.5) for plane strain (positive-definite
+    material). Returns floats."""
     plane = _check_plane(plane)
-    E = _pair(E, "E")
-    nu = _pair(nu, "nu")
+    E = _per_phase(E, "E")
+    nu = _per_phase(nu, "nu")
+    if len(E) != len(nu):
+        raise InputError(f"E and nu must give the same number of phases, got {len(E)} and {len(nu)}")
     if min(E) <= 0:
         raise InputError(f"Young's moduli must be > 0 (voids are not supported), got E = {E}")
     high = 1.0 if plane == "stress" else 0.5
@@ -81,12 +85,19 @@ def check_elastic_phases(E, nu, plane: str = "stress") -> tuple[tuple[float, flo
     return E, nu
 
 
-def check_conductivities(k) -> tuple[float, float]:
-    """Validate phase conductivities: two positive numbers."""
-    k = _pair(k, "k")
+def check_conductivities(k) -> tuple[float, ...]:
+    """Validate phase conductivities: one positive number per phase."""
+    k = _per_phase(k, "k")
     if min(k) <= 0:
         raise InputError(f"conductivities must be > 0, got k = {k}")
     return k
+
+
+def two_phases(values, name: str):
+    """``values`` unchanged if it holds two phases; InputError for a formula that exists only for two."""
+    if len(values) != 2:
+        raise InputError(f"{name}: this formula is for 2 phases, got {len(values)}")
+    return values
 
 
 def elasticity_matrix(E: float, nu: float, plane: str = "stress") -> np.ndarray:
@@ -127,14 +138,15 @@ def engineering_constants(C) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def as_binary_images(images) -> tuple[np.ndarray, bool]:
-    """``images`` (N, H, W) or (H, W) of 0/1 (bool, int or float) -> (uint8 (N, H, W), was_2d)."""
+def as_phase_images(images, n_phases: int = 2) -> tuple[np.ndarray, bool]:
+    """``images`` (N, H, W) or (H, W) of phase indices 0 .. n_phases - 1 (bool, int or float holding
+    whole numbers) -> (uint8 (N, H, W), was_2d)."""
     try:
         arr = np.asarray(images)
     except (TypeError, ValueError) as err:
-        raise InputError(f"images must be an array of 0/1, got {type(images).__name__} ({err})") from None
+        raise InputError(f"images must be an array of phase indices, got {type(images).__name__} ({err})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InputError(f"images must be a numeric array of 0/1, got dtype {arr.dtype}")
+        raise InputError(f"images must be a numeric array of phase indices, got dtype {arr.dtype}")
     single = arr.ndim == 2
     if arr.ndim not in (2, 3):
         raise InputError(f"images must have shape (N, H, W) or (H, W), got {arr.shape}")
@@ -143,14 +155,20 @@ def as_binary_images(images) -> tuple[np.ndarray, bool]:
     if arr.shape[1] < 1 or arr.shape[2] < 1:
         raise InputError(f"images must have at least one pixel per side, got shape {arr.shape[1:]}")
     if arr.dtype != np.bool_ and arr.size:
-        bad = (arr != 0) & (arr != 1)
+        bad = (arr != np.round(arr)) | (arr < 0) | (arr > n_phases - 1)
         if bad.any():
             where = tuple(int(v) for v in np.argwhere(bad)[0])
+            what = "binary (0/1 phase indices)" if n_phases == 2 else f"phase indices 0..{n_phases - 1}"
+            hint = "threshold first" if n_phases == 2 else "give one material per phase"
             raise InputError(
-                f"images must be binary (0/1 phase indices); image {where[0]} has value "
-                f"{arr[where]!r} at ({where[1]}, {where[2]}) (threshold first)"
+                f"images must be {what}; image {where[0]} has value {arr[where]!r} at ({where[1]}, {where[2]}) ({hint})"
             )
     return arr.astype(np.uint8), single
+
+
+def as_binary_images(images) -> tuple[np.ndarray, bool]:
+    """``images`` (N, H, W) or (H, W) of 0/1 (bool, int or float) -> (uint8 (N, H, W), was_2d)."""
+    return as_phase_images(images, 2)
 
 
 MAX_TOL = 1e-3
@@ -179,26 +197,28 @@ def _check_solver(dtype, tol, max_iter):
 
 
 def _phase_basis(mats):
-    """Element-matrix basis for two phase materials: (T, ...) matrices and per-phase coefficients.
+    """Element-matrix basis for K phase materials: (T, ...) matrices, per-phase coefficients (K, T)
+    and a reference material for the preconditioner.
 
-    If ``D1 = s D0`` a single term with coefficients (1, s) (one einsum per operator application),
-    else two terms with coefficients (1 - a, a).
+    If every ``D_k = s_k D_0``, a single term with coefficients s_k (one einsum per operator
+    application), else one term per phase (coefficients the identity).
     """
-    d0, d1 = (np.asarray(m, dtype=np.float64) for m in mats)
-    scale = float(np.sum(d1 * d0) / np.sum(d0 * d0))
-    if np.allclose(d1, scale * d0, rtol=1e-13, atol=0.0):
+    mats = [np.asarray(m, dtype=np.float64) for m in mats]
+    d0 = mats[0]
+    scales = [float(np.sum(d * d0) / np.sum(d0 * d0)) for d in mats]
+    if all(np.allclose(d, s * d0, rtol=1e-13, atol=0.0) for d, s in zip(mats, scales)):
         basis = d0[None]
-        coeffs = np.array([[1.0], [scale]])  # (phase, T)
-        ref = d0 * np.sqrt(scale)
+        coeffs = np.array(scales)[:, None]  # (phase, T)
+        ref = d0 * np.sqrt(min(scales) * max(scales))  # for 2 phases: d0 * sqrt(s1)
     else:
-        basis = np.stack([d0, d1])
-        coeffs = np.eye(2)
-        ref = 0.5 * (d0 + d1)
+        basis = np.stack(mats)
+        coeffs = np.eye(len(mats))
+        ref = np.mean(mats, axis=0)
     return basis, coeffs, ref
 
 
 def _solve(images, mats, dtype, tol, max_iter, progress):
-    """Homogenize (N, H, W) uint8 images for the two phase materials ``mats`` ((ncomp, ncomp) each).
+    """Homogenize (N, H, W) uint8 images of phase indices for the phase materials ``mats`` ((ncomp, ncomp) each).
 
     Returns effective tensors (N, ncomp, ncomp), iterations (N,), residual (N,), converged (N,).
     """
@@ -215,8 +235,9 @@ def _solve(images, mats, dtype, tol, max_iter, progress):
 
     def operator(block, dt):
         coeff = np.moveaxis(coeffs.astype(dt)[block], -1, 1)  # (B, T, Nx, Ny)
-        fraction = block.reshape(len(block), -1).mean(axis=1)
-        mean_coeff = np.outer(1.0 - fraction, coeffs[0]) + np.outer(fraction, coeffs[1])  # exact <coeff>
+        flat = block.reshape(len(block), -1)
+        fractions = np.stack([(flat == p).mean(axis=1) for p in range(len(coeffs))], axis=1)  # (B, K)
+        mean_coeff = fractions @ coeffs  # exact <coeff>
         return fem.PeriodicPixelOperator(coeff, ke, fe, basis, ke_ref, dtype=dt, mean_coeff=mean_coeff)
 
     def solve(block, dt):
@@ -289,16 +310,16 @@ def homogenize_elastic(
     max_iter: int = 200,
     progress=None,
 ) -> dict:
-    """Effective elastic stiffness of periodic 2-phase pixel images (pixel Q4 FEM, periodic BCs).
+    """Effective elastic stiffness of periodic K-phase pixel images (pixel Q4 FEM, periodic BCs).
 
     Parameters
     ----------
-    images : (N, H, W) or (H, W) array of 0/1
-        Phase index per pixel (bool, int or float holding only 0 and 1). Axis 0 = x, axis 1 = y.
-    E : (float, float), default (10.0, 1.0)
-        Young's moduli of phase 0 and phase 1 (any unit; results in the same unit, GPa here).
-    nu : (float, float), default (0.3, 0.3)
-        Poisson ratios of phase 0 and phase 1.
+    images : (N, H, W) or (H, W) array of phase indices 0 .. K - 1
+        Phase index per pixel (bool, int or float holding whole numbers). Axis 0 = x, axis 1 = y.
+    E : K floats, default (10.0, 1.0)
+        Young's moduli of phase 0, phase 1, ... (any unit; results in the same unit, GPa here).
+    nu : K floats, default (0.3, 0.3)
+        Poisson ratios of phase 0, phase 1, ...
     plane : {"stress", "strain"}, default "stress"
         2D idealisation (MICRO2D used plane stress, Abaqus CPS4).
     dtype : np.float32 or np.float64, default np.float32
@@ -340,8 +361,8 @@ def homogenize_elastic(
     """
     E, nu = check_elastic_phases(E, nu, plane)
     dt = _check_solver(dtype, tol, max_iter)
-    arr, single = as_binary_images(images)
-    mats = [elasticity_matrix(E[p], nu[p], plane) for p in (0, 1)]
+    arr, single = as_phase_images(images, len(E))
+    mats = [elasticity_matrix(e, v, plane) for e, v in zip(E, nu)]
     C, iterations, residual, converged = _solve(arr, mats, dt, tol, int(max_iter), progress)
     out = {"C": C}
     out.update(
@@ -355,14 +376,14 @@ def homogenize_elastic(
 def homogenize_thermal(
     images, k=DEFAULT_K, dtype=np.float32, tol: float = 1e-6, max_iter: int = 200, progress=None
 ) -> dict:
-    """Effective conductivity of periodic 2-phase pixel images (steady heat conduction, pixel Q4).
+    """Effective conductivity of periodic K-phase pixel images (steady heat conduction, pixel Q4).
 
     Parameters
     ----------
-    images : (N, H, W) or (H, W) array of 0/1
+    images : (N, H, W) or (H, W) array of phase indices 0 .. K - 1
         Phase index per pixel. Axis 0 = x, axis 1 = y.
-    k : (float, float), default (10.0, 1.0)
-        Conductivity of phase 0 and phase 1 (any unit, e.g. W/(m K); results in the same unit).
+    k : K floats, default (10.0, 1.0)
+        Conductivity of phase 0, phase 1, ... (any unit, e.g. W/(m K); results in the same unit).
     dtype, tol, max_iter, progress
         As in :func:`homogenize_elastic` (two load cases: unit gradients along x and y).
 
@@ -376,8 +397,8 @@ def homogenize_thermal(
     """
     k = check_conductivities(k)
     dt = _check_solver(dtype, tol, max_iter)
-    arr, single = as_binary_images(images)
-    mats = [np.eye(2) * k[p] for p in (0, 1)]
+    arr, single = as_phase_images(images, len(k))
+    mats = [np.eye(2) * value for value in k]
     K, iterations, residual, converged = _solve(arr, mats, dt, tol, int(max_iter), progress)
     out = {"K": K, "kx": K[:, 0, 0].copy(), "ky": K[:, 1, 1].copy()}
     return _finish(out, iterations, residual, converged, tol, single)
@@ -398,6 +419,22 @@ def _check_fraction(fraction) -> float:
     return f
 
 
+def _phase_fractions(fraction, n_phases: int) -> tuple[float, ...]:
+    """Volume fractions of every phase: a number (2 phases: that of phase 1) or one per phase (sum 1)."""
+    if np.ndim(fraction) == 0:
+        f = _check_fraction(fraction)
+        if n_phases != 2:
+            raise InputError(f"give one volume fraction per phase ({n_phases} phases), got {fraction!r}")
+        return (1.0 - f, f)
+    try:
+        arr = np.asarray(fraction, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"fractions must be numbers, got {fraction!r}") from None
+    if arr.shape != (n_phases,) or (arr < 0).any() or not np.isclose(arr.sum(), 1.0):
+        raise InputError(f"fractions must be {n_phases} non-negative numbers summing to 1, got {fraction!r}")
+    return tuple(float(v) for v in arr)
+
+
 def _check_stacking(stacking: str) -> str:
     if stacking not in ("x", "y"):
         raise InputError(f"stacking must be 'x' or 'y', got {stacking!r}")
@@ -405,7 +442,7 @@ def _check_stacking(stacking: str) -> str:
 
 
 def laminate_stiffness(fraction: float, materials, stacking: str = "y") -> np.ndarray:
-    """Exact effective stiffness (3, 3) of a layered composite of two anisotropic 2D materials.
+    """Exact effective stiffness (3, 3) of a layered composite of K anisotropic 2D materials.
 
     Layers are stacked along ``stacking`` (the layer normal). Strain components tangential to the
     layers and stress components on the layer planes are uniform; partial inversion of each layer's
@@ -413,16 +450,15 @@ def laminate_stiffness(fraction: float, materials, stacking: str = "y") -> np.nd
 
     Parameters
     ----------
-    fraction : float
-        Volume fraction of material 1.
-    materials : ((3, 3), (3, 3))
-        Stiffness of materials 0 and 1 (Voigt, engineering shear).
+    fraction : float or K floats
+        Volume fraction of material 1 (two materials), or of every material (summing to 1).
+    materials : K (3, 3) arrays
+        Stiffness of materials 0, 1, ... (Voigt, engineering shear).
     stacking : {"y", "x"}
     """
-    f = _check_fraction(fraction)
+    weights = _phase_fractions(fraction, len(materials))
     stacking = _check_stacking(stacking)
     t, n = ([0], [1, 2]) if stacking == "y" else ([1], [0, 2])
-    weights = (1.0 - f, f)
 
     def avg(fn):
         return sum(w * fn(np.asarray(c, dtype=np.float64)) for w, c in zip(weights, materials) if w > 0)
@@ -445,14 +481,14 @@ def laminate_stiffness(fraction: float, materials, stacking: str = "y") -> np.nd
 
 
 def laminate_elastic(fraction: float, E=DEFAULT_E, nu=DEFAULT_NU, stacking: str = "y", plane: str = "stress") -> dict:
-    """Exact effective elastic constants of a two-phase laminate (layered composite).
+    """Exact effective elastic constants of a K-phase laminate (layered composite).
 
     Parameters
     ----------
-    fraction : float
-        Volume fraction of phase 1 (= the mean of the 0/1 image).
-    E, nu : (float, float)
-        Phase 0 and phase 1 Young's moduli and Poisson ratios.
+    fraction : float or K floats
+        Volume fraction of phase 1 (= the mean of a 0/1 image), or of every phase (summing to 1).
+    E, nu : K floats each
+        Young's moduli and Poisson ratios of phases 0, 1, ...
     stacking : {"y", "x"}, default "y"
         Direction along which the layers are stacked (layer normal). "y": interfaces parallel to x,
         an image ``a[i, j]`` depending on ``j`` only (axis 1 = y).
@@ -466,7 +502,7 @@ def laminate_elastic(fraction: float, E=DEFAULT_E, nu=DEFAULT_NU, stacking: str 
     ``Ey = 1 / [(1 - nu^2) <1/E> + nu^2 / <E>]``, ``nu_yx = nu Ey / <E>``, ``Gxy = <1/G>^-1``.
     """
     E, nu = check_elastic_phases(E, nu, plane)
-    mats = [elasticity_matrix(E[p], nu[p], plane) for p in (0, 1)]
+    mats = [elasticity_matrix(e, v, plane) for e, v in zip(E, nu)]
     C = laminate_stiffness(fraction, mats, stacking)
     out = {"C": C}
     out.update({key: (float(v) if np.ndim(v) == 0 else v) for key, v in engineering_constants(C).items()})
@@ -474,16 +510,16 @@ def laminate_elastic(fraction: float, E=DEFAULT_E, nu=DEFAULT_NU, stacking: str 
 
 
 def laminate_thermal(fraction: float, k=DEFAULT_K, stacking: str = "y") -> dict:
-    """Exact effective conductivity of a two-phase laminate: arithmetic mean along the layers,
+    """Exact effective conductivity of a K-phase laminate: arithmetic mean along the layers,
     harmonic mean across them.
 
-    Returns ``{"K": (2, 2), "kx": float, "ky": float}``; ``fraction`` = volume fraction of phase 1;
-    ``stacking`` = layer normal ("y": ``kx = <k>``, ``ky = <1/k>^-1``).
+    Returns ``{"K": (2, 2), "kx": float, "ky": float}``; ``fraction`` = volume fraction of phase 1
+    (two phases) or of every phase; ``stacking`` = layer normal ("y": ``kx = <k>``, ``ky = <1/k>^-1``).
     """
-    f = _check_fraction(fraction)
     stacking = _check_stacking(stacking)
     k = check_conductivities(k)
-    arith = (1.0 - f) * k[0] + f * k[1]
-    harm = 1.0 / ((1.0 - f) / k[0] + f / k[1])
+    weights = _phase_fractions(fraction, len(k))
+    arith = sum(w * v for w, v in zip(weights, k))
+    harm = 1.0 / sum(w / v for w, v in zip(weights, k))
     kx, ky = (arith, harm) if stacking == "y" else (harm, arith)
     return {"K": np.diag([kx, ky]), "kx": kx, "ky": ky}

@@ -19,7 +19,7 @@ from microlatent.properties.homogenize import (
     DEFAULT_E,
     DEFAULT_K,
     DEFAULT_NU,
-    as_binary_images,
+    as_phase_images,
     check_conductivities,
     check_elastic_phases,
     elasticity_matrix,
@@ -81,15 +81,15 @@ def sparse_homogenize(image, materials) -> np.ndarray:
 
     Parameters
     ----------
-    image : (Nx, Ny) 0/1
-    materials : ((3, 3), (3, 3)) elasticity matrices (Voigt, engineering shear) of phases 0 and 1,
-        or ((2, 2), (2, 2)) conductivities.
+    image : (Nx, Ny) phase indices 0 .. K - 1
+    materials : K (3, 3) elasticity matrices (Voigt, engineering shear) of phases 0, 1, ..., or K
+        (2, 2) conductivities.
 
     Returns
     -------
     (3, 3) effective stiffness or (2, 2) effective conductivity, float64.
     """
-    arr, _ = as_binary_images(image)
+    arr, _ = as_phase_images(image, len(materials))
     arr = arr[0]
     nx, ny = arr.shape
     mats = [np.asarray(m, dtype=np.float64) for m in materials]
@@ -107,8 +107,8 @@ def sparse_homogenize(image, materials) -> np.ndarray:
         node = ((i + dx) % nx) * ny + (j + dy) % ny
         for c in range(nd):
             dofs[:, k * nd + c] = nd * node + c
-    ke_all = np.stack([elements[p][0] for p in (0, 1)])[phase]  # (n_el, 4nd, 4nd)
-    fe_all = np.stack([elements[p][1] for p in (0, 1)])[phase]  # (n_el, 4nd, ncomp)
+    ke_all = np.stack([element[0] for element in elements])[phase]  # (n_el, 4nd, 4nd)
+    fe_all = np.stack([element[1] for element in elements])[phase]  # (n_el, 4nd, ncomp)
     rows = np.repeat(dofs, 4 * nd, axis=1).ravel()
     cols = np.tile(dofs, (1, 4 * nd)).ravel()
     K = scipy.sparse.coo_matrix((ke_all.ravel(), (rows, cols)), shape=(ndof, ndof)).tocsc()
@@ -123,7 +123,7 @@ def sparse_homogenize(image, materials) -> np.ndarray:
         w[free] = lu.solve(B[free])
 
     # Volume-averaged stress (flux) for each load case: sum_e integral D_e (E + B w_e) / area.
-    bbar = np.stack([elements[p][2] for p in (0, 1)])[phase]  # (n_el, ncomp, 4nd)
+    bbar = np.stack([element[2] for element in elements])[phase]  # (n_el, ncomp, 4nd)
     we = w[dofs]  # (n_el, 4nd, L)
     strain = np.eye(ncomp)[None] + np.einsum("eca,eal->ecl", bbar, we)  # integral of strain
     dmat = np.stack(mats)[phase]
@@ -134,7 +134,7 @@ def sparse_homogenize(image, materials) -> np.ndarray:
 def sparse_elastic(image, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stress") -> dict:
     """Reference elastic homogenization of one (H, W) image: ``{"C", "S", "Ex", ...}`` (floats)."""
     E, nu = check_elastic_phases(E, nu, plane)
-    C = sparse_homogenize(image, [elasticity_matrix(E[p], nu[p], plane) for p in (0, 1)])
+    C = sparse_homogenize(image, [elasticity_matrix(e, v, plane) for e, v in zip(E, nu)])
     out = {"C": C}
     out.update({key: (float(v) if np.ndim(v) == 0 else v) for key, v in engineering_constants(C).items()})
     return out
@@ -143,5 +143,5 @@ def sparse_elastic(image, E=DEFAULT_E, nu=DEFAULT_NU, plane: str = "stress") -> 
 def sparse_thermal(image, k=DEFAULT_K) -> dict:
     """Reference thermal homogenization of one (H, W) image: ``{"K", "kx", "ky"}``."""
     k = check_conductivities(k)
-    K = sparse_homogenize(image, [np.eye(2) * k[p] for p in (0, 1)])
+    K = sparse_homogenize(image, [np.eye(2) * value for value in k])
     return {"K": K, "kx": float(K[0, 0]), "ky": float(K[1, 1])}
