@@ -54,6 +54,40 @@ def plot_images_with_statistics(images, titles=None, path="statistics.png", peri
     return save_figure(fig, path)
 
 
+def plot_phase_statistics(labels, n_phases, pairs, titles=None, path="statistics.png", periodic=True):
+    """Save a figure with one row per image: the K-phase label image, then the centred map of each
+    phase pair in ``pairs`` (e.g. every autocorrelation and the cross-correlations asked for).
+
+    labels : (N, H, W) phase indices 0 .. n_phases - 1; pairs : list of (h, h').
+    """
+    from microlatent.stats import one_hot
+
+    labels = np.asarray(labels)
+    titles = list(titles) if titles is not None else [""] * len(labels)
+    maps = two_point(one_hot(labels, n_phases, np.float64), periodic=periodic, pairs=pairs)
+    ry, rx = offsets(labels.shape[-2:], periodic)
+    columns = 1 + len(pairs)
+    fig, axes = plt.subplots(len(labels), columns, figsize=(2.3 * columns, 2.4 * len(labels)), squeeze=False)
+    for i, (image, title) in enumerate(zip(labels, titles)):
+        axes[i, 0].imshow(image, cmap="viridis", vmin=0, vmax=n_phases - 1, interpolation="nearest")
+        axes[i, 0].set_title(title, fontsize=9)
+        axes[i, 0].set_axis_off()
+        for j, (h, k) in enumerate(pairs):
+            ax = axes[i, 1 + j]
+            shown = ax.imshow(
+                maps[i, j],
+                cmap="magma",
+                vmin=0,
+                interpolation="nearest",
+                extent=(rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5),
+            )
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"f({h},{k}|r)" + (f", vf={np.mean(image == h):.2f}" if h == k else ""), fontsize=8)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def check_figure_path(path) -> str:
     """The image format a figure written to ``path`` gets (its suffix; none = png); InputError for a
     suffix matplotlib cannot write (e.g. .txt) or a path that is a folder. Commands call it first,

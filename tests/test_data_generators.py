@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from microlatent.data import GENERATORS, MICRO2D_CLASSES, generate, iter_batches, parse_label
-from microlatent.data.generators import resolve_kind
+from microlatent.data.generators import n_phases, resolve_kind
 from microlatent.data.generators._common import format_label, image_rng, raster_ellipses
 from microlatent.data.generators.voronoi import tessellate
 from microlatent.errors import InputError
@@ -19,7 +19,7 @@ SMALL = {name: (224 if name in ("lines", "circles") else 64) for name in GENERAT
 
 
 def test_registry_has_every_class():
-    assert set(GENERATORS) == {"lines", "circles", *MICRO2D_CLASSES}
+    assert set(GENERATORS) == {"lines", "circles", *MICRO2D_CLASSES, "GRF3", "Voronoi3"}
     assert len(MICRO2D_CLASSES) == 10
     assert resolve_kind("micro2d-like") == list(MICRO2D_CLASSES)
     assert resolve_kind("voronoimediumspaced") == ["VoronoiMediumSpaced"]
@@ -34,7 +34,7 @@ def test_same_seed_same_bytes_different_seed_different(name):
     b, labels_b = generate(name, 3, size=size, seed=7)[name]
     c, _ = generate(name, 3, size=size, seed=8)[name]
     assert a.dtype == np.uint8 and a.shape == (3, size, size)
-    assert set(np.unique(a)) <= {0, 1}
+    assert set(np.unique(a)) <= set(range(n_phases(name)))
     assert a.tobytes() == b.tobytes() and labels_a == labels_b
     assert a.tobytes() != c.tobytes()
 
@@ -365,3 +365,30 @@ def test_voids_are_phase_zero_discs_of_the_labelled_radius():
         assert math.pi * (r - 0.75) ** 2 <= np.median(areas) <= math.pi * (r + 0.75) ** 2
         assert len(areas) >= 0.8 * p["n_voids"]
         assert image.mean() > 0.9
+
+
+# ---------------------------------------------------------------- three phases
+
+
+def test_grf3_cuts_one_field_at_two_levels_with_exact_fractions():
+    images, labels = GENERATORS["GRF3"](3, size=48, seed=2)
+    for image, label in zip(images, labels):
+        p = parse_label(label)
+        for k in range(3):  # exact pixel counts (to one pixel) of the drawn fractions
+            assert abs(np.sum(image == k) - p[f"fraction_{k}"] * image.size) <= 1
+        # phase 1 lies between 0 and 2: no pixel of phase 0 touches phase 2 except through a level
+        # crossing, so 0-2 neighbours are far rarer than 0-1 and 1-2 neighbours
+        right = np.roll(image, -1, axis=1)
+        pairs = {(a, b): np.sum((image == a) & (right == b)) for a, b in ((0, 1), (1, 2), (0, 2))}
+        assert pairs[(0, 2)] < 0.1 * min(pairs[(0, 1)], pairs[(1, 2)]), pairs
+
+
+def test_voronoi3_gives_each_grain_one_of_three_phases():
+    images, labels = GENERATORS["Voronoi3"](3, size=64, seed=4)
+    assert set(np.unique(images)) == {0, 1, 2}
+    for image, label in zip(images, labels):
+        p = parse_label(label)
+        for k in range(3):
+            assert np.mean(image == k) == pytest.approx(p[f"fraction_{k}"], abs=1e-5)
+            # whole grains: a phase's connected regions are unions of grains, so at most n_grains of them
+            assert 1 <= ndimage.label(image == k)[1] <= p["n_grains"]

@@ -146,13 +146,17 @@ def info_cmd(file, no_vf):
     def fmt(value):
         return "-" if value is None else f"{value:.3f}"
 
-    rows = [["class", "images", "shape", "vf mean", "vf min", "vf max", "labels", "mechanical", "thermal"]]
+    rows = [["class", "images", "shape", "phases", "vf mean", "vf min", "vf max", "labels", "mechanical", "thermal"]]
+    multi = []
     for name, entry in info["classes"].items():
+        if entry["n_phases"] > 2 and entry.get("phase_fractions"):
+            multi.append(f"{name}: " + ", ".join(f"{p}: {v:.3f}" for p, v in enumerate(entry["phase_fractions"])))
         rows.append(
             [
                 name,
                 str(entry["count"]),
                 "x".join(map(str, entry["shape"])),
+                str(entry["n_phases"]),
                 fmt(entry.get("vf_mean")),
                 fmt(entry.get("vf_min")),
                 fmt(entry.get("vf_max")),
@@ -166,6 +170,8 @@ def info_cmd(file, no_vf):
     if len(rows) > 1:
         click.echo(_table(rows))
     click.echo("vf = volume fraction of phase 1 (pixels equal to 1), per image")
+    for line in multi:
+        click.echo(f"mean phase fractions of {line}")
     if info["problems"]:
         raise DataError(
             f"{os.fspath(file)}: {len(info['problems'])} malformed dataset(s): {'; '.join(info['problems'])}"
@@ -182,7 +188,7 @@ def _threshold(ctx, param, value):
 
 
 @data.command("import")
-@click.argument("folder", type=click.Path(file_okay=False))
+@click.argument("source", metavar="FOLDER_OR_FILE", type=click.Path())
 @click.option(
     "--out",
     "-o",
@@ -190,20 +196,42 @@ def _threshold(ctx, param, value):
     type=click.Path(dir_okay=False),
     help="HDF5 file to write (created, or the class replaced in an existing file).",
 )
-@click.option("--name", default=None, help="Class (group) name.  [default: the folder's name]")
+@click.option("--name", default=None, help="Class (group) name.  [default: the folder's or file's name]")
 @click.option(
     "--threshold",
     default="otsu",
     show_default=True,
     callback=_threshold,
-    help="'otsu' (per image) or a fixed grey level in [0, 1); brighter pixels become phase 1.",
+    help="'otsu' (per image) or a fixed grey level in [0, 1); brighter pixels become phase 1 (2 phases).",
 )
-@click.option("--invert", is_flag=True, help="Make dark pixels phase 1 instead.")
-def import_cmd(folder, out, name, threshold, invert):
-    """Threshold every image in FOLDER (PNG, TIFF, ...; same size) into one class of an HDF5 file."""
-    from microlatent.data.importing import import_images
-    from microlatent.data.store import class_size
+@click.option("--invert", is_flag=True, help="Make dark pixels phase 1 instead (2 phases).")
+@click.option(
+    "--phases",
+    type=click.IntRange(min=2, max=255),
+    default=None,
+    help="Number of phases K. Images: label images with K grey levels (or a palette) map their levels in "
+    "increasing order to phases 0..K-1; other greyscale images are split by multi-level Otsu. A .npy of "
+    "integer labels: default its largest label + 1. [default: 2 for images]",
+)
+def import_cmd(source, out, name, threshold, invert, phases):
+    """Import FOLDER_OR_FILE into one class of an HDF5 file (MICRO2D layout).
 
-    written = import_images(folder, out, name=name, threshold=threshold, invert=invert)
+    A folder of images (PNG, TIFF, ...; same size) or one image file: thresholded into 2 phases,
+    or split into --phases K. A .npy (H, W) or (N, H, W) of integer phase labels 0..K-1: stored as
+    they are. K > 2 is recorded as the class's n_phases attribute; the level-to-phase mapping is
+    printed and stored.
+    """
+    from microlatent.data.importing import import_images, import_labels
+    from microlatent.data.store import class_phases, class_size, open_file
+
+    if source.lower().endswith(".npy"):
+        written, k = import_labels(source, out, name=name, n_phases=phases)
+    else:
+        written = import_images(source, out, name=name, threshold=threshold, invert=invert, n_phases=phases or 2)
+        k = class_phases(out, written)
     n, height, width = class_size(out, written)
-    click.echo(f"wrote class {written} ({n} images, {height}x{width}) to {out}")
+    click.echo(f"wrote class {written} ({n} images, {height}x{width}, {k} phases) to {out}")
+    with open_file(out) as f:
+        mapping = f[written].attrs.get("phase_mapping")
+    if mapping is not None:
+        click.echo(f"phase mapping (first image): {mapping}")

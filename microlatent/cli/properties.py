@@ -40,6 +40,15 @@ def _phase_options(fn):
         click.option("--nu1", type=float, default=0.3, show_default=True, help="Poisson ratio of phase 1."),
         click.option("--k0", type=float, default=10.0, show_default=True, help="Conductivity of phase 0."),
         click.option("--k1", type=float, default=1.0, show_default=True, help="Conductivity of phase 1."),
+        click.option(
+            "--E",
+            "e_all",
+            default=None,
+            metavar="E0,E1,...",
+            help="Young's moduli of every phase, comma-separated (K-phase images; replaces --E0/--E1).",
+        ),
+        click.option("--nu", "nu_all", default=None, metavar="NU0,NU1,...", help="Poisson ratios of every phase."),
+        click.option("--k", "k_all", default=None, metavar="K0,K1,...", help="Conductivities of every phase."),
         click.option("--plane-strain", is_flag=True, help="Plane strain instead of plane stress (MICRO2D: stress)."),
         click.option(
             "--float64",
@@ -67,6 +76,25 @@ def _phase_options(fn):
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _materials(e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all):
+    """(E, nu, k) tuples per phase: the comma lists when given (K phases), else the 2-phase options."""
+
+    def listed(text, option, default):
+        if text is None:
+            return default
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=option) from None
+
+    E = listed(e_all, "--E", (e0, e1))
+    nu = listed(nu_all, "--nu", (nu0, nu1) if e_all is None else (nu0,) * len(E))
+    k = listed(k_all, "--k", (k0, k1) if e_all is None else None)
+    if k is None:
+        k = E  # conductivities not given for K phases: thermal runs only with --k
+    return E, nu, k
 
 
 def _split_classes(classes):
@@ -115,7 +143,25 @@ def design():
 )
 @_phase_options
 def homogenize(
-    file, classes, chunk, mechanical, thermal, overwrite, e0, e1, nu0, nu1, k0, k1, plane_strain, double, tol, max_iter
+    file,
+    classes,
+    chunk,
+    mechanical,
+    thermal,
+    overwrite,
+    e0,
+    e1,
+    nu0,
+    nu1,
+    k0,
+    k1,
+    e_all,
+    nu_all,
+    k_all,
+    plane_strain,
+    double,
+    tol,
+    max_iter,
 ):
     """Compute homogenized properties of the images in FILE (MICRO2D HDF5 layout), in place.
 
@@ -128,8 +174,12 @@ def homogenize(
     import numpy as np
     from tqdm import tqdm
 
+    from microlatent.errors import InputError
     from microlatent.properties.storage import homogenize_file
 
+    E, nu, k = _materials(e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all)
+    if thermal and e_all is not None and k_all is None:
+        raise InputError("--E gives K phases: give their conductivities with --k too, or pass --no-thermal")
     bars = {}
 
     def progress(name, done, total):
@@ -146,10 +196,10 @@ def homogenize(
             file,
             classes=_split_classes(classes) or None,
             chunk=chunk,
-            E=(e0, e1),
-            nu=(nu0, nu1),
+            E=E,
+            nu=nu,
             plane="strain" if plane_strain else "stress",
-            k=(k0, k1),
+            k=k,
             mechanical=mechanical,
             thermal=thermal,
             dtype=np.float64 if double else np.float32,
@@ -181,7 +231,9 @@ def homogenize(
     help="At most N images (per class for HDF5 input). Default: all.",
 )
 @_phase_options
-def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_strain, double, tol, max_iter):
+def homogenize_image(
+    source, classes, limit, e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all, plane_strain, double, tol, max_iter
+):
     """Print Ex, Ey, Gxy, nu_xy, nu_yx, kx, ky of the images in IMAGE_OR_NPY.
 
     IMAGE_OR_NPY: a PNG/TIFF image (thresholded unless already 0/1), a folder of them, a .npy array
@@ -193,20 +245,20 @@ def homogenize_image(source, classes, limit, e0, e1, nu0, nu1, k0, k1, plane_str
     from microlatent.data.sources import load_images
     from microlatent.properties import homogenize_elastic, homogenize_thermal
 
-    images, names = load_images(source, classes=list(classes) or None, limit=limit)
+    E, nu, k = _materials(e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all)
+    images, names = load_images(source, classes=list(classes) or None, limit=limit, n_phases=len(E))
     dtype = np.float64 if double else np.float32
     plane = "strain" if plane_strain else "stress"
     rows = [["image", "vf1", "Ex", "Ey", "Gxy", "nu_xy", "nu_yx", "kx", "ky", "iters"]]
     for image, name in zip(images, names):
-        mech = homogenize_elastic(
-            image, E=(e0, e1), nu=(nu0, nu1), plane=plane, dtype=dtype, tol=tol, max_iter=max_iter
-        )
-        therm = homogenize_thermal(image, k=(k0, k1), dtype=dtype, tol=tol, max_iter=max_iter)
-        values = [float(np.mean(image))] + [mech[key] for key in ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")]
+        mech = homogenize_elastic(image, E=E, nu=nu, plane=plane, dtype=dtype, tol=tol, max_iter=max_iter)
+        therm = homogenize_thermal(image, k=k, dtype=dtype, tol=tol, max_iter=max_iter)
+        values = [float(np.mean(image == 1))] + [mech[key] for key in ("Ex", "Ey", "Gxy", "nu_xy", "nu_yx")]
         values += [therm["kx"], therm["ky"]]
         rows.append([name] + [f"{v:.6g}" for v in values] + [f"{mech['iterations']}/{therm['iterations']}"])
     click.echo(text_table(rows))
-    click.echo(f"plane {plane}; phase 0: E={e0:g} nu={nu0:g} k={k0:g}; phase 1: E={e1:g} nu={nu1:g} k={k1:g}. {_AXES}")
+    phases = "; ".join(f"phase {p}: E={e:g} nu={v:g} k={c:g}" for p, (e, v, c) in enumerate(zip(E, nu, k)))
+    click.echo(f"plane {plane}; {phases}. {_AXES}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Import a folder of PNG/TIFF (or other PIL-readable) images as a 2-phase class."""
+"""Import images (a folder, one file, or a .npy of labels) as a 2-phase or K-phase class."""
 
 from __future__ import annotations
 
 import os
 import warnings
 from numbers import Real
+from pathlib import Path
 
 import numpy as np
 import tifffile
@@ -85,6 +86,59 @@ def binarise(grey: np.ndarray, threshold="otsu", invert: bool = False) -> tuple[
     return (~binary if invert else binary).astype(np.uint8), float(cut)
 
 
+def to_phases(grey: np.ndarray, n_phases: int) -> tuple[np.ndarray, str]:
+    """Phase indices 0 .. n_phases - 1 of a grey image, and how they were found.
+
+    A label image (at most ``n_phases`` distinct grey levels, e.g. a segmentation saved as PNG with
+    K levels or a palette) maps its levels in increasing order to phases 0, 1, ...; any other image
+    is split by multi-level Otsu thresholds (``skimage.filters.threshold_multiotsu``), darkest phase 0.
+    Returns (uint8 (H, W), "levels 0=0, 1=0.501961, 2=1" or "multi-otsu cuts 0.31, 0.64").
+    """
+    levels = np.unique(grey)
+    if len(levels) <= n_phases:
+        labels = np.searchsorted(levels, grey).astype(np.uint8)
+        return labels, "levels " + ", ".join(f"{k}={v:.6g}" for k, v in enumerate(levels))
+    from skimage.filters import threshold_multiotsu
+
+    cuts = threshold_multiotsu(grey, classes=n_phases)
+    return np.digitize(grey, cuts).astype(np.uint8), "multi-otsu cuts " + ", ".join(f"{c:.6g}" for c in cuts)
+
+
+def import_labels(
+    path, out, name: str | None = None, n_phases: int | None = None, compression="gzip"
+) -> tuple[str, int]:
+    """A .npy of integer phase labels (H, W) or (N, H, W), values 0 .. K - 1, into one K-phase class
+    (K = ``n_phases``, or the largest label + 1, at least 2). Returns (class name, K)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+    array = array[None] if array.ndim == 2 else array
+    if array.ndim != 3 or 0 in array.shape:
+        raise DataError(f"{path}: expected label images (H, W) or (N, H, W), got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_) and not np.array_equal(
+        array, np.round(array)
+    ):
+        raise DataError(f"{path}: phase labels must be whole numbers 0, 1, ..., got dtype {array.dtype}")
+    if array.min() < 0:
+        raise DataError(f"{path}: phase labels must be >= 0, found {array.min()}")
+    k = max(2, int(array.max()) + 1) if n_phases is None else int(n_phases)
+    if array.max() > k - 1:
+        raise DataError(f"{path}: label {int(array.max())} found, but {k} phases (0..{k - 1}) asked for")
+    name = name or Path(path).stem
+    labels = [format_label(**{"class": name}, file=Path(path).name, index=i) for i in range(len(array))]
+    store.write_class(
+        out,
+        name,
+        array.astype(np.uint8),
+        labels,
+        compression,
+        attrs={"source": f"imported from {os.path.abspath(path)}"},
+        n_phases=k,
+    )
+    return name, k
+
+
 def import_images(
     folder,
     out,
@@ -93,8 +147,9 @@ def import_images(
     invert: bool = False,
     compression: str | None = "gzip",
     batch_size: int = 256,
+    n_phases: int = 2,
 ) -> str:
-    """Threshold a folder of images into a 2-phase class of an HDF5 file (MICRO2D layout).
+    """Threshold a folder of images (or one image file) into a class of an HDF5 file (MICRO2D layout).
 
     Every regular, non-hidden file in ``folder`` (not its subfolders) is read, in name order:
     TIFF with tifffile, anything else with PIL. Colour images become greyscale (ITU-R 601 luma),
@@ -117,6 +172,10 @@ def import_images(
     compression : {"gzip", "lzf", None}, default "gzip"
     batch_size : int, default 256
         Images held in memory at once.
+    n_phases : int, default 2
+        Above 2, each image becomes K phases by :func:`to_phases` (label levels in increasing order,
+        or multi-level Otsu); ``threshold`` and ``invert`` do not apply. The mapping goes into each
+        image's label and the group's ``phase_mapping`` attribute (that of the first image).
 
     Returns
     -------
@@ -131,20 +190,28 @@ def import_images(
         different sizes (naming the file and both sizes).
     """
     folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise DataError(f"{folder}: no such folder")
+    single = os.path.isfile(folder)
+    if not single and not os.path.isdir(folder):
+        raise DataError(f"{folder}: no such folder or file")
+    if isinstance(n_phases, bool) or not isinstance(n_phases, int) or not 2 <= n_phases <= 255:
+        raise InputError(f"n_phases must be an integer in 2..255, got {n_phases!r}")
     if not (
         threshold == "otsu" or (isinstance(threshold, Real) and not isinstance(threshold, bool) and 0 <= threshold < 1)
     ):
         raise InputError(f"threshold must be 'otsu' or a number in [0, 1), got {threshold!r}")
-    files = sorted(
-        entry
-        for entry in os.listdir(folder)
-        if not entry.startswith(".") and os.path.isfile(os.path.join(folder, entry))
-    )
+    if single:
+        folder, files = os.path.dirname(os.path.abspath(folder)), [os.path.basename(folder)]
+        name = name or Path(files[0]).stem
+    else:
+        files = sorted(
+            entry
+            for entry in os.listdir(folder)
+            if not entry.startswith(".") and os.path.isfile(os.path.join(folder, entry))
+        )
     if not files:
         raise DataError(f"{folder}: no image files")
     name = name or os.path.basename(os.path.normpath(os.path.abspath(folder)))
+    mappings = []
 
     first_path = os.path.join(folder, files[0])
     shape = read_image(first_path).shape
@@ -160,9 +227,15 @@ def import_images(
                     raise DataError(
                         f"{path}: size {grey.shape[0]}x{grey.shape[1]} differs from {first_path}: {shape[0]}x{shape[1]}"
                     )
+                safe = entry.replace(";", "_").replace("=", "_").replace("[", "(").replace("]", ")")
+                if n_phases > 2:
+                    phases, how = to_phases(grey, n_phases)
+                    mappings.append(how)
+                    images.append(phases)
+                    labels.append(format_label(**{"class": name}, file=safe, phases=how.replace("=", ":")))
+                    continue
                 binary, cut = binarise(grey, threshold, invert)
                 images.append(binary)
-                safe = entry.replace(";", "_").replace("=", "_").replace("[", "(").replace("]", ")")
                 labels.append(
                     format_label(**{"class": name}, file=safe, threshold=mode, threshold_value=cut, invert=invert)
                 )
@@ -176,5 +249,9 @@ def import_images(
         shape,
         compression,
         attrs={"source": f"imported from {os.path.abspath(folder)}"},
+        n_phases=n_phases,
     )
+    if mappings:
+        with store.open_file(out, "a") as f:
+            f[name].attrs["phase_mapping"] = mappings[0]
     return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from microlatent.data import store
-from microlatent.data.generators import _check_params, default_size, iter_batches, resolve_kind
+from microlatent.data.generators import _check_params, default_size, iter_batches, n_phases, resolve_kind
 from microlatent.errors import InputError
 
 MAX_SIZE = 8192  # pixels per side
@@ -95,7 +95,9 @@ def _write_classes(path, names, n, size, seed, batch_size, compression, progress
                 if progress is not None:
                     progress(name, done, n)
 
-        store.write_class_batches(path, name, batches(), n, (side, side), compression, _provenance(name, seed, params))
+        store.write_class_batches(
+            path, name, batches(), n, (side, side), compression, _provenance(name, seed, params), n_phases(name)
+        )
 
 
 def ensure_dataset(path, kind: str, n: int, size: int | None = None, seed: int = 0, **params) -> list[str]:

@@ -12,9 +12,17 @@ from microlatent.errors import DataError
 
 
 def load_images(
-    source, classes=None, split="all", limit=None, per_class=True, seed=0, threshold="otsu", split_fractions=None
+    source,
+    classes=None,
+    split="all",
+    limit=None,
+    per_class=True,
+    seed=0,
+    threshold="otsu",
+    split_fractions=None,
+    n_phases=2,
 ):
-    """Binary microstructures and a name for each, from ``source``:
+    """Microstructures and a name for each, from ``source``:
 
     - an HDF5 file in the MICRO2D layout: images of ``classes`` (default all) in ``split`` (split by
       ``seed`` as ``MicrostructureDataset`` does), the first ``limit`` of each class (or of all, with
@@ -24,6 +32,11 @@ def load_images(
 
     Returns (list of (H, W) float32 arrays in [0, 1], list of str). Sizes may differ between image
     files of a folder.
+
+    ``n_phases`` K > 2: the arrays hold phase indices 0 .. K - 1 instead: an HDF5 class must have K
+    phases, a .npy whole numbers 0 .. K - 1, an image K grey levels or it is split by multi-level
+    Otsu (:func:`~microlatent.data.importing.to_phases`). ``n_phases=None``: whatever the source
+    holds (an HDF5 class's K, a .npy's largest label + 1; images: 2).
     """
     path = Path(source)
     if not path.exists():
@@ -33,22 +46,59 @@ def load_images(
         if not files:
             raise DataError(f"{path}: no PNG/TIFF images in this folder")
         files = files[:limit] if limit else files
-        return [_image_file(p, threshold) for p in files], [p.name for p in files]
+        return [_image_file(p, threshold, n_phases) for p in files], [p.name for p in files]
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return [_image_file(path, threshold)], [path.name]
+        return [_image_file(path, threshold, n_phases)], [path.name]
     if path.suffix.lower() == ".npy":
-        return _npy(path, limit)
-    return _hdf5(path, classes, split, limit, per_class, seed, split_fractions)
+        return _npy(path, limit, n_phases)
+    images, names = _hdf5(path, classes, split, limit, per_class, seed, split_fractions)
+    from microlatent.data.store import class_phases, list_classes
+
+    found = {class_phases(path, c) for c in (classes or list_classes(path))}
+    if n_phases is not None and found != {n_phases}:
+        raise DataError(
+            f"{path}: classes with {', '.join(map(str, sorted(found)))} phases, {n_phases} asked for"
+            + (" (pass --phases)" if n_phases == 2 else "")
+        )
+    return images, names
 
 
-def _image_file(path, threshold):
+def source_phases(source, classes=None) -> int:
+    """Number of phases a source holds: an HDF5 file's classes' (one number, else DataError), a .npy's
+    largest label + 1 when it holds whole numbers above 1, else 2."""
+    path = Path(source)
+    if path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        top = float(np.max(array)) if array.size else 0.0
+        whole = np.issubdtype(array.dtype, np.integer) or (np.isfinite(top) and np.array_equal(array, np.round(array)))
+        return int(top) + 1 if whole and top > 1 else 2
+    if is_hdf5(path):
+        from microlatent.data.store import class_phases, list_classes
+
+        found = {class_phases(path, c) for c in (classes or list_classes(path))}
+        if len(found) > 1:
+            raise DataError(
+                f"{path}: classes with different numbers of phases {sorted(found)}; choose classes (--class)"
+            )
+        return found.pop()
+    return 2
+
+
+def _image_file(path, threshold, n_phases=2):
     grey = read_image(str(path))
+    if n_phases and n_phases > 2:
+        from microlatent.data.importing import to_phases
+
+        return to_phases(grey, n_phases)[0].astype(np.float32)
     if np.isin(grey, (0.0, 1.0)).all():
         return grey.astype(np.float32)
     return binarise(grey, threshold, invert=False)[0].astype(np.float32)
 
 
-def _npy(path, limit):
+def _npy(path, limit, n_phases=2):
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
@@ -63,8 +113,20 @@ def _npy(path, limit):
         raise DataError(f"{path}: values must be real numbers in [0, 1], got dtype {array.dtype}")
     if not np.isfinite(array).all():
         raise DataError(f"{path}: {int((~np.isfinite(array)).sum())} values are NaN or infinite")
-    if array.min() < 0 or array.max() > 1:
-        raise DataError(f"{path}: values must be numbers in [0, 1], got {array.min():g} to {array.max():g}")
+    if n_phases is None:
+        n_phases = source_phases(path)
+    if n_phases > 2:
+        if (array != np.round(array)).any() or array.min() < 0 or array.max() > n_phases - 1:
+            raise DataError(
+                f"{path}: values must be phase labels 0..{n_phases - 1}, got {array.min():g} to {array.max():g}"
+            )
+    elif array.min() < 0 or array.max() > 1:
+        hint = (
+            " (integer phase labels? pass --phases K)"
+            if array.max() > 1 and np.array_equal(array, np.round(array))
+            else ""
+        )
+        raise DataError(f"{path}: values must be numbers in [0, 1], got {array.min():g} to {array.max():g}{hint}")
     array = array[:limit] if limit else array
     return [a.astype(np.float32) for a in array], [f"{path.name}[{i}]" for i in range(len(array))]
 

@@ -2,7 +2,7 @@
 
 Layout (Robertson et al. 2024, file ``MICRO2D_homogenized.h5``), one group per class ``C``::
 
-    f[C][C]                         uint8 (n, H, W), values 0/1
+    f[C][C]                         uint8 (n, H, W), values 0/1 (or 0 .. K - 1: attribute f[C].attrs["n_phases"] = K)
     f[C][C + " - labels"]           n variable-length UTF-8 strings
     f[C]["homogenized_mechanical"]  optional float (n, 6, 5), attribute INSTRUCTIONS
     f[C]["homogenized_thermal"]     optional float (n, 6, 2), attribute INSTRUCTIONS
@@ -26,6 +26,7 @@ import numpy as np
 from microlatent.errors import DataError, InputError
 
 LABELS_SUFFIX = " - labels"
+PHASES_ATTR = "n_phases"  # on a class group with more than two phases; absent = 2 (MICRO2D's own files)
 _READ_BLOCK = 256  # images per streamed read when scanning a whole class
 
 
@@ -103,20 +104,37 @@ def _read(data: h5py.Dataset, read) -> np.ndarray:
     return data[read]
 
 
-def _check_binary(images: np.ndarray, path, name: str, first: int = 0) -> np.ndarray:
+def _check_binary(images: np.ndarray, path, name: str, first: int = 0, n_phases: int = 2) -> np.ndarray:
+    """``images`` as uint8 after checking they hold phase indices 0 .. n_phases - 1 (0/1 for two)."""
     if images.size == 0:
         return images.astype(np.uint8, copy=False)
     if images.dtype == np.bool_:
         return images.astype(np.uint8)
-    bad = (images != 0) & (images != 1)
+    bad = (
+        images > n_phases - 1
+        if images.dtype == np.uint8
+        else (images < 0) | (images > n_phases - 1) | (images != np.round(images))
+    )
     if bad.any():
         where = np.argwhere(bad)[0]
         value = images[tuple(where)]
+        what = "2-phase 0/1" if n_phases == 2 else f"{n_phases}-phase (0..{n_phases - 1})"
         raise DataError(
-            f"{os.fspath(path)}: {name} is not a 2-phase 0/1 image set "
+            f"{os.fspath(path)}: {name} is not a {what} image set "
             f"(value {value!r} in image {first + int(where[0]) if images.ndim == 3 else first})"
         )
     return images.astype(np.uint8, copy=False)
+
+
+def _group_phases(f: h5py.File, path, name: str) -> int:
+    value = f[name].attrs.get(PHASES_ATTR, 2)
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if k < 2 or k > 255:
+        raise DataError(f"{os.fspath(path)}: {name} has attribute {PHASES_ATTR} = {value!r}, not a phase count 2..255")
+    return k
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +146,13 @@ def list_classes(path) -> list[str]:
     """Names of the classes in a file: groups ``C`` holding a dataset ``C/C``, in file order."""
     with open_file(path) as f:
         return _classes_in(f)
+
+
+def class_phases(path, name: str) -> int:
+    """Number of phases K of a class (its ``n_phases`` attribute; 2 when absent, as in MICRO2D)."""
+    with open_file(path) as f:
+        _images_dataset(f, path, name)
+        return _group_phases(f, path, name)
 
 
 def class_size(path, name: str) -> tuple[int, int, int]:
@@ -151,20 +176,21 @@ def read_images(path, name: str, indices=None) -> np.ndarray:
 
     Returns
     -------
-    (k, H, W) uint8 of 0/1, or (H, W) for an int index.
+    (k, H, W) uint8 of 0/1 (phase indices 0 .. K - 1 for a K-phase class), or (H, W) for an int index.
 
     Raises
     ------
     DataError
-        Missing file, not HDF5, class not in the file, or values other than 0/1.
+        Missing file, not HDF5, class not in the file, or values outside its phases.
     """
     with open_file(path) as f:
         data = _images_dataset(f, path, name)
+        k = _group_phases(f, path, name)
         read, order, scalar = _selection(indices, data.shape[0], path, name)
         images = _read(data, read)
     if order is not None:
         images = images[order]
-    images = _check_binary(images, path, name)
+    images = _check_binary(images, path, name, n_phases=k)
     return images[0] if scalar else images
 
 
@@ -246,8 +272,10 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
         for name in names:
             data = _images_dataset(f, path, name)
             n = int(data.shape[0])
+            k = _group_phases(f, path, name)
             entry = {
                 "count": n,
+                "n_phases": k,
                 "shape": tuple(int(v) for v in data.shape[1:]),
                 "dtype": str(data.dtype),
                 "has_labels": (name + LABELS_SUFFIX) in f[name],
@@ -265,9 +293,12 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
                     )
             if volume_fractions:
                 total, low, high = 0.0, np.inf, -np.inf
+                shares = np.zeros(k)
                 for first in range(0, data.shape[0], _READ_BLOCK):
-                    block = _check_binary(data[first : first + _READ_BLOCK], path, name, first)
-                    vf = block.reshape(len(block), -1).mean(axis=1)
+                    block = _check_binary(data[first : first + _READ_BLOCK], path, name, first, k)
+                    flat = block.reshape(len(block), -1)
+                    vf = (flat == 1).mean(axis=1)
+                    shares += [float((flat == p).mean(axis=1).sum()) for p in range(k)]
                     total += float(vf.sum())
                     low, high = min(low, float(vf.min())), max(high, float(vf.max()))
                     if progress is not None:
@@ -276,6 +307,7 @@ def file_info(path, volume_fractions: bool = True, progress=None) -> dict:
                 entry["vf_mean"] = None if empty else total / data.shape[0]
                 entry["vf_min"] = None if empty else low
                 entry["vf_max"] = None if empty else high
+                entry["phase_fractions"] = None if empty else (shares / data.shape[0]).tolist()
             out["classes"][name] = entry
     return out
 
@@ -303,6 +335,7 @@ def write_class_batches(
     image_shape: tuple[int, int],
     compression: str | None = "gzip",
     attrs: dict | None = None,
+    n_phases: int = 2,
 ) -> int:
     """Write one class from an iterable of ``(images, labels)`` batches (streaming).
 
@@ -313,7 +346,7 @@ def write_class_batches(
         there is replaced.
     name : str
         Class (group) name.
-    batches : iterable of ((k, H, W) array of 0/1, sequence of k str)
+    batches : iterable of ((k, H, W) array of 0/1 (0 .. n_phases - 1), sequence of k str)
     n : int
         Total number of images the batches hold.
     image_shape : (int, int)
@@ -321,12 +354,16 @@ def write_class_batches(
     compression : {"gzip", "lzf", None}, default "gzip"
     attrs : dict, optional
         Attributes stored on the group (e.g. provenance).
+    n_phases : int, default 2
+        Phases K; above 2 it is stored as the group's ``n_phases`` attribute.
 
     Returns
     -------
     int
         Number of images written (checked to equal ``n``).
     """
+    if isinstance(n_phases, bool) or not isinstance(n_phases, (int, np.integer)) or not 2 <= n_phases <= 255:
+        raise InputError(f"n_phases must be an integer in 2..255, got {n_phases!r}")
     if not isinstance(name, str) or not name or "/" in name:
         raise InputError(f"class name must be a non-empty string without '/', got {name!r}")
     height, width = (int(v) for v in image_shape)
@@ -339,7 +376,9 @@ def write_class_batches(
             if partial in f:
                 del f[partial]
             try:
-                done = _fill_group(f.create_group(partial), name, batches, n, height, width, compression, attrs)
+                done = _fill_group(
+                    f.create_group(partial), name, batches, n, height, width, compression, attrs, int(n_phases)
+                )
             except BaseException:
                 del f[partial]
                 raise
@@ -353,9 +392,11 @@ def write_class_batches(
     return done
 
 
-def _fill_group(group, name, batches, n, height, width, compression, attrs):
+def _fill_group(group, name, batches, n, height, width, compression, attrs, n_phases=2):
     for key, value in (attrs or {}).items():
         group.attrs[key] = value
+    if n_phases > 2:
+        group.attrs[PHASES_ATTR] = n_phases
     images = group.create_dataset(
         name,
         shape=(n, height, width),
@@ -380,8 +421,9 @@ def _fill_group(group, name, batches, n, height, width, compression, attrs):
             raise InputError(f"{name}: {k} images but {len(batch_labels)} labels in a batch")
         if done + k > n:
             raise InputError(f"{name}: batches hold more than the {n} images announced")
-        if k and ((batch_images != 0) & (batch_images != 1)).any():
-            raise InputError(f"{name}: images must be 0/1 (2-phase)")
+        if k and ((batch_images < 0) | (batch_images > n_phases - 1) | (batch_images != np.round(batch_images))).any():
+            what = "0/1 (2-phase)" if n_phases == 2 else f"phase indices 0..{n_phases - 1} ({n_phases} phases)"
+            raise InputError(f"{name}: images must be {what}")
         images[done : done + k] = batch_images.astype(np.uint8, copy=False)
         labels[done : done + k] = [str(v) for v in batch_labels]
         done += k
@@ -391,7 +433,14 @@ def _fill_group(group, name, batches, n, height, width, compression, attrs):
 
 
 def write_class(
-    path, name: str, images, labels, compression: str | None = "gzip", attrs: dict | None = None, batch_size: int = 512
+    path,
+    name: str,
+    images,
+    labels,
+    compression: str | None = "gzip",
+    attrs: dict | None = None,
+    batch_size: int = 512,
+    n_phases: int = 2,
 ) -> int:
     """Write one class (images and labels) into a file in MICRO2D layout.
 
@@ -401,7 +450,7 @@ def write_class(
         HDF5 file; created if missing, else appended to (an existing group ``name`` is replaced).
     name : str
         Class name: the group, the image dataset ``name/name`` and labels ``name/name - labels``.
-    images : (n, H, W) array of 0/1 (bool or integer)
+    images : (n, H, W) array of 0/1 (bool or integer), or of 0 .. n_phases - 1
     labels : sequence of n str
     compression : {"gzip", "lzf", None}, default "gzip"
     attrs : dict, optional
@@ -420,7 +469,7 @@ def write_class(
     if len(labels) != len(images):
         raise InputError(f"{name}: {len(images)} images but {len(labels)} labels")
     batches = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size))
-    return write_class_batches(path, name, batches, len(images), images.shape[1:], compression, attrs)
+    return write_class_batches(path, name, batches, len(images), images.shape[1:], compression, attrs, n_phases)
 
 
 def write_property(path, name: str, prop: str, values, instructions: str) -> None:

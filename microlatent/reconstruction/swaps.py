@@ -26,8 +26,8 @@ import time
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from microlatent.reconstruction.target import TargetStatistics, one_hot
-from microlatent.stats import two_point
+from microlatent.reconstruction.target import TargetStatistics
+from microlatent.stats import one_hot, two_point
 
 # Largest K * H' * W' a batch may hold (int16/float32 arrays of that size, a few at once).
 _BATCH_ELEMENTS = 2_000_000

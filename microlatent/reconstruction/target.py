@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from microlatent.errors import DataError, InputError
-from microlatent.stats import offsets, resolve_pairs, two_point
+from microlatent.stats import offsets, one_hot, resolve_pairs, two_point
 
 # How far a statistics map may stray from the identities every valid map obeys (FFT roundoff of
 # float32 maps is ~1e-7; maps saved from images in float32 easily meet 1e-4).
@@ -83,12 +83,6 @@ class TargetStatistics:
         """Index of the zero offset in ``statistics``."""
         ry, rx = self.offsets
         return int(np.flatnonzero(ry == 0)[0]), int(np.flatnonzero(rx == 0)[0])
-
-
-def one_hot(labels, n_phases: int, dtype=np.float32):
-    """(…, H, W) integer phase labels -> (…, C, H, W) indicators (NumPy)."""
-    labels = np.asarray(labels)
-    return (labels[..., None, :, :] == np.arange(n_phases)[:, None, None]).astype(dtype)
 
 
 def as_target(target, periodic=None, size=None, volume_fraction=None, index=0, name=None) -> TargetStatistics:

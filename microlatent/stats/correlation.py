@@ -107,6 +107,13 @@ def two_point(x, periodic: bool = True, pairs="auto", crop=None, validate: bool 
     return out.cpu().numpy() if to_numpy else out
 
 
+def one_hot(labels, n_phases: int, dtype=np.float32):
+    """(…, H, W) integer phase labels 0 .. n_phases - 1 -> (…, K, H, W) indicators: the in-memory form
+    of a K-phase microstructure (phase probabilities), which :func:`two_point` takes as (N, K, H, W)."""
+    labels = np.asarray(labels)
+    return (labels[..., None, :, :] == np.arange(n_phases)[:, None, None]).astype(dtype)
+
+
 def resolve_pairs(pairs, n_phases: int) -> list[tuple[int, int]]:
     """The list of (h, h') phase pairs meant by ``pairs`` ("auto", "all" or explicit) for n phases."""
     if isinstance(pairs, str):

@@ -1,4 +1,4 @@
-"""Synthetic two-phase microstructure generators, one function per idea.
+"""Synthetic microstructure generators (two phases, and two of three phases), one function per idea.
 
 Every generator has the signature ``f(n, size=<default>, seed=0, start=0, **params) -> (images,
 labels)`` with ``images`` a (n, size, size) uint8 array of 0/1 and ``labels`` n strings
@@ -21,6 +21,8 @@ VoronoiLarge           voronoi_large    periodic Voronoi grains, ~7-28 per image
 VoronoiMedium          voronoi_medium   ~40-160 grains
 VoronoiMediumSpaced    voronoi_...      medium grains with a phase-0 boundary band
 VoronoiSmall           voronoi_small    ~250-1000 grains
+GRF3                   grf3             three phases: a Gaussian random field cut at two levels
+Voronoi3               voronoi3         three phases: Voronoi grains of phase 0, 1 or 2
 =====================  ===============  =========================================================
 
 The ten MICRO2D classes are synthetic look-alikes (256 x 256, periodic), not the Robertson et al.
@@ -39,6 +41,7 @@ from microlatent.data.generators.circles import circles
 from microlatent.data.generators.fields import grf, nbsa
 from microlatent.data.generators.inclusions import ang_ellipse, random_ellipse, void_small, void_small_big
 from microlatent.data.generators.lines import lines
+from microlatent.data.generators.multiphase import grf3, voronoi3
 from microlatent.data.generators.voronoi import (
     voronoi_large,
     voronoi_medium,
@@ -73,9 +76,18 @@ GENERATORS = {
     "VoronoiMedium": voronoi_medium,
     "VoronoiMediumSpaced": voronoi_medium_spaced,
     "VoronoiSmall": voronoi_small,
+    "GRF3": grf3,
+    "Voronoi3": voronoi3,
 }
+# Classes with more than two phases (images hold 0 .. K - 1); every other class is 0/1.
+PHASE_COUNTS = {"GRF3": 3, "Voronoi3": 3}
 
-KINDS = ("lines", "circles", "micro2d-like") + MICRO2D_CLASSES
+KINDS = ("lines", "circles", "micro2d-like") + MICRO2D_CLASSES + ("GRF3", "Voronoi3")
+
+
+def n_phases(name: str) -> int:
+    """Number of phases of a generated class (2 unless it is in PHASE_COUNTS)."""
+    return PHASE_COUNTS.get(name, 2)
 
 
 def resolve_kind(kind: str) -> list[str]:
@@ -164,6 +176,10 @@ __all__ = [
     "GENERATORS",
     "KINDS",
     "MICRO2D_CLASSES",
+    "PHASE_COUNTS",
+    "n_phases",
+    "grf3",
+    "voronoi3",
     "default_size",
     "format_label",
     "generate",
