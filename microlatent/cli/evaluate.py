@@ -121,8 +121,20 @@ def _run(
             raise InputError(f"model checkpoint not found: {checkpoint}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; the report is a folder")
-    if (out / "report.html").exists() and not overwrite:
+    if ((out / "report.html").exists() or (out / "report.md").exists()) and not overwrite:
         raise InputError(f"{out} already holds a report: pass --overwrite to replace it, or choose another --out")
+    if _phases(checkpoints) > 2:  # K-phase models: their own report (statistics of all K^2 pairs, per-phase vf)
+        from microlatent.evaluation.phases import evaluate_phases, write_phase_report
+
+        result = evaluate_phases(
+            checkpoint_labels(checkpoints, labels), data, split, limit, classes or None, device, click.echo
+        )
+        path = write_phase_report(result, out)
+        for line in open(path).read().splitlines()[2:]:
+            if not line.startswith("!["):
+                click.echo(line)
+        click.echo(f"report: {path} (numbers: {path.with_name('metrics.json')})")
+        return
     path = write_report(
         checkpoint_labels(checkpoints, labels),
         data,
@@ -139,6 +151,13 @@ def _run(
         log=click.echo,
     )
     click.echo(f"report: {path}  (Markdown: {path.with_name('report.md')}, numbers: {path.with_name('metrics.json')})")
+
+
+def _phases(checkpoints) -> int:
+    """The largest number of phases the checkpoints' models were trained on (2 for older checkpoints)."""
+    from microlatent.models.registry import load_checkpoint
+
+    return max(int(load_checkpoint(c)["model_config"].get("phases", 2)) for c in checkpoints)
 
 
 @click.command()
@@ -181,7 +200,7 @@ def compare(checkpoints, labels, **options):
     type=click.IntRange(min=1),
     default=300,
     show_default=True,
-    help="Gradient steps of each PCA decode (reconstruction from statistics).",
+    help="Iterations of each PCA decode (reconstruction from statistics).",
 )
 @click.option("--device", default="cpu", show_default=True)
 def latent_vs_pca(checkpoint, data, limit, components, steps, device):
@@ -201,10 +220,11 @@ def latent_vs_pca(checkpoint, data, limit, components, steps, device):
         f"{len(result['names'])} test images; PCA explains {result['explained_variance']:.1%} of the "
         "training autocorrelations' variance"
     )
-    click.echo(f"{'latent':10s} {'numbers':>8s} {'median JS':>10s} {'s/decode':>9s}")
+    click.echo(f"{'latent':10s} {'numbers':>8s} {'median JS':>10s} {'median excess CESS':>19s} {'s/decode':>9s}")
     for row in result["rows"]:
         click.echo(
-            f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} {row['seconds_per_decode']:9.3f}"
+            f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} "
+            f"{row['median_excess_cess']:19.4g} {row['seconds_per_decode']:9.3f}"
         )
     click.echo(
         f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images"

@@ -222,10 +222,13 @@ def _targets(source, periodic, size, limit, classes):
                 from_image(np.asarray(a), periodic=periodic, n_phases=n_phases, name=f"{source.stem}[{i}]")
                 for i, a in enumerate(batch)
             ]
-    from microlatent.data.sources import load_images
+    from microlatent.data.sources import load_images, source_phases
 
-    images, names = load_images(source, classes=classes or None, limit=limit)
-    return [from_image(image, periodic=periodic, name=name) for image, name in zip(images, names)]
+    k = source_phases(source, classes or None)
+    images, names = load_images(source, classes=classes or None, limit=limit, n_phases=k)
+    if k > 2:  # phase labels
+        images = [image.astype(np.int64) for image in images]
+    return [from_image(image, periodic=periodic, n_phases=k, name=name) for image, name in zip(images, names)]
 
 
 def _stem(name):

@@ -38,7 +38,8 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         antialiasing, then re-binarised keeping each image's volume fraction, so training targets
         stay 0/1 (:func:`microlatent.data.resize.resize_images`). Default: keep the stored size.
 
-    Items are dicts: ``"image"`` float32 tensor (1, H, W) in [0, 1]; ``"class"`` str;
+    Items are dicts: ``"image"`` float32 tensor (1, H, W) in [0, 1] (two phases: phase 1's
+    indicator), or (K, H, W) one-hot phase indicators for a K-phase file (``n_phases``); ``"class"`` str;
     ``"class_index"`` int (position in :attr:`classes`); ``"label"`` str; ``"index"`` int (image
     index within its class in the file).
 
@@ -75,6 +76,13 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         self.classes = classes
         self.split = split
         self.size = size
+        phases = {name: store.class_phases(self.path, name) for name in classes}
+        if len(set(phases.values())) > 1:
+            listed = ", ".join(f"{name}: {k}" for name, k in phases.items())
+            raise InputError(
+                f"{self.path}: the classes have different numbers of phases ({listed}); choose classes of one"
+            )
+        self.n_phases = next(iter(phases.values()), 2)
         class_ids, indices, self.counts = [], [], {}
         shapes = {name: store.class_size(self.path, name)[1:] for name in classes}
         if size is None and len(set(shapes.values())) > 1:  # a batch needs one size
@@ -126,10 +134,19 @@ class MicrostructureDataset(torch.utils.data.Dataset):
         name = self.classes[class_id]
         group = self._handle()[name]
         array = group[name][index]
-        if ((array != 0) & (array != 1)).any():
-            raise DataError(f"{self.path}: {name} image {index} is not 2-phase 0/1")
+        if (array > self.n_phases - 1).any():
+            what = "2-phase 0/1" if self.n_phases == 2 else f"{self.n_phases}-phase (0..{self.n_phases - 1})"
+            raise DataError(f"{self.path}: {name} image {index} is not {what}")
         label = group[name + store.LABELS_SUFFIX][index] if name + store.LABELS_SUFFIX in group else ""
         label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
+        if self.n_phases > 2:  # phase probabilities (K, H, W): one-hot, resized as labels (nearest)
+            labels = torch.from_numpy(array.astype(np.int64))
+            if self.size is not None and tuple(labels.shape) != (self.size, self.size):
+                labels = torch.nn.functional.interpolate(
+                    labels[None, None].float(), size=(self.size, self.size), mode="nearest"
+                )[0, 0].long()
+            image = torch.nn.functional.one_hot(labels, self.n_phases).permute(2, 0, 1).float()
+            return {"image": image, "class": name, "class_index": class_id, "label": label, "index": index}
         image = torch.from_numpy(array.astype(np.float32))[None]
         if self.size is not None:
             image = resize_images(image[None], self.size)[0]  # stays 0/1 (see microlatent.data.resize)

@@ -24,12 +24,14 @@ from microlatent.errors import DataError, InputError
 
 
 def mean_volume_fraction(dataset, limit=2000):
-    """Mean phase-1 share of a dataset's images (of ``limit`` of them, evenly spaced, when larger)."""
+    """Mean phase-1 share of a dataset's images (of ``limit`` of them, evenly spaced, when larger); for
+    K-phase images (K, H, W), the list of every phase's mean share."""
     n = len(dataset)
     if n == 0:
         return 0.5
     picks = np.unique(np.linspace(0, n - 1, min(n, limit)).round().astype(int))
-    return float(np.mean([float(dataset[int(i)]["image"].mean()) for i in picks]))
+    shares = np.mean([dataset[int(i)]["image"].mean(dim=(-2, -1)).numpy() for i in picks], axis=0)
+    return float(shares[0]) if len(shares) == 1 else [float(v) for v in shares]
 
 
 def training_datasets(data_cfg, ddp=None):
@@ -77,13 +79,13 @@ class CachedImages(torch.utils.data.Dataset):
     share one copy through the page cache. Delete the .cache folder to reclaim the space.
     """
 
-    def __init__(self, images=None, path=None):
-        self.images, self.path = images, path
+    def __init__(self, images=None, path=None, n_phases=2):
+        self.images, self.path, self.n_phases = images, path, n_phases
 
     @classmethod
     def in_memory(cls, dataset, num_workers=0):
         shape, dtype = _cache_layout(dataset)
-        return cls(images=_read_all(dataset, num_workers, np.empty(shape, dtype)))
+        return cls(images=_read_all(dataset, num_workers, np.empty(shape, dtype)), n_phases=dataset.n_phases)
 
     @classmethod
     def on_disk(cls, dataset, num_workers=0):
@@ -104,7 +106,7 @@ class CachedImages(torch.utils.data.Dataset):
                     os.replace(tmp, path)  # atomic: a reader sees the whole cache or none
         except OSError as err:
             raise DataError(f"{path}: cannot write the image cache ({err}); use data.cache: memory") from None
-        return cls(path=path)
+        return cls(path=path, n_phases=dataset.n_phases)
 
     def __len__(self):
         return len(self._array())
@@ -119,7 +121,7 @@ class CachedImages(torch.utils.data.Dataset):
         return self.images
 
     def __getstate__(self):
-        return {"images": None if self.path else self.images, "path": self.path}
+        return {"images": None if self.path else self.images, "path": self.path, "n_phases": self.n_phases}
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 Arrays in, arrays out: images are (N, H, W) float32 in [0, 1]; each model sees them resized to the
 size its training config used (``Run.trained_size``) and gives reconstructions back at that size.
+A K-phase model (``model.n_phases`` > 2) takes label images (N, H, W) of phase indices, sees them
+one-hot, and gives (N, K, H, W) phase probabilities back.
 Functions take a :class:`~microlatent.models.run.Run` (or a bare model, used at the images' size).
 """
 
@@ -23,8 +25,16 @@ def model_batches(model, images, batch_size=32):
     if len({np.shape(image) for image in images}) > 1:
         raise InputError("images of different sizes cannot be batched for a model")
     device = run.device
+    k = run.model.n_phases
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.stack(images[start : start + batch_size]).astype(np.float32))[:, None]
+        if k > 2:  # labels -> (B, K, H, W) one-hot, resized as labels (nearest), as in training
+            if run.trained_size and tuple(batch.shape[-2:]) != (run.trained_size,) * 2:
+                batch = torch.nn.functional.interpolate(batch, size=(run.trained_size,) * 2, mode="nearest")
+            if batch.max() > k - 1 or (batch != batch.round()).any():
+                raise InputError(f"a {k}-phase model takes label images of phase indices 0..{k - 1}")
+            yield torch.nn.functional.one_hot(batch[:, 0].long(), k).permute(0, 3, 1, 2).float().to(device)
+            continue
         if run.trained_size:
             batch = resize_images(batch, run.trained_size)  # as in training: binary images stay binary
         yield batch.to(device)
@@ -37,20 +47,27 @@ def encode(model, images, batch_size=32):
     return (torch.cat([mu for mu, _ in parts]).cpu().numpy(), torch.cat([lv for _, lv in parts]).cpu().numpy())
 
 
+def _images(batch):
+    """(B, 1, H, W) -> (B, H, W); K-phase (B, K, H, W) stays."""
+    return batch[:, 0] if batch.shape[1] == 1 else batch
+
+
 @torch.no_grad()
 def decode(model, latents, batch_size=64):
-    """Images (N, H, W) in [0, 1] decoded from latent codes (N, *latent_shape)."""
+    """Images (N, H, W) in [0, 1] decoded from latent codes (N, *latent_shape); (N, K, H, W) phase
+    probabilities for a K-phase model."""
     run = as_run(model)
     z = torch.as_tensor(np.asarray(latents), dtype=torch.float32)
-    return torch.cat([run.model.decode(chunk.to(run.device)).cpu() for chunk in z.split(batch_size)])[:, 0].numpy()
+    return _images(torch.cat([run.model.decode(chunk.to(run.device)).cpu() for chunk in z.split(batch_size)])).numpy()
 
 
 @torch.no_grad()
 def reconstruct(model, images, batch_size=32):
-    """(inputs as the model saw them, reconstructions), each (N, H, W) float32; eval mode, so z = mu."""
+    """(inputs as the model saw them, reconstructions), each (N, H, W) float32 (K-phase model: each
+    (N, K, H, W), one-hot inputs and phase probabilities); eval mode, so z = mu."""
     inputs, recons = [], []
     net = as_run(model).model
     for batch in model_batches(model, images, batch_size):
-        inputs.append(batch[:, 0].cpu().numpy())
-        recons.append(net(batch)[0][:, 0].float().cpu().numpy())
+        inputs.append(_images(batch).cpu().numpy())
+        recons.append(_images(net(batch)[0]).float().cpu().numpy())
     return np.concatenate(inputs), np.concatenate(recons)

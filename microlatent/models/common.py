@@ -66,6 +66,7 @@ class VAE(nn.Module):
     """
 
     name: str | None = None
+    n_phases: int = 2  # K > 2: inputs and outputs are (N, K, H, W) phase probabilities
 
     def forward(self, x, eps=None):
         """(recon, mu, logvar). In training mode z = mu + exp(logvar / 2) * eps with ``eps`` (shape of
@@ -90,8 +91,14 @@ class VAE(nn.Module):
         Why: a decoder that starts at 0.5 grey on data of volume fraction ~0.1 spends its first
         thousands of steps moving the output's mean; the encoder gets no useful signal meanwhile and
         the posterior collapses (one active latent unit of nine on the lines set). The fraction is
-        clipped to [1e-3, 1 - 1e-3].
+        clipped to [1e-3, 1 - 1e-3]. A K-phase model takes the list of every phase's share.
         """
+        if self.n_phases > 2:  # softmax output: bias_k = log share_k, so softmax(bias) = the shares
+            shares = [min(max(float(v), 1e-3), 1.0) for v in volume_fraction]
+            biases = [math.log(v / sum(shares)) for v in shares]
+            with torch.no_grad():
+                self.output_layer().bias.copy_(torch.tensor(biases))
+            return biases
         vf = min(max(float(volume_fraction), 1e-3), 1 - 1e-3)
         bias = math.log(vf / (1 - vf))
         with torch.no_grad():

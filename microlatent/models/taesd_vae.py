@@ -52,39 +52,46 @@ class Block(nn.Module):
         return self.fuse(self.conv(x) + self.skip(x))
 
 
-def Encoder(latent_channels=4, width=64, depth=1, stages=4):
-    """(N, 1, H, W) -> (N, 2 * latent_channels, H / 2**stages, W / 2**stages)."""
-    layers = [conv(1, width)] + [Block(width, width) for _ in range(depth)]
+def Encoder(latent_channels=4, width=64, depth=1, stages=4, channels=1):
+    """(N, channels, H, W) -> (N, 2 * latent_channels, H / 2**stages, W / 2**stages)."""
+    layers = [conv(channels, width)] + [Block(width, width) for _ in range(depth)]
     for _ in range(stages):
         layers += [conv(width, width, stride=2, bias=False)] + [Block(width, width) for _ in range(depth)]
     return nn.Sequential(*layers, conv(width, 2 * latent_channels))
 
 
-def Decoder(latent_channels=4, width=64, depth=1, stages=4):
-    """(N, latent_channels, h, w) -> (N, 1, h * 2**stages, w * 2**stages), values in (0, 1)."""
+def Decoder(latent_channels=4, width=64, depth=1, stages=4, channels=1):
+    """(N, latent_channels, h, w) -> (N, channels, h * 2**stages, w * 2**stages): one channel of phase-1
+    probabilities (sigmoid), or ``channels`` phase probabilities summing to 1 (softmax)."""
     layers = [Clamp(), conv(latent_channels, width), nn.ReLU()]
     for _ in range(stages):
         layers += [Block(width, width) for _ in range(depth)]
         layers += [nn.Upsample(scale_factor=2), conv(width, width, bias=False)]
     layers += [Block(width, width) for _ in range(depth)]
-    return nn.Sequential(*layers, conv(width, 1), nn.Sigmoid())
+    return nn.Sequential(*layers, conv(width, channels), nn.Sigmoid() if channels == 1 else nn.Softmax(dim=1))
 
 
 class TaesdVAE(VAE):
-    """TAESD-style VAE for grey images (N, 1, H, W) in [0, 1], H and W divisible by 2**stages (16).
+    """TAESD-style VAE for grey images (N, 1, H, W) in [0, 1], H and W divisible by 2**stages (16);
+    with ``phases`` K > 2, for phase probabilities (N, K, H, W) (one-hot in, softmax out).
 
-    encode(x) -> mu, logvar, each (N, latent_channels, H / 16, W / 16); decode(z) -> (N, 1, H, W).
+    encode(x) -> mu, logvar, each (N, latent_channels, H / 16, W / 16); decode(z) -> (N, 1 or K, H, W).
     """
 
     name = "taesd_vae"
 
-    def __init__(self, latent_channels=4, width=64, depth=1, stages=4):
+    def __init__(self, latent_channels=4, width=64, depth=1, stages=4, phases=2):
         super().__init__()
         check_positive_int(self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
+        if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 255:
+            raise InputError(f"{self.name}: phases must be an integer in 2..255, got {phases!r}")
         self.config = dict(name=self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
+        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
+            self.config["phases"] = phases
+        self.n_phases, self.channels = phases, (1 if phases == 2 else phases)
         self.latent_channels, self.factor = latent_channels, 2**stages
-        self.encoder = Encoder(latent_channels, width, depth, stages)
-        self.decoder = Decoder(latent_channels, width, depth, stages)
+        self.encoder = Encoder(latent_channels, width, depth, stages, self.channels)
+        self.decoder = Decoder(latent_channels, width, depth, stages, self.channels)
         self._initialise()
 
     def _initialise(self):
@@ -95,7 +102,7 @@ class TaesdVAE(VAE):
         With PyTorch's default init everywhere the signal shrinks through the unnormalised stack: mu
         starts ~1e-3 while the sampling noise has std 1, and training sits on a plateau at the mean.
         """
-        outputs = (self.encoder[-1], self.decoder[-2])  # decoder[-1] is the sigmoid
+        outputs = (self.encoder[-1], self.decoder[-2])  # decoder[-1] is the sigmoid (softmax)
         for module in self.modules():
             if isinstance(module, nn.Conv2d) and not any(module is out for out in outputs):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -121,7 +128,7 @@ class TaesdVAE(VAE):
         return (self.latent_channels, h // self.factor, w // self.factor)
 
     def encode(self, x):
-        check_images(x, self.name, multiple=self.factor)
+        check_images(x, self.name, channels=(self.channels,), multiple=self.factor)
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 

@@ -198,6 +198,16 @@ def homogenize_file(
         settings = {"k": list(k), "values": list(THERMAL_VALUES), "case": 0, "method": "pixel Q4 FEM, periodic"}
         jobs.append((THERMAL, len(THERMAL_VALUES), settings, thermal_instructions(k)))
 
+    from microlatent.data.store import class_phases
+
+    for name in names:  # one material per phase, checked before any dataset is created
+        k_phases = class_phases(path, name)
+        for wanted, given, option in ((mechanical, len(E), "E and nu"), (thermal, len(k), "k")):
+            if wanted and given != k_phases:
+                raise InputError(
+                    f"{os.fspath(path)}: class {name!r} has {k_phases} phases but {option} give {given} materials"
+                    + (" (--E, --nu, --k take one value per phase)" if k_phases > 2 else "")
+                )
     if not overwrite:  # refuse before computing anything
         with _open(path, "r") as f:
             for name in names:

@@ -302,12 +302,14 @@ def load_target(path, periodic=None, size=None, index=0) -> TargetStatistics:
                     raise InputError(f"{path}: holds {len(array)} images, no index {index}")
                 array = array[index]
             return from_image(array, periodic=True if periodic is None else periodic, name=f"{path.stem}")
-    from microlatent.data.sources import load_images
+    from microlatent.data.sources import load_images, source_phases
 
-    images, names = load_images(path, limit=index + 1)
+    k = source_phases(path)
+    images, names = load_images(path, limit=index + 1, n_phases=k)
     if index >= len(images):
         raise InputError(f"{path}: holds {len(images)} images, no index {index}")
-    return from_image(images[index], periodic=True if periodic is None else periodic, name=names[index])
+    image = images[index].astype(np.int64) if k > 2 else images[index]
+    return from_image(image, periodic=True if periodic is None else periodic, n_phases=k, name=names[index])
 
 
 # --------------------------------------------------------------------------------------------------

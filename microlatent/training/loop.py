@@ -114,6 +114,10 @@ def train(
     if config["train"]["max_steps_per_epoch"]:
         batches_per_epoch = min(batches_per_epoch, config["train"]["max_steps_per_epoch"])
 
+    phased = _with_phases(config, getattr(train_set, "n_phases", 2))
+    if phased is not config and ddp.is_main:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(phased, sort_keys=False))
+    config = phased
     model = _initial_model(config, checkpoint_path if resume else None).to(device)
     output_start = None
     if not resume and not config["train"]["init_from"]:
@@ -328,13 +332,30 @@ def _check_same_config(saved, asked, checkpoint_path):
                 yield f"{prefix}{key}", value
 
     saved_items, asked_items = dict(flat(saved)), dict(flat(asked))
+    derived = {"train.device", "model.phases"}  # model.phases: set by training from the data (see _with_phases)
     for key in sorted(set(saved_items) | set(asked_items)):
-        if key != "train.device" and saved_items.get(key) != asked_items.get(key):
+        if key not in derived and saved_items.get(key) != asked_items.get(key):
             raise InputError(
                 f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
                 f"{key} = {asked_items.get(key)!r} where the run has {saved_items.get(key)!r}; "
                 "start a new run (another --out) to change it"
             )
+
+
+def _with_phases(config, n_phases):
+    """The config with ``model.phases`` set to the data's number of phases when it has more than two
+    (a K-phase VAE: one-hot in, softmax out); InputError when the config asks for another number."""
+    asked = config["model"].get("phases")
+    if asked is not None and int(asked) != n_phases:
+        raise InputError(f"config model.phases = {asked}, but the training data has {n_phases} phases")
+    if n_phases == 2:
+        return config
+    if config["model"].get("name") != "taesd_vae":
+        raise InputError(
+            f"the data has {n_phases} phases: only model taesd_vae trains on more than two (config model.name = "
+            f"{config['model'].get('name')!r})"
+        )
+    return {**config, "model": {**config["model"], "phases": n_phases}}
 
 
 def _initial_model(config, resume_from):
