@@ -293,6 +293,8 @@ def fit_property_models(
     out_dir = Path(out_dir)
     data = os.fspath(data)
     model = Run.load(checkpoint, device)  # read once: model, split, identity
+    if model.model.n_phases > 2:
+        raise InputError("property prediction and design work on 2-phase models yet; this one has more phases")
     ident, split = model.identity(), _split_meta(model)
     cut = model.split
     if classes is not None:

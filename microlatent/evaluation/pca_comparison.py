@@ -34,6 +34,10 @@ def compare_latents(
 
     say = log or (lambda line: None)
     run = Run.load(checkpoint, device)
+    if run.model.n_phases > 2:
+        raise InputError(
+            "latent-vs-pca compares 2-phase models (a PCA of the phase-1 autocorrelation); this one has more phases"
+        )
     data = data or run.data_path
     if not data:
         raise InputError("no data given and the checkpoint's config names no data.path")

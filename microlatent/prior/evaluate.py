@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microlatent.errors import InputError
 from microlatent.prior.fit import check_vae, generate
 from microlatent.prior.realism import StatisticsSpace, distances
 
@@ -44,6 +45,8 @@ def evaluate_prior(run, prior, data, n=64, steps=50, guidance=2.0, seed=0, targe
 
     say = progress or (lambda message: None)
     check_vae(prior, run)
+    if run.model.n_phases > 2:
+        raise InputError("prior evaluate measures 2-phase samples (phase-1 statistics); this VAE has more phases")
     train = _real(run, data, "train", prior.classes, n)
     test = _real(run, data, "test", prior.classes, n)
     reference_images = np.concatenate(list(train.values()))

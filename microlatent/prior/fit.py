@@ -124,6 +124,8 @@ def generate(run, prior, n, class_name=None, targets=None, steps=50, guidance=2.
     check_vae(prior, run)
     latents = prior.sample(n, class_name, targets, steps, guidance, seed)
     probabilities = decode(run, latents)
+    if probabilities.ndim == 4:  # a K-phase VAE: the most probable phase per pixel
+        return probabilities.argmax(axis=1).astype(np.uint8), probabilities, latents
     return (probabilities >= threshold).astype(np.uint8), probabilities, latents
 
 
