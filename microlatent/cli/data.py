@@ -86,7 +86,8 @@ def generate_cmd(kind, n, size, seed, out, params, batch_size, compression):
 
     KIND is lines, circles, micro2d-like (all ten MICRO2D classes) or one MICRO2D class:
     GRF, NBSA, AngEllipse, RandomEllipse, VoidSmall, VoidSmallBig, VoronoiLarge, VoronoiMedium,
-    VoronoiMediumSpaced, VoronoiSmall (case-insensitive).
+    VoronoiMediumSpaced, VoronoiSmall (case-insensitive); or a 3-phase class: GRF3 (a Gaussian random
+    field cut at two levels), Voronoi3 (grains of three phases).
     """
     from tqdm import tqdm
 

@@ -81,7 +81,12 @@ def train(checkpoint, data, properties, out, preset, epochs, batch_size, lr, wid
 )
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler.")
 @click.option(
-    "--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Classifier-free guidance scale."
+    "--guidance",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
+    "the class and targets more closely).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: PRIOR/evaluation).")
@@ -117,7 +122,12 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
 @click.option("--n", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler.")
 @click.option(
-    "--guidance", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Classifier-free guidance scale."
+    "--guidance",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
+    "the class and targets more closely).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")

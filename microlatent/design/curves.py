@@ -112,11 +112,11 @@ def learning_curves(
         latent_shape = _model_latent_shape(run, train_images.shape[1:])
         z_train, z_test = latent_codes(run, train_images), latent_codes(run, test_images)
         for feat in needs_model:
-            say(f"{feat} features ({int(np.prod(latent_shape))} numbers per image)")
             fixed[feat] = tuple(
                 feature_matrix(images, feat, latent_shape=latent_shape, codes=codes)
                 for images, codes in ((train_images, z_train), (test_images, z_test))
             )
+            say(f"{feat} features ({fixed[feat][0].shape[1]} numbers per image)")
 
     rows = []
 

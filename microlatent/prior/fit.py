@@ -31,7 +31,18 @@ from microlatent.prior.flow import LatentFlow, flow_matching_loss
 
 FORMAT, VERSION = "microlatent-latent-prior", 1
 PRIOR_FILE = "prior.pt"
-DEFAULTS = {"epochs": 200, "batch_size": 128, "lr": 1e-3, "width": 64, "depth": 4, "p_drop": 0.1, "seed": 0}
+# latents: "mean" fits the encoder means (what reconstructions decode), "sample" posterior draws mu + sigma * eps
+DEFAULTS = {
+    "epochs": 200,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "width": 64,
+    "depth": 4,
+    "p_drop": 0.1,
+    "seed": 0,
+    "latents": "mean",
+    "ema": 0.999,  # decay of the exponential moving average of the weights that sampling uses (0: none)
+}
 # CPU: a 4 x 4 x 4 latent of 64 px images trains in about a minute. GPU: the paper-scale latents
 # (4 x 28 x 28 of 224 px images through TAESD's /8 encoder) want a wider, deeper net and more epochs.
 PRESETS = {"cpu": dict(DEFAULTS), "gpu": {**DEFAULTS, "epochs": 1000, "batch_size": 256, "width": 128, "depth": 8}}
@@ -48,6 +59,7 @@ class Prior:
     properties: list
     property_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     property_std: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    property_range: list = field(default_factory=list)  # [(min, max)] of each property's training labels
     vae: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     phases: dict | None = None  # phase properties of the labels it is conditioned on
@@ -75,7 +87,7 @@ class Prior:
     @classmethod
     def _from_saved(cls, saved) -> Prior:
         net = LatentFlow(**saved["net_config"])
-        net.load_state_dict(saved["state_dict"])
+        net.load_state_dict(saved.get("ema_state_dict") or saved["state_dict"])  # sampling uses the averaged weights
         return cls(
             net=net.eval(),
             mean=saved["mean"],
@@ -84,6 +96,7 @@ class Prior:
             properties=list(saved["properties"]),
             property_mean=np.asarray(saved["property_mean"], dtype=np.float64),
             property_std=np.asarray(saved["property_std"], dtype=np.float64),
+            property_range=[tuple(r) for r in saved["property_range"]],
             vae=dict(saved["vae"]),
             settings=dict(saved["settings"]),
             phases=saved.get("phases"),
@@ -106,7 +119,7 @@ class Prior:
             mask[:, k] = 1.0
         return classes, props, mask
 
-    def sample(self, n, class_name=None, targets=None, steps=50, guidance=2.0, seed=0) -> np.ndarray:
+    def sample(self, n, class_name=None, targets=None, steps=50, guidance=1.0, seed=0) -> np.ndarray:
         """(n, C, h, w) float32 latent codes in the VAE's units (denormalised)."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"the number of samples must be a positive integer, got {n!r}")
@@ -116,7 +129,7 @@ class Prior:
         return z.numpy().astype(np.float32)
 
 
-def generate(run, prior, n, class_name=None, targets=None, steps=50, guidance=2.0, seed=0, threshold=0.5):
+def generate(run, prior, n, class_name=None, targets=None, steps=50, guidance=1.0, seed=0, threshold=0.5):
     """(images (n, H, W) uint8 0/1, probabilities (n, H, W) float32, latents): prior samples decoded by
     the run's VAE and thresholded."""
     from microlatent.evaluation.inference import decode
@@ -197,6 +210,10 @@ def fit_prior(
     elif file.exists():
         raise InputError(f"{out_dir} already holds a prior: pass --resume to continue it, or choose another --out")
     settings = {**DEFAULTS, **settings}
+    if not 0.0 <= float(settings["ema"]) < 1.0:
+        raise InputError(f"ema must be a decay in [0, 1), got {settings['ema']!r}")
+    if settings["latents"] not in ("mean", "sample"):
+        raise InputError(f"latents must be 'mean' or 'sample', got {settings['latents']!r}")
     for key in ("epochs", "batch_size", "width", "depth"):
         if not isinstance(settings[key], (int, np.integer)) or settings[key] < 1:
             raise InputError(f"{key} must be a positive integer, got {settings[key]!r}")
@@ -207,6 +224,8 @@ def fit_prior(
     if missing:
         raise DataError(f"{data}: class {missing[0]!r} was not in the data this prior started on")
     mu, sigma = torch.from_numpy(mu), torch.from_numpy(np.exp(0.5 * logvar))
+    if settings["latents"] == "mean":
+        sigma = torch.zeros_like(sigma)
     if saved is None:
         mean, std = mu.mean(dim=(0, 2, 3)), mu.std(dim=(0, 2, 3)).clamp_min(1e-6)
     else:
@@ -221,8 +240,9 @@ def fit_prior(
         p_mean = values.mean(axis=0) if saved is None else np.asarray(saved["property_mean"])
         p_std = values.std(axis=0).clip(1e-12) if saved is None else np.asarray(saved["property_std"])
         props = torch.from_numpy((values - p_mean) / p_std).float()
+        p_range = [(float(lo), float(hi)) for lo, hi in zip(values.min(axis=0), values.max(axis=0))]
     else:
-        p_mean, p_std, props = np.zeros(0), np.zeros(0), torch.zeros(len(mu), 0)
+        p_mean, p_std, props, p_range = np.zeros(0), np.zeros(0), torch.zeros(len(mu), 0), []
 
     from microlatent.device import resolve_device
     from microlatent.training.loop import _rng_state, _set_rng_state
@@ -232,10 +252,15 @@ def fit_prior(
     net = LatentFlow(mu.shape[1:], len(classes), P, settings["width"], settings["depth"], settings["p_drop"])
     net = net.to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings["lr"], weight_decay=0.0)
+    ema = LatentFlow(mu.shape[1:], len(classes), P, settings["width"], settings["depth"], settings["p_drop"]).to(device)
+    ema.load_state_dict(net.state_dict())
+    ema.requires_grad_(False)
     epoch, losses = 0, []
     if saved is not None:
         net.load_state_dict(saved["state_dict"])
         optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("ema_state_dict"):
+            ema.load_state_dict(saved["ema_state_dict"])
         epoch, losses = saved["epoch"], list(saved["losses"])
         _set_rng_state(saved["rng"], device)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -246,6 +271,9 @@ def fit_prior(
             "version": VERSION,
             "net_config": net.config,
             "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            "ema_state_dict": {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
+            if settings["ema"]
+            else None,
             "optimizer": optimizer.state_dict(),
             "rng": _rng_state(device),
             "epoch": epoch,
@@ -257,6 +285,7 @@ def fit_prior(
             "properties": list(properties),
             "property_mean": [float(v) for v in p_mean],
             "property_std": [float(v) for v in p_std],
+            "property_range": [list(r) for r in p_range],
             "vae": run.identity(),
             "data": os.path.abspath(data),
             "n_train": len(mu),
@@ -288,6 +317,10 @@ def fit_prior(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if settings["ema"]:
+                with torch.no_grad():
+                    for average, current in zip(ema.parameters(), net.parameters()):
+                        average.lerp_(current, 1.0 - settings["ema"])
             total += loss.item() * len(batch)
         losses.append(total / len(mu))
         if not np.isfinite(losses[-1]):

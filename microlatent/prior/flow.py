@@ -8,7 +8,7 @@ noise schedule and a parameterisation to choose, for nothing this small model ne
 
     net = LatentFlow(latent_shape=(4, 4, 4), n_classes=10, n_properties=2)
     loss = flow_matching_loss(net, z1, classes, props, prop_mask)     # z1: normalised latents (B, C, h, w)
-    z = net.sample(n, classes, props, prop_mask, steps=50, guidance=2.0, seed=0)
+    z = net.sample(n, classes, props, prop_mask, steps=50, guidance=1.0, seed=0)
 
 Conditioning: a class index (``n_classes`` means "no class") and a vector of standardised property
 values with a mask (0 = not given). Training drops each condition with probability ``p_drop``, so one
