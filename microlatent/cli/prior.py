@@ -9,6 +9,21 @@ from pathlib import Path
 import click
 
 
+def _sampler_options(fn):
+    """--steps and --guidance of the flow sampler."""
+    fn = click.option(
+        "--guidance",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
+        "the class and targets more closely).",
+    )(fn)
+    return click.option(
+        "--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler."
+    )(fn)
+
+
 @click.group("prior")
 def prior():
     """A learned prior over a VAE's latent codes (conditional flow matching)."""
@@ -79,15 +94,7 @@ def train(checkpoint, data, properties, out, preset, epochs, batch_size, lr, wid
 @click.option(
     "--n", type=click.IntRange(min=4), default=64, show_default=True, help="Samples (and real images) per class."
 )
-@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler.")
-@click.option(
-    "--guidance",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
-    "the class and targets more closely).",
-)
+@_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: PRIOR/evaluation).")
 def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
@@ -120,15 +127,7 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
     "--target", "targets", multiple=True, metavar="NAME=VALUE", help="Target property, e.g. --target Ex=6 (repeatable)."
 )
 @click.option("--n", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler.")
-@click.option(
-    "--guidance",
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
-    "the class and targets more closely).",
-)
+@_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, seed, out):

@@ -97,6 +97,15 @@ def _materials(e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all):
     return E, nu, k
 
 
+_labelled_data = click.option(
+    "--data",
+    "data",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent properties homogenize`).",
+)
+
+
 def _split_classes(classes):
     out = []
     for item in classes:
@@ -281,13 +290,7 @@ def _hidden(text):
 
 @design.command("fit")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option(
-    "--data",
-    "data",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent properties homogenize`).",
-)
+@_labelled_data
 @click.option(
     "--regressor",
     "regressors",
@@ -443,13 +446,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
 
 @design.command("curves")
-@click.option(
-    "--data",
-    "data",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="MICRO2D-layout HDF5 file with homogenized_mechanical labels (`microlatent properties homogenize`).",
-)
+@_labelled_data
 @click.option(
     "--checkpoint",
     type=click.Path(dir_okay=False),

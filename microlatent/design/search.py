@@ -297,26 +297,15 @@ def design(
     """Designs for one target: the ``n_designs`` best of ``candidates`` searched codes, ranked by
     solver-verified error. Returns ``{"targets": dict, "designs": list of dicts (z, image, predicted,
     achieved, error, volume_fraction), "candidates": the :func:`search` output}``."""
+    settings = dict(
+        candidates=candidates, regressor=regressor, closed_loop=closed_loop, lam=lam, steps=steps, lr=lr,
+        init=init, seed=seed, progress=progress, latent=latent, decode_steps=decode_steps,
+    )  # fmt: skip
     if isinstance(n_designs, bool) or not isinstance(n_designs, (int, np.integer)) or n_designs < 1:
         raise InputError(f"n_designs must be a positive integer, got {n_designs!r}")
     if n_designs > candidates:
         raise InputError(f"n_designs ({n_designs}) cannot exceed candidates ({candidates})")
-    result = search(
-        predictor,
-        model,
-        targets,
-        candidates,
-        regressor,
-        closed_loop,
-        lam,
-        steps,
-        lr,
-        init,
-        seed,
-        progress=progress,
-        latent=latent,
-        decode_steps=decode_steps,
-    )
+    result = search(predictor, model, targets, **settings)
     order = np.argsort(result["error"][0], kind="stable")[:n_designs]
     designs = []
     for k in order:
@@ -395,26 +384,15 @@ def design_sweep(
     - ``nrmse_prior`` / ...: a random prior sample per target (``n_prior`` samples, each target
       scored against all of them: RMS over samples and targets).
     """
+    settings = dict(
+        candidates=candidates, regressor=regressor, closed_loop=closed_loop, lam=lam, steps=steps, lr=lr,
+        init=init, seed=seed, progress=progress, latent=latent, decode_steps=decode_steps,
+    )  # fmt: skip
     j = PROPERTY_NAMES.index(prop) if prop in PROPERTY_NAMES else None
     targets_1d = sweep_targets(predictor, prop, n_targets)
     targets = np.full((n_targets, len(PROPERTY_NAMES)), np.nan)
     targets[:, j] = targets_1d
-    result = search(
-        predictor,
-        model,
-        targets,
-        candidates,
-        regressor,
-        closed_loop,
-        lam,
-        steps,
-        lr,
-        init,
-        seed,
-        progress=progress,
-        latent=latent,
-        decode_steps=decode_steps,
-    )
+    result = search(predictor, model, targets, **settings)
     stats = predictor.meta["label_stats"][prop]
     std, span = stats["std"], stats["max"] - stats["min"]
     rows = np.arange(n_targets)

@@ -20,6 +20,8 @@ often as real test images are.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 from scipy.stats import wasserstein_distance
@@ -57,8 +59,12 @@ def frechet_distance(a, b) -> float:
     """Fréchet distance between Gaussians fitted to feature sets a (N, D) and b (M, D)."""
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b)
-    root = np.real(root)
+    # a tiny ridge keeps sqrtm defined for singular covariances (fewer samples than dimensions, or a
+    # constant feature), as FID implementations do
+    ridge = np.eye(len(cov_a)) * 1e-9 * max(np.trace(cov_a), np.trace(cov_b), 1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = np.real(linalg.sqrtm((cov_a + ridge) @ (cov_b + ridge)))
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2 * root))
 
 

@@ -43,24 +43,27 @@ from microlatent.data.generators._common import (
 )
 
 
-def _generate(name, n, size, seed, start, draw, amplitude):
-    """Shared loop: per-image parameters and noise, batched FFT filtering and thresholding."""
+def generate_fields(name, n, size, seed, start, draw, amplitude, cut=None):
+    """Shared loop of the field classes: per-image parameters and noise, batched FFT filtering, and
+    ``cut(field (B, H, W), params list) -> (B, H, W) uint8`` (default: the ``volume_fraction`` share
+    of the highest values is phase 1)."""
     fy, fx = frequency_grid(size)
+    cut = cut or (lambda field, params: threshold_to_fraction(field, np.array([p["volume_fraction"] for p in params])))
 
     def draw_one(index):
         rng = image_rng(seed, name, index)
         params = draw(rng)
         noise = rng.standard_normal((size, size), dtype=np.float32)
         label = format_label(**{"class": name}, seed=seed, index=index, **params)
-        return noise, amplitude(fy, fx, params).astype(np.float32), params["volume_fraction"], label
+        return noise, amplitude(fy, fx, params).astype(np.float32), params, label
 
     images = np.zeros((n, size, size), dtype=np.uint8)
     labels = []
     for first in range(0, n, BATCH):
         indices = range(start + first, start + min(n, first + BATCH))
-        noise, amp, fractions, batch_labels = zip(*map_images(draw_one, indices))
+        noise, amp, params, batch_labels = zip(*map_images(draw_one, indices))
         field = filtered_noise(np.stack(noise), np.stack(amp))
-        images[first : first + len(noise)] = threshold_to_fraction(field, np.array(fractions))
+        images[first : first + len(noise)] = cut(field, params)
         labels.extend(batch_labels)
     return images, labels
 
@@ -69,6 +72,13 @@ def _rotated(fy, fx, angle_deg):
     theta = math.radians(angle_deg)
     c, s = math.cos(theta), math.sin(theta)
     return fx * c + fy * s, -fx * s + fy * c
+
+
+def gaussian_amplitude(fy, fx, p):
+    """Spectral amplitude of an anisotropic Gaussian kernel: standard deviations ``corr_length_u``,
+    ``corr_length_v`` (px) along axes rotated by ``angle_deg``."""
+    fu, fv = _rotated(fy, fx, p["angle_deg"])
+    return np.exp(-2 * math.pi**2 * ((p["corr_length_u"] * fu) ** 2 + (p["corr_length_v"] * fv) ** 2))
 
 
 def grf(
@@ -117,11 +127,7 @@ def grf(
             "angle_deg": uniform(rng, 0.0, 180.0),
         }
 
-    def amplitude(fy, fx, p):
-        fu, fv = _rotated(fy, fx, p["angle_deg"])
-        return np.exp(-2 * math.pi**2 * ((p["corr_length_u"] * fu) ** 2 + (p["corr_length_v"] * fv) ** 2))
-
-    return _generate(name, n, size, seed, start, draw, amplitude)
+    return generate_fields(name, n, size, seed, start, draw, gaussian_amplitude)
 
 
 def nbsa(
@@ -194,4 +200,4 @@ def nbsa(
         power = (1 - p["roughness_weight"]) * bands / bands.sum() + p["roughness_weight"] * rough / rough.sum()
         return np.sqrt(power)
 
-    return _generate(name, n, size, seed, start, draw, amplitude)
+    return generate_fields(name, n, size, seed, start, draw, amplitude)

@@ -15,22 +15,18 @@ to one; images are (n, size, size) uint8 holding 0, 1 and 2.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from microlatent.data.generators._common import (
-    BATCH,
     as_range,
     check_common,
-    filtered_noise,
     format_label,
-    frequency_grid,
     image_rng,
     log_uniform,
     map_images,
     uniform,
 )
+from microlatent.data.generators.fields import gaussian_amplitude, generate_fields
 from microlatent.data.generators.voronoi import tessellate
 
 N_PHASES = 3
@@ -69,38 +65,28 @@ def grf3(
     n, size, seed, start = check_common(name, n, size, seed, start)
     low, high = as_range(name, "fraction_range", fraction_range, 0.0, 1.0)
     length = as_range(name, "corr_length", corr_length, low=0.1)
-    fy, fx = frequency_grid(size)
 
-    def draw_one(index):
-        rng = image_rng(seed, name, index)
+    def draw(rng):
         f = _fractions(rng, low, high)
-        lu, lv = log_uniform(rng, *length), log_uniform(rng, *length)
-        angle = uniform(rng, 0.0, 180.0)
-        noise = rng.standard_normal((size, size), dtype=np.float32)
-        theta = math.radians(angle)
-        fu, fv = fx * math.cos(theta) + fy * math.sin(theta), -fx * math.sin(theta) + fy * math.cos(theta)
-        amplitude = np.exp(-2 * math.pi**2 * ((lu * fu) ** 2 + (lv * fv) ** 2)).astype(np.float32)
-        params = {f"fraction_{k}": float(f[k]) for k in range(N_PHASES)}
-        label = format_label(
-            **{"class": name}, seed=seed, index=index, **params, corr_length_u=lu, corr_length_v=lv, angle_deg=angle
-        )
-        return noise, amplitude, f, label
+        return {
+            **{f"fraction_{k}": float(f[k]) for k in range(N_PHASES)},
+            "corr_length_u": log_uniform(rng, *length),
+            "corr_length_v": log_uniform(rng, *length),
+            "angle_deg": uniform(rng, 0.0, 180.0),
+        }
 
-    images = np.zeros((n, size, size), dtype=np.uint8)
-    labels = []
-    for first in range(0, n, BATCH):
-        indices = range(start + first, start + min(n, first + BATCH))
-        noise, amp, fractions, batch_labels = zip(*map_images(draw_one, indices))
-        field = filtered_noise(np.stack(noise), np.stack(amp))
-        for b, (values, f) in enumerate(zip(field.reshape(len(field), -1), fractions)):
-            order = np.argsort(values, kind="stable")  # ranks: the lowest f0 share -> 0, the highest f2 -> 2
-            cuts = np.round(np.cumsum(f)[:-1] * values.size).astype(int)
-            phase = np.zeros(values.size, dtype=np.uint8)
+    def cut(field, params):
+        """The lowest fraction_0 share of each field -> 0, the highest fraction_2 -> 2, the rest 1."""
+        out = np.zeros(field.shape, dtype=np.uint8)
+        for b, (values, p) in enumerate(zip(field.reshape(len(field), -1), params)):
+            order = np.argsort(values, kind="stable")
+            cuts = np.round(np.cumsum([p["fraction_0"], p["fraction_1"]]) * values.size).astype(int)
+            phase = out[b].reshape(-1)
             phase[order[cuts[0] : cuts[1]]] = 1
             phase[order[cuts[1] :]] = 2
-            images[first + b] = phase.reshape(size, size)
-        labels.extend(batch_labels)
-    return images, labels
+        return out
+
+    return generate_fields(name, n, size, seed, start, draw, gaussian_amplitude, cut)
 
 
 def voronoi3(
