@@ -58,7 +58,7 @@ def load_images(
     if n_phases is not None and found != {n_phases}:
         raise DataError(
             f"{path}: classes with {', '.join(map(str, sorted(found)))} phases, {n_phases} asked for"
-            + (" (pass --phases)" if n_phases == 2 else "")
+            + (" (say K: --phases K, or --E with K moduli)" if n_phases == 2 else "")
         )
     return images, names
 
@@ -122,7 +122,7 @@ def _npy(path, limit, n_phases=2):
             )
     elif array.min() < 0 or array.max() > 1:
         hint = (
-            " (integer phase labels? pass --phases K)"
+            " (integer phase labels of K phases? say K: --phases K, or --E with K moduli)"
             if array.max() > 1 and np.array_equal(array, np.round(array))
             else ""
         )
