@@ -74,15 +74,16 @@ class VAESpace:
     name = "vae"
 
     def __init__(self, predictor, model, regressor="mlp", closed_loop=True):
+        """``regressor=None``: no guide (only decoding and solving, e.g. for prior samples)."""
         features = "decoded" if closed_loop else "latent"
-        if f"{features}_{regressor}" not in predictor.meta.get("regressors", {}):
+        if regressor is not None and f"{features}_{regressor}" not in predictor.meta.get("regressors", {}):
             hint = " (fit it with `microlatent design fit` without --no-closed-loop, or pass --open-loop)"
             raise InputError(
                 f"{predictor.directory}: no {regressor} regressor on {features} features{hint if closed_loop else ''}"
             )
         self.predictor, self.model = predictor, model
         self.shape = tuple(predictor.meta["latent_shape"])
-        self.regressor = predictor.regressor(regressor, features)
+        self.regressor = None if regressor is None else predictor.regressor(regressor, features)
         self.train_codes = predictor.fit_data()["z_train"]
 
     def surrogate(self, torch):
@@ -113,7 +114,7 @@ class PCASpace:
     name = "pca"
 
     def __init__(self, predictor, regressor="mlp", decode_steps=200, seed=0):
-        if f"pca-stats_{regressor}" not in predictor.meta.get("regressors", {}):
+        if regressor is not None and f"pca-stats_{regressor}" not in predictor.meta.get("regressors", {}):
             raise InputError(
                 f"{predictor.directory}: no {regressor} regressor on pca-stats features "
                 "(fit it with `microlatent design fit --features pca-stats`)"
@@ -127,7 +128,7 @@ class PCASpace:
         self.pca = predictor.pca()
         self.sigma = np.sqrt(self.pca.explained_variance_)
         self.shape = (len(self.sigma),)
-        self.regressor = predictor.regressor(regressor, "pca-stats")
+        self.regressor = None if regressor is None else predictor.regressor(regressor, "pca-stats")
         self.train_codes = data["pca_train"] / self.sigma
         self.decode_steps, self.seed = decode_steps, seed
 
@@ -326,18 +327,9 @@ def design(
 def prior_baseline(predictor, model, n, seed=0, latent="vae", decode_steps=200, progress=None) -> dict:
     """Baseline: ``n`` codes from the latent's prior (N(0, I) for a VAE; N(0, diag(explained
     variance)) for a PCA), decoded, thresholded and solved. Returns ``{"z", "achieved" (n, 5), "images"}``."""
-    space = (
-        latent_space(predictor, model, latent, closed_loop=False, decode_steps=decode_steps, seed=seed)
-        if latent == "pca"
-        else None
-    )
-    if space is None:
-        latent_shape = tuple(predictor.meta["latent_shape"])
-        z = np.random.default_rng(seed + 7919).standard_normal((n,) + latent_shape).astype(np.float32)
-        threshold = predictor.meta.get("threshold", THRESHOLD)
-        achieved, images = decoded_properties(model, z, predictor.meta["phases"], threshold)
-        return {"z": z, "achieved": achieved, "images": images}
-    z = space.codes(np.random.default_rng(seed + 7919).standard_normal((n, space.shape[0])))
+    space = latent_space(predictor, model, latent, regressor=None, decode_steps=decode_steps, seed=seed)
+    dim = int(np.prod(space.shape))
+    z = space.codes(np.random.default_rng(seed + 7919).standard_normal((n, dim)))
     achieved, images = space.solve(z, progress)
     return {"z": z, "achieved": achieved, "images": images}
 
