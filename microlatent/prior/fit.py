@@ -71,12 +71,7 @@ class Prior:
         file = path / PRIOR_FILE if path.is_dir() else path
         if not file.is_file():
             raise DataError(f"{file}: no latent prior here (train one with `microlatent prior train`)")
-        try:
-            saved = torch.load(file, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise DataError(f"{file}: not a readable latent prior ({type(err).__name__})") from None
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("version") != VERSION:
-            raise DataError(f"{file}: not a microlatent latent prior (version {VERSION})")
+        saved = _read(file)
         if saved["epoch"] < saved["settings"]["epochs"]:
             raise DataError(
                 f"{file}: training stopped at epoch {saved['epoch']} of {saved['settings']['epochs']}; "
@@ -127,6 +122,17 @@ class Prior:
         z = self.net.sample(n, classes, props, mask, steps=steps, guidance=guidance, seed=seed)
         z = z * self.std[None, :, None, None] + self.mean[None, :, None, None]
         return z.numpy().astype(np.float32)
+
+
+def _read(file) -> dict:
+    """The saved dict of a prior.pt (weights-only loading); DataError in one line if it is not one."""
+    try:
+        saved = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DataError(f"{file}: not a readable latent prior ({type(err).__name__})") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("version") != VERSION:
+        raise DataError(f"{file}: not a microlatent latent prior (version {VERSION})")
+    return saved
 
 
 def generate(run, prior, n, class_name=None, targets=None, steps=50, guidance=1.0, seed=0, threshold=0.5):
@@ -205,7 +211,7 @@ def fit_prior(
     if resume:
         if not file.is_file():
             raise DataError(f"{file}: nothing to resume")
-        saved = torch.load(file, map_location="cpu", weights_only=True)
+        saved = _read(file)
         settings, properties = saved["settings"], tuple(saved["properties"])
     elif file.exists():
         raise InputError(f"{out_dir} already holds a prior: pass --resume to continue it, or choose another --out")
