@@ -239,8 +239,18 @@ def test_pca_latent_designs_are_what_the_solver_gives_and_beat_its_prior(setup):
     assert abs(best["achieved"]["Ex"] - target) < np.mean(np.abs(prior - target))
 
 
-def test_pca_latent_needs_its_regressor(setup, tmp_path):
-    predictor, model, _, _ = setup
+def test_pca_latent_needs_its_regressor_and_runs_from_the_command_line(setup, tmp_path):
+    from microlatent.cli.properties import design as design_command
+
+    predictor, model, checkpoint, root = setup
+    args = ["search", str(checkpoint), "--predictor", str(root / "predictor"), "--latent", "pca", "--regressor", "svr"]
+    result = CliRunner().invoke(
+        design_command, args + ["--target", "Ex=4", "--n-designs", "1", "--candidates", "2", "--decode-steps", "30",
+                                "--steps", "20", "--out", str(tmp_path / "pca")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    with np.load(tmp_path / "pca" / "designs.npz") as saved:
+        assert saved["z"].shape == (1, predictor.pca().n_components)  # PCA codes, not VAE latents
     with pytest.raises(InputError, match="no linear regressor on pca-stats features"):
         design(predictor, None, {"Ex": 3.0}, n_designs=1, candidates=2, regressor="linear", latent="pca")
     with pytest.raises(InputError, match="needs the trained model"):
