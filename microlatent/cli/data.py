@@ -25,7 +25,7 @@ def _parse_param(text: str) -> tuple[str, object]:
 
 @click.group()
 def data():
-    """Generate, inspect and import 2-phase image sets (MICRO2D HDF5 layout)."""
+    """Generate, inspect and import image sets of 2 or K phases (MICRO2D HDF5 layout)."""
 
 
 @data.command("generate")

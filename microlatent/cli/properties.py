@@ -115,7 +115,7 @@ def _split_classes(classes):
 
 @click.group("properties")
 def properties():
-    """Effective (homogenized) properties of 2-phase images: FE solver, files and single images."""
+    """Effective (homogenized) properties of 2- or K-phase images: FE solver, files and single images."""
 
 
 @click.group("design")
