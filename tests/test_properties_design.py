@@ -1,5 +1,5 @@
 """Design in latent space: target parsing and error bookkeeping by hand, then on a tiny trained VAE
-whether solver-verified designs hit their targets (better than prior samples, sweep nRMSE below Cai
+whether solver-verified designs hit their targets (better than prior samples, span nRMSE below Cai
 et al.'s 0.65), whether the reported values are what the solver gives for the returned images, and
 the `design` command's files."""
 
@@ -15,11 +15,11 @@ from microlatent.design.predictor import fit_property_models, load_predictor
 from microlatent.design.regression import PROPERTY_NAMES
 from microlatent.design.search import (
     design,
-    design_sweep,
+    design_span,
     normalised_error,
     parse_targets,
     prior_baseline,
-    sweep_targets,
+    span_targets,
 )
 from microlatent.errors import InputError
 
@@ -83,10 +83,10 @@ def setup(tmp_path_factory, train_tiny_model):
     return predictor, Run.load(checkpoint, "cpu"), checkpoint, root
 
 
-def test_sweep_targets_span_the_training_labels(setup):
+def test_span_targets_span_the_training_labels(setup):
     predictor, *_ = setup
     stats = predictor.meta["label_stats"]["Ex"]
-    targets = sweep_targets(predictor, "Ex", 4)
+    targets = span_targets(predictor, "Ex", 4)
     step = (stats["max"] - stats["min"]) / 4
     np.testing.assert_allclose(targets, stats["min"] + step * np.array([0.5, 1.5, 2.5, 3.5]))
 
@@ -114,9 +114,9 @@ def test_designs_hit_the_target_better_than_prior_samples_and_the_solver_agrees(
     assert np.mean(design_err) < 0.5 * np.mean(prior_err), (design_err, prior_err)
 
 
-def test_sweep_nrmse_is_well_below_cais(setup):
+def test_span_nrmse_is_well_below_cais(setup):
     predictor, model, _, _ = setup
-    result = design_sweep(predictor, model, "Ex", n_targets=5, candidates=24, seed=2)
+    result = design_span(predictor, model, "Ex", n_targets=5, candidates=24, seed=2)
     assert result["nrmse"] < 0.65 / 2, result["nrmse"]
     assert result["nrmse"] < result["nrmse_prior"]
     # best verified per target can be no worse than the objective's favourite
@@ -126,7 +126,7 @@ def test_sweep_nrmse_is_well_below_cais(setup):
     assert result["nrmse_range"] == pytest.approx(rmse / span)
 
 
-def test_design_command_writes_designs_and_sweep(setup, tmp_path):
+def test_design_command_writes_designs_and_span(setup, tmp_path):
     from microlatent.cli.properties import design as design_command
 
     predictor, _, checkpoint, root = setup
@@ -158,7 +158,7 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
     with np.load(out / "designs.npz") as saved:
         assert saved["images"].shape == (2, SIZE, SIZE) and saved["achieved"].shape == (2, len(PROPERTY_NAMES))
 
-    out = tmp_path / "sweep"
+    out = tmp_path / "span"
     result = runner.invoke(
         design_command,
         [
@@ -166,7 +166,7 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
             str(checkpoint),
             "--predictor",
             str(root / "predictor"),
-            "--sweep",
+            "--span",
             "3",
             "--candidates",
             "4",
@@ -179,10 +179,10 @@ def test_design_command_writes_designs_and_sweep(setup, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    summary = json.loads((out / "sweep.json").read_text())
+    summary = json.loads((out / "span.json").read_text())
     assert len(summary["per_target"]) == 3 and summary["nrmse"] >= 0 and summary["settings"]["regressor"] == "svr"
     assert f"{summary['nrmse']:.4f}" in result.output
-    assert (out / "sweep.png").stat().st_size > 10_000
+    assert (out / "span.png").stat().st_size > 10_000
 
 
 def test_design_errors(setup, tmp_path):
@@ -200,7 +200,7 @@ def test_design_errors(setup, tmp_path):
             str(checkpoint),
             "--predictor",
             str(root / "predictor"),
-            "--sweep",
+            "--span",
             "2",
             "--target",
             "Ex=3",

@@ -567,10 +567,10 @@ def _int_list(text, option, allow_all=False):
     help="Codes searched (and verified with the solver) per target.",
 )
 @click.option(
-    "--sweep",
+    "--span",
     type=click.IntRange(min=1),
     default=None,
-    help="Instead of --target: N targets of --property spanning the data; writes nRMSE (sweep.json/csv/png).",
+    help="Instead of --target: N targets of --property spanning the data's range; writes nRMSE (span.json/csv/png).",
 )
 @click.option(
     "--property",
@@ -578,7 +578,7 @@ def _int_list(text, option, allow_all=False):
     type=click.Choice(PROPERTY_CHOICES),
     default="Ex",
     show_default=True,
-    help="Property of the --sweep.",
+    help="Property of the --span.",
 )
 @click.option(
     "--regressor",
@@ -635,7 +635,7 @@ def search(
     targets,
     n_designs,
     candidates,
-    sweep,
+    span,
     prop,
     regressor,
     open_loop,
@@ -654,7 +654,7 @@ def search(
     Gradient search on the predictor (squared normalised error + lambda ||z||^2 / dim) from
     --candidates starts, then every candidate is decoded, thresholded at 0.5 and verified with the
     solver (the labels' phase properties); the best --n-designs are kept. Reports target vs
-    achieved (solver) for each design. With --sweep N: N targets spanning the data's range of
+    achieved (solver) for each design. With --span N: N targets spanning the data's range of
     --property, and the normalised RMSE (by the property's std over the training labels; also by
     its range) between targets and solver-verified values.
     """
@@ -663,20 +663,20 @@ def search(
         design as run_design,
     )
     from microlatent.design.search import (
-        design_sweep,
+        design_span,
         parse_targets,
         summary_lines,
         write_design,
-        write_sweep,
+        write_span,
     )
     from microlatent.errors import InputError
     from microlatent.models.run import Run
 
     predictor = load_predictor(predictor_dir)
-    if sweep is None and not targets:
-        raise InputError("give --target NAME=VALUE (repeatable) or --sweep N")
-    if sweep is not None and targets:
-        raise InputError("--sweep chooses its own targets (of --property); drop --target")
+    if span is None and not targets:
+        raise InputError("give --target NAME=VALUE (repeatable) or --span N")
+    if span is not None and targets:
+        raise InputError("--span chooses its own targets (of --property); drop --target")
     model = Run.load(checkpoint, device)
     predictor.check_run(model)
     if latent == "pca" and open_loop:
@@ -698,9 +698,9 @@ def search(
         latent=latent,
         decode_steps=decode_steps,
     )
-    if sweep is not None:
-        result = design_sweep(predictor, model, prop, sweep, **common)
-        files = write_sweep(result, out)
+    if span is not None:
+        result = design_span(predictor, model, prop, span, **common)
+        files = write_span(result, out)
     else:
         result = run_design(predictor, model, parse_targets(targets), n_designs=n_designs, **common)
         files = write_design(result, out)

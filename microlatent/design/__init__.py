@@ -4,12 +4,12 @@ by the FE solver (``microlatent.properties``).
 
     regression   PropertyRegressor (scikit-learn), TorchRegressor (its differentiable copy), features
     predictor    fit_property_models(checkpoint, data, out_dir) -> a predictor folder; load_predictor
-    search       design(predictor, run, targets), design_sweep(...): Adam on the latent code, FE-verified
+    search       design(predictor, run, targets), design_span(...): Adam on the latent code, FE-verified
 """
 
 from microlatent.design.predictor import PropertyPredictor, fit_property_models, load_predictor, read_labelled_split
 from microlatent.design.regression import PROPERTY_NAMES, PropertyRegressor, TorchRegressor, feature_matrix
-from microlatent.design.search import design, design_sweep, parse_targets
+from microlatent.design.search import design, design_span, parse_targets
 
 __all__ = [
     "PROPERTY_NAMES",
@@ -17,7 +17,7 @@ __all__ = [
     "PropertyRegressor",
     "TorchRegressor",
     "design",
-    "design_sweep",
+    "design_span",
     "feature_matrix",
     "fit_property_models",
     "load_predictor",

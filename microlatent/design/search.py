@@ -20,7 +20,7 @@ Method (what :func:`design` does)
    (:func:`~microlatent.properties.homogenize_elastic`, the labels' phase properties); candidates
    are ranked by their solver-verified normalised error, and the best ``n_designs`` are returned.
 
-:func:`design_sweep` runs this for targets spanning the data (midpoints of ``n`` equal bins between
+:func:`design_span` runs this for targets spanning the data (midpoints of ``n`` equal bins between
 the training labels' min and max of one property) and reports the normalised RMSE between targets
 and solver-verified properties, **normalised by the property's standard deviation** over the
 training labels (``nrmse``; the range-normalised value ``nrmse_range`` is reported too), for the
@@ -197,7 +197,7 @@ def search(
     latent="vae",
     decode_steps=200,
 ) -> dict:
-    """Gradient search for many targets at once (the core of :func:`design` and :func:`design_sweep`).
+    """Gradient search for many targets at once (the core of :func:`design` and :func:`design_span`).
 
     ``targets``: (T, 5) array in PROPERTY_NAMES order with NaN for properties left free, or a dict
     for one target. ``latent``: "vae" (the model's latent space) or "pca" (the predictor's PCA of
@@ -334,18 +334,18 @@ def prior_baseline(predictor, model, n, seed=0, latent="vae", decode_steps=200, 
     return {"z": z, "achieved": achieved, "images": images}
 
 
-def sweep_targets(predictor, prop="Ex", n=10) -> np.ndarray:
+def span_targets(predictor, prop="Ex", n=10) -> np.ndarray:
     """``n`` targets spanning the training labels' range of ``prop``: the midpoints of ``n`` equal
     bins between its min and max."""
     if prop not in PROPERTY_NAMES:
         raise InputError(f"unknown property {prop!r} (choose from {', '.join(PROPERTY_NAMES)})")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"the sweep needs a positive number of targets, got {n!r}")
+        raise InputError(f"a span needs a positive number of targets, got {n!r}")
     stats = predictor.meta["label_stats"][prop]
     return stats["min"] + (np.arange(n) + 0.5) / n * (stats["max"] - stats["min"])
 
 
-def design_sweep(
+def design_span(
     predictor,
     model,
     prop="Ex",
@@ -381,7 +381,7 @@ def design_sweep(
         init=init, seed=seed, progress=progress, latent=latent, decode_steps=decode_steps,
     )  # fmt: skip
     j = PROPERTY_NAMES.index(prop) if prop in PROPERTY_NAMES else None
-    targets_1d = sweep_targets(predictor, prop, n_targets)
+    targets_1d = span_targets(predictor, prop, n_targets)
     targets = np.full((n_targets, len(PROPERTY_NAMES)), np.nan)
     targets[:, j] = targets_1d
     result = search(predictor, model, targets, **settings)
@@ -465,8 +465,8 @@ def write_design(result, out_dir) -> list[Path]:
     return [csv_path, npz, fig]
 
 
-def write_sweep(result, out_dir) -> list[Path]:
-    """sweep.json (nRMSEs, settings, per-target values), sweep.csv, sweep.npz, sweep.png."""
+def write_span(result, out_dir) -> list[Path]:
+    """span.json (nRMSEs, settings, per-target values), span.csv, span.npz, span.png for :func:`design_span`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prop = result["property"]
@@ -500,7 +500,7 @@ def write_sweep(result, out_dir) -> list[Path]:
             result["volume_fraction"],
         )
     ]
-    _write_json(out_dir / "sweep.json", summary)
+    _write_json(out_dir / "span.json", summary)
     rows = [
         {
             "target_" + prop: r["target"],
@@ -511,13 +511,13 @@ def write_sweep(result, out_dir) -> list[Path]:
         }
         for r in summary["per_target"]
     ]
-    csv_path = _write_rows(rows, out_dir / "sweep.csv")
-    npz = out_dir / "sweep.npz"
+    csv_path = _write_rows(rows, out_dir / "span.csv")
+    npz = out_dir / "span.npz"
     np.savez_compressed(
         npz, images=result["images"], z=result["z"], targets=result["targets"], achieved=result["achieved"]
     )
-    fig = plot_sweep(result, out_dir / "sweep.png")
-    return [out_dir / "sweep.json", csv_path, npz, fig]
+    fig = plot_span(result, out_dir / "span.png")
+    return [out_dir / "span.json", csv_path, npz, fig]
 
 
 def _write_rows(rows, path):
@@ -555,7 +555,7 @@ def plot_designs(result, path):
     return save_figure(fig, path)
 
 
-def plot_sweep(result, path):
+def plot_span(result, path):
     """Top: the best design per target, titled target -> achieved; bottom: target vs achieved."""
     import matplotlib.pyplot as plt
 
@@ -601,7 +601,7 @@ def plot_sweep(result, path):
 
 
 def summary_lines(result) -> list[str]:
-    """Text lines: target vs achieved per design (design) or per target plus nRMSE (sweep)."""
+    """Text lines: target vs achieved per design (design) or per target plus nRMSE (span)."""
     if "designs" in result:
         lines = []
         for i, d in enumerate(result["designs"]):
