@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from microlatent.design.predictor import fit_property_models, load_predictor
+from microlatent.design.folder import load_predictor
+from microlatent.design.predictor import fit_property_models
 from microlatent.design.regression import PROPERTY_NAMES
 from microlatent.design.search import (
     design,
@@ -266,7 +267,7 @@ def test_learning_curves_are_refits_on_nested_subsets_scored_on_the_test_split(s
     from microlatent.cli.properties import design as design_command
     from microlatent.data import Split
     from microlatent.design.curves import learning_curves
-    from microlatent.design.predictor import read_labelled_split
+    from microlatent.design.labels import read_labelled_split
     from microlatent.design.regression import PropertyRegressor, latent_codes
     from microlatent.evaluation.metrics import r2_per_property
     from microlatent.stats import StatisticsPCA

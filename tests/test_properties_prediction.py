@@ -12,7 +12,9 @@ import torch
 from click.testing import CliRunner
 
 from microlatent.data import Split
-from microlatent.design.predictor import fit_property_models, load_predictor, read_labelled_split
+from microlatent.design.folder import load_predictor
+from microlatent.design.labels import read_labelled_split
+from microlatent.design.predictor import fit_property_models
 from microlatent.design.regression import PROPERTY_NAMES, PropertyRegressor, control_shape, downsample
 from microlatent.errors import DataError, InputError
 from microlatent.evaluation.metrics import mape, r2_per_property
@@ -327,7 +329,7 @@ def test_unlabelled_file_says_to_homogenize_first(setup, tmp_path):
 
 @pytest.mark.parametrize("kind", ["linear", "svr", "mlp"])
 def test_saved_regressor_predicts_exactly_as_the_fitted_one(kind, tmp_path):
-    from microlatent.design.predictor import load_regressor, save_regressor
+    from microlatent.design.folder import load_regressor, save_regressor
 
     X, y = _nonlinear_data(seed=4, n=80)
     reg = PropertyRegressor(kind=kind, hidden_layer_sizes=(8,)).fit(X, y)
@@ -340,7 +342,7 @@ def test_a_skops_file_naming_a_foreign_type_is_refused_before_it_is_built(tmp_pa
 
     import skops.io as sio
 
-    from microlatent.design.predictor import load_regressor
+    from microlatent.design.folder import load_regressor
 
     sio.dump(collections.Counter(a=1), tmp_path / "evil.skops")  # any type outside sklearn/NumPy/ours
     with pytest.raises(DataError, match=r"refusing to load type collections\.Counter"):
@@ -350,7 +352,7 @@ def test_a_skops_file_naming_a_foreign_type_is_refused_before_it_is_built(tmp_pa
 def test_pickles_and_paths_outside_the_folder_are_refused(setup, fitted, tmp_path):
     import pickle
 
-    from microlatent.design.predictor import load_regressor
+    from microlatent.design.folder import load_regressor
 
     (tmp_path / "r.joblib").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(DataError, match="pickles .* are refused"):

@@ -350,7 +350,8 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
     """
     from pathlib import Path
 
-    from microlatent.design.predictor import fit_property_models, metrics_table
+    from microlatent.design.predictor import fit_property_models
+    from microlatent.design.scores import metrics_table
 
     kinds = _KINDS if "all" in regressors else regressors
     feats = ("latent", "downsampled", "pca-stats") if "all" in features else features
@@ -414,7 +415,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 
     from microlatent.data import Split
     from microlatent.data.sources import load_images
-    from microlatent.design.predictor import load_predictor
+    from microlatent.design.folder import load_predictor
     from microlatent.design.regression import PROPERTY_NAMES
     from microlatent.models.run import Run
 
@@ -658,7 +659,7 @@ def search(
     --property, and the normalised RMSE (by the property's std over the training labels; also by
     its range) between targets and solver-verified values.
     """
-    from microlatent.design.predictor import load_predictor
+    from microlatent.design.folder import load_predictor
     from microlatent.design.search import (
         design as run_design,
     )

@@ -73,7 +73,7 @@ def learning_curves(
     n_train, n_test, property, r2, mape, explained_variance (PCA rows; else None).
     """
     from microlatent.data.split import Split
-    from microlatent.design.predictor import read_labelled_split
+    from microlatent.design.labels import read_labelled_split
     from microlatent.design.regression import _model_latent_shape, feature_matrix, latent_codes, pca_features
     from microlatent.stats import StatisticsPCA
 

@@ -30,14 +30,14 @@ like a single-shot search), and for random prior samples.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
-from microlatent.design.predictor import THRESHOLD, _write_json, decoded_properties
+from microlatent.design.closed_loop import THRESHOLD, decoded_properties, solved_properties
 from microlatent.design.regression import PROPERTY_NAMES
 from microlatent.errors import InputError
+from microlatent.text import write_csv, write_json
 
 INITS = ("mixed", "data", "prior")
 
@@ -144,19 +144,12 @@ class PCASpace:
         return (np.asarray(codes, dtype=np.float64) / self.sigma).astype(np.float32)
 
     def solve(self, codes, progress=None):
-        from microlatent.properties.homogenize import homogenize_elastic
-
-        meta = self.predictor.meta
         if progress is not None:
             progress(
                 f"decoding {len(codes)} PCA codes by reconstruction from statistics ({self.decode_steps} steps each)"
             )
         images = self.pca.decode(codes, steps=self.decode_steps, seed=self.seed).astype(np.uint8)
-        phases = meta["phases"]
-        r = homogenize_elastic(
-            images, E=tuple(phases["E"]), nu=tuple(phases["nu"]), plane=phases.get("plane", "stress")
-        )
-        return np.stack([np.atleast_1d(r[k]) for k in PROPERTY_NAMES], axis=1), images
+        return solved_properties(images, self.predictor.meta["phases"]), images
 
 
 def latent_space(predictor, model=None, latent="vae", regressor="mlp", closed_loop=True, decode_steps=200, seed=0):
@@ -452,7 +445,7 @@ def write_design(result, out_dir) -> list[Path]:
             if p not in names:
                 row[f"achieved_{p}"] = d["achieved"][p]
         rows.append(row)
-    csv_path = _write_rows(rows, out_dir / "designs.csv")
+    csv_path = write_csv(rows, out_dir / "designs.csv")
     npz = out_dir / "designs.npz"
     np.savez_compressed(
         npz,
@@ -500,7 +493,7 @@ def write_span(result, out_dir) -> list[Path]:
             result["volume_fraction"],
         )
     ]
-    _write_json(out_dir / "span.json", summary)
+    write_json(out_dir / "span.json", summary)
     rows = [
         {
             "target_" + prop: r["target"],
@@ -511,22 +504,13 @@ def write_span(result, out_dir) -> list[Path]:
         }
         for r in summary["per_target"]
     ]
-    csv_path = _write_rows(rows, out_dir / "span.csv")
+    csv_path = write_csv(rows, out_dir / "span.csv")
     npz = out_dir / "span.npz"
     np.savez_compressed(
         npz, images=result["images"], z=result["z"], targets=result["targets"], achieved=result["achieved"]
     )
     fig = plot_span(result, out_dir / "span.png")
     return [out_dir / "span.json", csv_path, npz, fig]
-
-
-def _write_rows(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return Path(path)
 
 
 def plot_designs(result, path):
