@@ -63,29 +63,27 @@ def read_labelled_split(path, part="train", split=None, limit=None):
     ``split`` (a :class:`~microlatent.data.Split`; pass the checkpoint run's, so the regressors see its
     training images and are scored on its test images). ``limit``: at most that many images per class
     (the first of the part). Returns ``(images (N, H, W) float32, y (N, 5) float64 in PROPERTY_NAMES
-    order, names list of "Class[index]", class_of list of str)``.
+    order, names list of "Class[index]", class_of list of str)``. The images are those of
+    :func:`~microlatent.data.split.read_split`; this adds their labels.
 
     Raises DataError when a class has no ``homogenized_mechanical`` labels or unfinished (NaN) rows.
     """
-    from microlatent.data.split import Split
-    from microlatent.data.store import open_file, read_images, read_property
+    from microlatent.data.split import Split, read_split, resolve_classes
+    from microlatent.data.store import open_file, read_property
 
     path = os.fspath(path)
-    members = (split or Split()).members(path, part)
-    classes = [name for name, _ in members]
+    split = split or Split()
     with open_file(path) as f:
-        unlabelled = [c for c in classes if MECHANICAL not in f[c]]
+        unlabelled = [c for c in resolve_classes(path, split.classes) if MECHANICAL not in f[c]]
     if unlabelled:
         raise DataError(
             f"{path}: class {unlabelled[0]!r} has no {MECHANICAL} labels; run "
             f"`microlatent properties homogenize {path}` first"
         )
-    images, labels, names, class_of = [], [], [], []
-    for name, idx in members:
-        if limit:
-            idx = idx[:limit]
-        if not len(idx):
-            continue
+    samples = read_split(path, part, split, limit_per_class=limit)
+    labels = []
+    for name in samples.class_names():
+        idx = np.asarray(samples.indices)[samples.where(name)]
         y = label_matrix(read_property(path, name, MECHANICAL, idx))
         bad = ~np.isfinite(y).all(axis=1)
         if bad.any():
@@ -93,13 +91,8 @@ def read_labelled_split(path, part="train", split=None, limit=None):
                 f"{path}: class {name!r} has {int(bad.sum())} unfinished {MECHANICAL} rows "
                 f"(NaN, e.g. image {int(idx[bad][0])}); run `microlatent properties homogenize {path}` to finish"
             )
-        images.append(read_images(path, name, idx).astype(np.float32))
         labels.append(y)
-        names.extend(f"{name}[{i}]" for i in idx)
-        class_of.extend([name] * len(idx))
-    if not images:
-        raise DataError(f"{path}: split {part!r} of {', '.join(classes)} holds no images")
-    shapes = {im.shape[1:] for im in images}
+    shapes = {image.shape for image in samples.images}
     if len(shapes) > 1:
         raise DataError(f"{path}: classes have different image sizes {sorted(shapes)}; choose classes of one size")
-    return np.concatenate(images), np.concatenate(labels), names, class_of
+    return np.stack(samples.images).astype(np.float32), np.concatenate(labels), samples.names, samples.classes
