@@ -128,7 +128,7 @@ def test_span_nrmse_is_well_below_cais(setup):
 
 
 def test_design_command_writes_designs_and_span(setup, tmp_path):
-    from microlatent.cli.properties import design as design_command
+    from microlatent.cli.design import design as design_command
 
     predictor, _, checkpoint, root = setup
     runner = CliRunner()
@@ -187,7 +187,7 @@ def test_design_command_writes_designs_and_span(setup, tmp_path):
 
 
 def test_design_errors(setup, tmp_path):
-    from microlatent.cli.properties import design as design_command
+    from microlatent.cli.design import design as design_command
 
     predictor, model, checkpoint, root = setup
     with pytest.raises(InputError, match="cannot exceed"):
@@ -241,7 +241,7 @@ def test_pca_latent_designs_are_what_the_solver_gives_and_beat_its_prior(setup):
 
 
 def test_pca_latent_needs_its_regressor_and_runs_from_the_command_line(setup, tmp_path):
-    from microlatent.cli.properties import design as design_command
+    from microlatent.cli.design import design as design_command
 
     predictor, model, checkpoint, root = setup
     args = ["search", str(checkpoint), "--predictor", str(root / "predictor"), "--latent", "pca", "--regressor", "svr"]
@@ -264,7 +264,7 @@ def test_pca_latent_needs_its_regressor_and_runs_from_the_command_line(setup, tm
 
 
 def test_learning_curves_are_refits_on_nested_subsets_scored_on_the_test_split(setup, tmp_path):
-    from microlatent.cli.properties import design as design_command
+    from microlatent.cli.design import design as design_command
     from microlatent.data import Split
     from microlatent.design.curves import learning_curves
     from microlatent.design.labels import read_labelled_split

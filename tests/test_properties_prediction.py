@@ -171,7 +171,7 @@ def setup(tmp_path_factory, train_tiny_model):
 @pytest.fixture(scope="module")
 def fitted(setup):
     """`microlatent design fit` on the tiny setup (all regressors; a smaller MLP to keep it quick)."""
-    from microlatent.cli.properties import design
+    from microlatent.cli.design import design
 
     data, checkpoint, root = setup
     out = root / "predictor"
@@ -239,7 +239,7 @@ def test_reported_metrics_match_a_refit_on_the_same_split(setup, fitted):
 
 
 def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, tmp_path):
-    from microlatent.cli.properties import design
+    from microlatent.cli.design import design
     from microlatent.models.run import Run
 
     data, checkpoint, _ = setup
@@ -280,7 +280,7 @@ def test_predict_command_prints_the_saved_regressors_predictions(setup, fitted, 
 def test_predict_split_is_the_split_the_predictor_was_scored_on(setup, fitted):
     """--split test on the HDF5 file takes the model's split seed and fractions (60/10/30 here, not the
     default 80/10/10): the images printed are the predictor's test images."""
-    from microlatent.cli.properties import design
+    from microlatent.cli.design import design
 
     data, _, _ = setup
     out, _ = fitted

@@ -18,14 +18,16 @@ def _register_commands():
     # Imported here so `microlatent --help` stays quick and each family lives in its own module.
     from microlatent.cli.data import data
     from microlatent.cli.demo import demo
+    from microlatent.cli.design import design
     from microlatent.cli.evaluate import compare, evaluate, latent_vs_pca, report
+    from microlatent.cli.model import model
     from microlatent.cli.prior import generate, prior
-    from microlatent.cli.properties import design, properties
+    from microlatent.cli.properties import properties
     from microlatent.cli.reproduce import reproduce
     from microlatent.cli.stats import stats
     from microlatent.cli.sweep import sweep
     from microlatent.cli.synthesize import synthesize
-    from microlatent.cli.train import configs, finetune, model, train
+    from microlatent.cli.train import configs, finetune, train
 
     for command in (
         demo,
