@@ -210,6 +210,7 @@ def latent_vs_pca(checkpoint, data, limit, components, steps, device):
     against its input by the Jensen-Shannon divergence of their 2-point statistics (lower = closer).
     """
     from microlatent.evaluation.pca_comparison import compare_latents
+    from microlatent.text import text_table
 
     if not checkpoint.is_file():
         raise InputError(f"model checkpoint not found: {checkpoint}")
@@ -220,12 +221,18 @@ def latent_vs_pca(checkpoint, data, limit, components, steps, device):
         f"{len(result['names'])} test images; PCA explains {result['explained_variance']:.1%} of the "
         "training autocorrelations' variance"
     )
-    click.echo(f"{'latent':10s} {'numbers':>8s} {'median JS':>10s} {'median excess CESS':>19s} {'s/decode':>9s}")
-    for row in result["rows"]:
-        click.echo(
-            f"{row['latent']:10s} {row['dimensions']:8d} {row['median_js']:10.4f} "
-            f"{row['median_excess_cess']:19.4g} {row['seconds_per_decode']:9.3f}"
-        )
+    header = ["latent", "numbers", "median JS", "median excess CESS", "s/decode"]
+    cells = [
+        [
+            row["latent"],
+            str(row["dimensions"]),
+            f"{row['median_js']:.4f}",
+            f"{row['median_excess_cess']:.4g}",
+            f"{row['seconds_per_decode']:.3f}",
+        ]
+        for row in result["rows"]
+    ]
+    click.echo(text_table([header] + cells))
     click.echo(
         f"the VAE's binary reconstruction is closer in statistics (JS) on {result['vae_wins_js']:.0%} of the images"
     )

@@ -106,10 +106,8 @@ def _block_mean(x, shape):
 def steerable_pyramid(image, scales=3, orientations=4):
     """Complex steerable pyramid of an image in [0, 1] scaled to [0, 255]:
     (high-pass residual, [[band (scale s, orientation o)]], low-pass residual)."""
-    try:
-        import pyrtools
-    except ImportError:  # pragma: no cover - pyrtools is a dependency
-        raise InputError("STSIM-2 needs pyrtools: pip install pyrtools") from None
+    import pyrtools
+
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 2:
         raise InputError(f"STSIM-2: expected one image (H, W), got shape {image.shape}")
