@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from microlatent.cli.properties import _split_classes
+from microlatent.cli.properties import split_classes
 from microlatent.text import text_table
 
 _labelled_data = click.option(
@@ -113,7 +113,7 @@ def fit(checkpoint, data, regressors, features, out, classes, limit, closed_loop
         kinds=kinds,
         features=feats,
         closed_loop=closed_loop,
-        classes=_split_classes(classes) or None,
+        classes=split_classes(classes) or None,
         limit=limit,
         device=device,
         seed=seed,
@@ -173,7 +173,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
     cut = Split.from_config(predictor.meta.get("split") or {})  # the split the predictor was fitted with
     images, names = load_images(
         source,
-        classes=_split_classes(classes) or None,
+        classes=split_classes(classes) or None,
         split=split,
         limit=limit,
         seed=cut.seed,
@@ -257,7 +257,7 @@ def curves(data, checkpoint, features, regressors, sizes, components, classes, l
         kinds=regressors,
         sizes=_int_list(sizes, "--sizes", allow_all=True),
         components=_int_list(components, "--components"),
-        classes=_split_classes(classes) or None,
+        classes=split_classes(classes) or None,
         limit=limit,
         seed=seed,
         device=device,

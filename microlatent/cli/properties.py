@@ -92,7 +92,7 @@ def _materials(e0, e1, nu0, nu1, k0, k1, e_all, nu_all, k_all):
     return E, nu, k
 
 
-def _split_classes(classes):
+def split_classes(classes):
     out = []
     for item in classes:
         out.extend(part.strip() for part in item.split(",") if part.strip())
@@ -183,7 +183,7 @@ def homogenize(
     try:
         summary = homogenize_file(
             file,
-            classes=_split_classes(classes) or None,
+            classes=split_classes(classes) or None,
             chunk=chunk,
             E=E,
             nu=nu,

@@ -74,7 +74,7 @@ def learning_curves(
     """
     from microlatent.data.split import Split
     from microlatent.design.labels import read_labelled_split
-    from microlatent.design.regression import _model_latent_shape, feature_matrix, latent_codes, pca_features
+    from microlatent.design.regression import feature_matrix, latent_codes, model_latent_shape, pca_features
     from microlatent.stats import StatisticsPCA
 
     say = progress or (lambda message: None)
@@ -109,7 +109,7 @@ def learning_curves(
     # depend on which images are used for fitting).
     fixed = {}
     if run is not None and needs_model:
-        latent_shape = _model_latent_shape(run, train_images.shape[1:])
+        latent_shape = model_latent_shape(run, train_images.shape[1:])
         z_train, z_test = latent_codes(run, train_images), latent_codes(run, test_images)
         for feat in needs_model:
             fixed[feat] = tuple(

@@ -29,10 +29,10 @@ from microlatent.design.regression import (
     PROPERTY_NAMES,
     REGRESSOR_KINDS,
     PropertyRegressor,
-    _model_latent_shape,
     control_shape,
     feature_matrix,
     latent_codes,
+    model_latent_shape,
     pca_features,
 )
 from microlatent.design.scores import plot_predictions, score_rows
@@ -42,13 +42,12 @@ from microlatent.text import write_csv, write_json
 
 def _split_meta(run) -> dict:
     """What a predictor records about the data split of its run (read back by ``predict``)."""
-    data = run.config.get("data") or {}
     return {
         "split_seed": run.split.seed,
         "split_fractions": list(run.split.fractions),
         "classes": list(run.split.classes) if run.split.classes else None,
         "size": run.trained_size,
-        "trained_on": data.get("path"),
+        "trained_on": run.data_path,
     }
 
 
@@ -136,7 +135,7 @@ def fit_property_models(
     train_images, y_train, train_names, train_classes = read_labelled_split(data, "train", cut, limit)
     test_images, y_test, test_names, test_classes = read_labelled_split(data, "test", cut, limit)
     phases = phase_settings(data, sorted(set(train_classes) | set(test_classes)))
-    latent_shape = _model_latent_shape(model, train_images.shape[1:])
+    latent_shape = model_latent_shape(model, train_images.shape[1:])
     say(f"encoding {len(train_images)} train + {len(test_images)} test images (latent {latent_shape})")
     z_train, z_test = latent_codes(model, train_images), latent_codes(model, test_images)
     X = {

@@ -89,7 +89,7 @@ def feature_matrix(images, features: str, model=None, latent_shape=None, codes=N
     if latent_shape is None:
         if model is None:
             raise InputError("downsampled features need the latent shape (or a model)")
-        latent_shape = _model_latent_shape(model, np.shape(images[0]))
+        latent_shape = model_latent_shape(model, np.shape(images[0]))
     small = downsample(np.asarray(images, dtype=np.float32), control_shape(latent_shape))
     return small.reshape(len(small), -1).astype(np.float64)
 
@@ -100,7 +100,8 @@ def pca_features(codes, pca) -> np.ndarray:
     return np.asarray(codes, dtype=np.float64) / np.sqrt(pca.explained_variance_[0])
 
 
-def _model_latent_shape(model, image_shape) -> tuple:
+def model_latent_shape(model, image_shape) -> tuple:
+    """The latent shape a model (or Run) gives images of ``image_shape``, at its trained size when it has one."""
     from microlatent.models.run import as_run
 
     run = as_run(model)
