@@ -22,3 +22,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} asked for, but this machine has no CUDA GPU (use --device auto or cpu)")
     return device
+
+
+def rng_state(device):
+    """Torch RNG state to checkpoint (the CPU generator, and this process's GPU on CUDA)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)  # this process's GPU (the same state on every rank)
+    return state
+
+
+def set_rng_state(state, device):
+    """Restore a state from :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -53,6 +53,13 @@ def test_import_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "pics" in result.stdout and np.array_equal(read_images(out, "pics")[0], binary)
     assert run("import", folder, "--out", out, "--threshold", "half").exit_code == 2
+    result = run(
+        "import", folder, "--out", out, "--name", "tiled", "--threshold", "0.5", "--tile", "10", "--stride", "5"
+    )
+    assert result.exit_code == 0 and "(9 images, 10x10" in result.output, result.output
+    assert np.array_equal(read_images(out, "tiled")[4], binary[5:15, 5:15])
+    result = run("import", folder, "--out", out, "--stride", "5")
+    assert isinstance(result.exception, InputError) and "--stride needs --tile" in str(result.exception)
 
 
 def test_errors_are_microlatent_errors(tmp_path):

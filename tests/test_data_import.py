@@ -109,3 +109,31 @@ def test_a_failed_import_into_a_new_file_leaves_no_file(tmp_path, truth):
     with pytest.raises(DataError, match="zz_notes.txt"):
         import_images(folder, tmp_path / "o.h5", batch_size=2)
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_tiles_are_the_windows_of_the_image_row_by_row(tmp_path):
+    """A micrograph becomes a training set: each stored image is the window at its recorded origin, for
+    label .npy files and greyscale images alike; windows crossing the edge are left out."""
+    from microlatent.data.importing import import_labels, tile_origins
+    from microlatent.errors import InputError
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (2, 40, 50)).astype(np.uint8)
+    np.save(tmp_path / "seg.npy", labels)
+    out = tmp_path / "tiles.h5"
+    import_labels(tmp_path / "seg.npy", out, name="seg", tile=16, stride=12)
+    origins = [(r, c) for r in (0, 12, 24) for c in (0, 12, 24)]  # 40 - 16 = 24, 50 - 16 = 34: c stops at 24
+    assert tile_origins(labels.shape, 16, 12) == origins
+    stored, names = read_images(out, "seg"), read_labels(out, "seg")
+    assert stored.shape == (2 * len(origins), 16, 16)
+    for k, (i, (r, c)) in enumerate((i, o) for i in range(2) for o in origins):
+        assert np.array_equal(stored[k], labels[i, r : r + 16, c : c + 16])
+        assert parse_label(names[k])["tile"] == [r, c] and parse_label(names[k])["index"] == i
+    grey = (rng.random((30, 30)) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    import_images(tmp_path / "grey.png", out, name="grey", threshold=0.5, tile=10)  # 3 x 3 windows
+    binary = (grey / 255 > 0.5).astype(np.uint8)
+    assert np.array_equal(read_images(out, "grey")[4], binary[10:20, 10:20])
+    with pytest.raises(InputError, match="larger than the images"):
+        import_labels(tmp_path / "seg.npy", tmp_path / "none.h5", tile=64)
+    assert not (tmp_path / "none.h5").exists()

@@ -17,7 +17,7 @@ from microlatent.data.dataset import split_indices
 from microlatent.data.generators import generate, lines
 from microlatent.data.store import read_images, write_class
 from microlatent.errors import DataError, InputError
-from microlatent.evaluation import reconstruct, write_report
+from microlatent.evaluation import roundtrip, write_report
 from microlatent.evaluation.lines import count_lines
 from microlatent.evaluation.metrics import (
     autocorrelation_features,
@@ -144,7 +144,7 @@ def test_json_numbers_equal_recomputation(setup):
     images = np.concatenate([read_images(data, c, _split(data, c)) for c in ("GRF", "lines")]).astype(np.float32)
     classes = [s["class"] for s in results["samples"]]
     for label, checkpoint in setup["checkpoints"].items():
-        inputs, recons = reconstruct(Run.load(checkpoint, "cpu"), list(images))
+        inputs, recons = roundtrip(Run.load(checkpoint, "cpu"), list(images))
         per_sample = results["per_sample"][label]
         thresholds = [0.95 if c == "lines" else 0.5 for c in classes]
         for key, values in reconstruction_metrics(inputs, recons, threshold=thresholds).items():
@@ -189,7 +189,7 @@ def test_overfitting_numbers_equal_brute_force(setup):
     drawn = np.stack(
         [read_images(data, name.split("[")[0], int(name.split("[")[1][:-1])) for name in entry["train"]["names"]]
     ).astype(np.float32)
-    _, recons = reconstruct(model, list(drawn))
+    _, recons = roundtrip(model, list(drawn))
     image = np.array([[((r - t) ** 2).mean() for t in flatten(train)] for r in flatten(recons)]).mean(1)
     stats = np.array(
         [[((r - t) ** 2).mean() for t in autocorrelation_features(train)] for r in autocorrelation_features(recons)]
@@ -343,7 +343,7 @@ def test_latent_vs_pca_scores_both_latents_on_the_test_split(setup, capsys):
     assert names == [f"{c}[{i}]" for c in ("GRF", "lines") for i in _split(setup["data"], c)[:2]]
     # the VAE's scores are those of its thresholded reconstructions, recomputed here
     images = np.concatenate([read_images(setup["data"], c, _split(setup["data"], c)[:2]) for c in ("GRF", "lines")])
-    inputs, recons = reconstruct(Run.load(checkpoint, "cpu"), list(images.astype(np.float32)))
+    inputs, recons = roundtrip(Run.load(checkpoint, "cpu"), list(images.astype(np.float32)))
     expected = statistics_losses(inputs.astype(np.float64), (recons >= 0.5).astype(np.float64))["js"]
     np.testing.assert_allclose(result["per_image"]["vae"]["js"], expected, rtol=1e-9)
     # the PCA codes decode to images far closer in statistics than random ones of the same volume fraction

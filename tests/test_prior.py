@@ -61,6 +61,71 @@ def test_class_conditioning_selects_its_cluster_and_the_sampler_is_deterministic
     assert not torch.equal(a, net.sample(16, torch.ones(16, dtype=torch.long), seed=5))
 
 
+def test_guidance_is_compositional_per_condition():
+    """One Euler integration written out from the definition: v = v_free + g_class (v_class - v_free)
+    + g_props (v_class,props - v_class); equal scales give single-scale guidance v_free + g (v_full - v_free)."""
+    torch.manual_seed(0)
+    net = LatentFlow((2, 2, 2), n_classes=3, n_properties=1, width=16, depth=1).eval()
+    for p in net.parameters():  # a net whose conditions all matter (zero-initialised parts made random)
+        torch.nn.init.normal_(p, std=0.3)
+    n, steps = 5, 4
+    classes, props, mask = torch.full((n,), 1), torch.full((n, 1), 0.7), torch.ones(n, 1)
+    free, none = torch.full((n,), 3), torch.zeros(n, 1)
+
+    def by_hand(g_class, g_props):
+        z = torch.randn((n, 2, 2, 2), generator=torch.Generator().manual_seed(4))
+        with torch.no_grad():
+            for k in range(steps):
+                t = torch.full((n,), k / steps)
+                v_free, v_class = net(z, t, free, props, none), net(z, t, classes, props, none)
+                v_full = net(z, t, classes, props, mask)
+                z = z + (v_free + g_class * (v_class - v_free) + g_props * (v_full - v_class)) / steps
+        return z
+
+    for g_class, g_props in ((1.0, 1.0), (1.0, 3.0), (2.0, 1.0), (2.5, 4.0)):
+        got = net.sample(n, classes, props, mask, steps=steps, guidance=g_class, seed=4, property_guidance=g_props)
+        assert torch.allclose(got, by_hand(g_class, g_props), atol=1e-5), (g_class, g_props)
+    single = net.sample(n, classes, props, mask, steps=steps, guidance=2.0, seed=4)  # property_guidance None
+    assert torch.allclose(single, by_hand(2.0, 2.0), atol=1e-5)
+    assert not torch.allclose(single, by_hand(1.0, 1.0), atol=1e-3)
+
+
+def test_property_condition_selects_its_cluster():
+    """Codes near +2 carry property +1, codes near -2 property -1 (no classes): asking for either
+    property samples its cluster, with or without property guidance."""
+    g = torch.Generator().manual_seed(1)
+    n = 1200
+    sign = torch.where(torch.rand(n, generator=g) < 0.5, 1.0, -1.0)
+    latents = 2 * sign[:, None, None, None] + 0.2 * torch.randn(n, 1, 2, 2, generator=g)
+    torch.manual_seed(0)
+    net = LatentFlow((1, 2, 2), n_classes=0, n_properties=1, width=16, depth=2)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    no_class, mask = torch.zeros(n, dtype=torch.long), torch.ones(n, 1)
+    for _ in range(60):
+        for batch in torch.randperm(n).split(128):
+            loss = flow_matching_loss(net, latents[batch], no_class[batch], sign[batch, None], mask[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    for value in (1.0, -1.0):
+        for g_props in (1.0, 3.0):
+            props = torch.full((200, 1), value)
+            z = net.sample(200, None, props, torch.ones(200, 1), steps=40, seed=3, property_guidance=g_props)
+            assert ((z.mean(dim=(1, 2, 3)) - 2 * value).abs() < 0.7).float().mean() > 0.9, (value, g_props)
+
+
+def test_a_prior_saved_before_the_property_mlp_still_loads():
+    from microlatent.prior.fit import _flow
+
+    old = LatentFlow((4, 2, 2), n_classes=2, n_properties=1, width=16, depth=1, property_mlp=False)
+    config = {k: v for k, v in old.config.items() if k != "property_mlp"}  # as such priors saved it
+    rebuilt = _flow(config)
+    rebuilt.load_state_dict(old.state_dict())
+    assert isinstance(rebuilt.properties, torch.nn.Linear)
+    assert isinstance(LatentFlow((4, 2, 2), 2, 1, 16, 1).properties, torch.nn.Sequential)
+
+
 def test_frechet_distance_and_correlation_length_against_their_definitions():
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4000, 3))
@@ -109,6 +174,25 @@ def test_resume_reaches_the_uninterrupted_state(tiny_run, tmp_path):
         whole.sample(2, targets={"Gxy": 1.0})
     with pytest.raises(InputError, match="not one the prior knows"):
         whole.sample(2, class_name="NBSA")
+
+
+def test_decoded_labels_are_the_solver_properties_of_each_codes_thresholded_decoding(tiny_run):
+    from microlatent.evaluation.inference import decode
+    from microlatent.models.run import Run
+    from microlatent.prior.fit import training_latents
+    from microlatent.properties.homogenize import homogenize_elastic
+
+    data, checkpoint, _ = tiny_run
+    run = Run.load(checkpoint, "cpu")
+    mu, _, classes, decoded = training_latents(run, data, ("Ex", "Gxy"), limit=6, labels="decoded")
+    _, _, same_classes, labelled = training_latents(run, data, ("Ex", "Gxy"), limit=6, labels="data")
+    assert classes == same_classes and decoded.shape == labelled.shape == (len(mu), 2)
+    images = (decode(run, mu) > 0.5).astype(np.uint8)
+    solved = homogenize_elastic(images)  # the file's labels were made with the default phases
+    assert np.allclose(decoded, np.stack([solved["Ex"], solved["Gxy"]], axis=1), rtol=1e-6)
+    assert not np.allclose(decoded, labelled, rtol=1e-3)  # the round trip changes the image, so its properties
+    with pytest.raises(InputError, match="labels must be"):
+        training_latents(run, data, ("Ex",), limit=2, labels="guess")
 
 
 def test_commands_train_generate_and_evaluate(tiny_run, tmp_path):

@@ -217,7 +217,7 @@ def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, r
     them. Fewer steps do not: a translation-invariant loss starting from a near-constant output sits
     on a plateau for the first few hundred steps (seen at 64 px too, epochs.csv of hashemi_ssvae_cpu)."""
     from microlatent.data import read_images, read_labels
-    from microlatent.evaluation.inference import encode, reconstruct
+    from microlatent.evaluation.inference import encode, roundtrip
     from microlatent.evaluation.lines import line_measurements, line_truth
     from microlatent.models.run import Run
     from microlatent.training import train
@@ -235,7 +235,7 @@ def test_a_statistics_space_vae_tells_horizontal_from_vertical_lines(tmp_path, r
 
     model = Run.load(run / "model.pt", "cpu")
     truth = np.array([line_truth(label)[0] for label in read_labels(data, "lines")])
-    _, recons = reconstruct(model, list(images.astype(np.float32)))
+    _, recons = roundtrip(model, list(images.astype(np.float32)))
     orientations, _ = line_measurements(recons)
     assert np.mean(np.array(orientations) == truth) >= 0.85
     mu, _ = encode(model, list(images.astype(np.float32)))

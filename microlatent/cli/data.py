@@ -214,7 +214,17 @@ def _threshold(ctx, param, value):
     "increasing order to phases 0..K-1; other greyscale images are split by multi-level Otsu. A .npy of "
     "integer labels: default its largest label + 1. [default: 2 for images]",
 )
-def import_cmd(source, out, name, threshold, invert, phases):
+@click.option(
+    "--tile",
+    type=click.IntRange(min=8),
+    default=None,
+    help="Store each image's TILE x TILE windows instead of the whole image (a large micrograph becomes a "
+    "training set).",
+)
+@click.option(
+    "--stride", type=click.IntRange(min=1), default=None, help="Pixels between windows of --tile [default: TILE]."
+)
+def import_cmd(source, out, name, threshold, invert, phases, tile, stride):
     """Import FOLDER_OR_FILE into one class of an HDF5 file (MICRO2D layout).
 
     A folder of images (PNG, TIFF, ...; same size) or one image file: thresholded into 2 phases,
@@ -224,11 +234,16 @@ def import_cmd(source, out, name, threshold, invert, phases):
     """
     from microlatent.data.importing import import_images, import_labels
     from microlatent.data.store import class_phases, class_size, open_file
+    from microlatent.errors import InputError
 
+    if stride is not None and tile is None:
+        raise InputError("--stride needs --tile")
     if source.lower().endswith(".npy"):
-        written, k = import_labels(source, out, name=name, n_phases=phases)
+        written, k = import_labels(source, out, name=name, n_phases=phases, tile=tile, stride=stride)
     else:
-        written = import_images(source, out, name=name, threshold=threshold, invert=invert, n_phases=phases or 2)
+        written = import_images(
+            source, out, name=name, threshold=threshold, invert=invert, n_phases=phases or 2, tile=tile, stride=stride
+        )
         k = class_phases(out, written)
     n, height, width = class_size(out, written)
     click.echo(f"wrote class {written} ({n} images, {height}x{width}, {k} phases) to {out}")

@@ -10,14 +10,24 @@ import click
 
 
 def _sampler_options(fn):
-    """--steps and --guidance of the flow sampler."""
+    """--steps, --guidance and --property-guidance of the flow sampler."""
+    from microlatent.prior.fit import PROPERTY_GUIDANCE
+
+    fn = click.option(
+        "--property-guidance",
+        type=click.FloatRange(min=0),
+        default=PROPERTY_GUIDANCE,
+        show_default=True,
+        help="Classifier-free guidance scale of the --target condition (1: plain conditional sampling; "
+        "3 met targets best on the MICRO2D-like set, README).",
+    )(fn)
     fn = click.option(
         "--guidance",
         type=click.FloatRange(min=0),
         default=1.0,
         show_default=True,
-        help="Classifier-free guidance scale (1: plain conditional sampling, the most realistic; 2 follows "
-        "the class and targets more closely).",
+        help="Classifier-free guidance scale of the class (1: plain conditional sampling, the most realistic; "
+        "2 follows the class more closely).",
     )(fn)
     return click.option(
         "--steps", type=click.IntRange(min=1), default=50, show_default=True, help="Euler steps of the sampler."
@@ -38,8 +48,17 @@ def prior():
     "--condition",
     "properties",
     default="",
-    help="Properties to condition on, comma-separated (e.g. Ex,Ey; needs homogenized_mechanical labels). "
+    help="Properties to condition on, comma-separated (e.g. Ex,Ey; see --labels). "
     "Every prior is conditioned on the class.",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(("decoded", "data")),
+    default="decoded",
+    show_default=True,
+    help="Property values each training code is conditioned on. decoded: the FE solver's properties of the "
+    "code's own decoded, thresholded image (what sampling it gives; needs no labels in the file); data: the "
+    "file's homogenized labels of the input image (the VAE's round-trip error then adds to every sample's).",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Prior folder (default: 'prior' beside CHECKPOINT)."
@@ -60,7 +79,9 @@ def prior():
 @click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most N training images per class.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the prior in --out from its last epoch.")
-def train(checkpoint, data, properties, out, preset, epochs, batch_size, lr, width, depth, device, limit, seed, resume):
+def train(
+    checkpoint, data, properties, labels, out, preset, epochs, batch_size, lr, width, depth, device, limit, seed, resume
+):
     """Train a latent prior on CHECKPOINT's encoded training split of --data.
 
     Writes prior.pt (atomically, after every epoch; --resume continues exactly) and losses.csv.
@@ -68,7 +89,7 @@ def train(checkpoint, data, properties, out, preset, epochs, batch_size, lr, wid
     from microlatent.errors import InputError
     from microlatent.prior.fit import PRESETS, fit_prior
 
-    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, width=width, depth=depth, seed=seed)
+    given = dict(epochs=epochs, batch_size=batch_size, lr=lr, width=width, depth=depth, seed=seed, labels=labels)
     settings = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
     if settings["width"] % 8:
         raise InputError(f"--width must be a multiple of 8 (group normalisation), got {settings['width']}")
@@ -97,7 +118,7 @@ def train(checkpoint, data, properties, out, preset, epochs, batch_size, lr, wid
 @_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: PRIOR/evaluation).")
-def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
+def evaluate(checkpoint, prior_dir, data, n, steps, guidance, property_guidance, seed, out):
     """Realism of the prior's samples per class against held-out real images, against the
     real-vs-real floor and against decoding N(0, I); with property conditioning, FE-verified error of
     targeted samples. Writes realism.json, report.md and samples_<class>.png."""
@@ -108,7 +129,15 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
     fitted = Prior.load(prior_dir)
     run = Run.load(checkpoint, "cpu")
     result = evaluate_prior(
-        run, fitted, data, n=n, steps=steps, guidance=guidance, seed=seed, progress=lambda m: click.echo(m, err=True)
+        run,
+        fitted,
+        data,
+        n=n,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        progress=lambda m: click.echo(m, err=True),
+        property_guidance=property_guidance,
     )
     out = Path(out) if out else Path(prior_dir) / "evaluation"
     write_evaluation(result, out)
@@ -130,7 +159,7 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, seed, out):
 @_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, seed, out):
+def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, property_guidance, seed, out):
     """Sample new microstructures from a latent prior and CHECKPOINT's decoder.
 
     Writes generated.h5 (MICRO2D layout: one class, named after --class or 'generated', so the
@@ -149,7 +178,9 @@ def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, see
     fitted = Prior.load(prior_dir)
     wanted = parse_targets(targets) if targets else None
     run = Run.load(checkpoint, "cpu")
-    images, _, latents = sample_images(run, fitted, n, class_name, wanted, steps, guidance, seed)
+    images, _, latents = sample_images(
+        run, fitted, n, class_name, wanted, steps, guidance, seed, property_guidance=property_guidance
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = class_name or "generated"

@@ -104,11 +104,38 @@ def to_phases(grey: np.ndarray, n_phases: int) -> tuple[np.ndarray, str]:
     return np.digitize(grey, cuts).astype(np.uint8), "multi-otsu cuts " + ", ".join(f"{c:.6g}" for c in cuts)
 
 
+def tile_origins(shape, size: int, stride: int | None = None) -> list[tuple[int, int]]:
+    """Top-left corners (row, column) of the ``size`` x ``size`` windows of an image of ``shape`` (H, W),
+    row by row, ``stride`` apart (default ``size``: not overlapping); windows crossing the edge are left
+    out. InputError if no window fits."""
+    stride = size if stride is None else stride
+    for what, value in (("tile size", size), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{what} must be a positive integer, got {value!r}")
+    height, width = shape[-2:]
+    if size > min(height, width):
+        raise InputError(f"tile size {size} is larger than the images ({height}x{width})")
+    return [(r, c) for r in range(0, height - size + 1, stride) for c in range(0, width - size + 1, stride)]
+
+
+def tiles(image: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
+    """(n, size, size) windows of ``image`` (H, W) at :func:`tile_origins`: a large micrograph becomes
+    a set of training images."""
+    return np.stack([image[r : r + size, c : c + size] for r, c in tile_origins(image.shape, size, stride)])
+
+
 def import_labels(
-    path, out, name: str | None = None, n_phases: int | None = None, compression="gzip"
+    path,
+    out,
+    name: str | None = None,
+    n_phases: int | None = None,
+    compression="gzip",
+    tile: int | None = None,
+    stride: int | None = None,
 ) -> tuple[str, int]:
     """A .npy of integer phase labels (H, W) or (N, H, W), values 0 .. K - 1, into one K-phase class
-    (K = ``n_phases``, or the largest label + 1, at least 2). Returns (class name, K)."""
+    (K = ``n_phases``, or the largest label + 1, at least 2). ``tile``: store each image's ``tile`` x
+    ``tile`` windows, ``stride`` apart (:func:`tiles`), instead of the whole images. Returns (class name, K)."""
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -127,6 +154,10 @@ def import_labels(
         raise DataError(f"{path}: label {int(array.max())} found, but {k} phases (0..{k - 1}) asked for")
     name = name or Path(path).stem
     labels = [format_label(**{"class": name}, file=Path(path).name, index=i) for i in range(len(array))]
+    if tile is not None:
+        origins = tile_origins(array.shape, tile, stride)
+        labels = [f"{label}; tile=[{r},{c}]" for label in labels for r, c in origins]
+        array = np.concatenate([tiles(image, tile, stride) for image in array])
     store.write_class(
         out,
         name,
@@ -148,6 +179,8 @@ def import_images(
     compression: str | None = "gzip",
     batch_size: int = 256,
     n_phases: int = 2,
+    tile: int | None = None,
+    stride: int | None = None,
 ) -> str:
     """Threshold a folder of images (or one image file) into a class of an HDF5 file (MICRO2D layout).
 
@@ -176,6 +209,9 @@ def import_images(
         Above 2, each image becomes K phases by :func:`to_phases` (label levels in increasing order,
         or multi-level Otsu); ``threshold`` and ``invert`` do not apply. The mapping goes into each
         image's label and the group's ``phase_mapping`` attribute (that of the first image).
+    tile, stride : int, optional
+        Store each image's ``tile`` x ``tile`` windows, ``stride`` apart (default ``tile``), instead of
+        the whole image (:func:`tiles`); each window's label adds ``tile=[row,column]``.
 
     Returns
     -------
@@ -215,6 +251,7 @@ def import_images(
 
     first_path = os.path.join(folder, files[0])
     shape = read_image(first_path).shape
+    origins = tile_origins(shape, tile, stride) if tile is not None else None
     mode = "otsu" if threshold == "otsu" else "fixed"
 
     def batches():
@@ -239,14 +276,17 @@ def import_images(
                 labels.append(
                     format_label(**{"class": name}, file=safe, threshold=mode, threshold_value=cut, invert=invert)
                 )
+            if origins is not None:
+                labels = [f"{label}; tile=[{r},{c}]" for label in labels for r, c in origins]
+                images = [window for image in images for window in tiles(image, tile, stride)]
             yield np.stack(images), labels
 
     store.write_class_batches(
         out,
         name,
         batches(),
-        len(files),
-        shape,
+        len(files) * (len(origins) if origins is not None else 1),
+        (tile, tile) if tile is not None else shape,
         compression,
         attrs={"source": f"imported from {os.path.abspath(folder)}"},
         n_phases=n_phases,

@@ -10,7 +10,7 @@ figures     the report's figures
 """
 
 from microlatent.evaluation.figures import reconstruction_figure
-from microlatent.evaluation.inference import decode, encode, model_batches, reconstruct
+from microlatent.evaluation.inference import decode, encode, model_batches, roundtrip
 from microlatent.evaluation.lines import count_lines, line_orientation
 from microlatent.evaluation.metrics import (
     mean_mse_to_set,
@@ -28,7 +28,7 @@ __all__ = [
     "decode",
     "encode",
     "model_batches",
-    "reconstruct",
+    "roundtrip",
     "reconstruction_figure",
     "count_lines",
     "line_orientation",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from microlatent.data.sources import load_images
-from microlatent.evaluation.inference import reconstruct
+from microlatent.evaluation.inference import roundtrip
 from microlatent.losses.terms import LOG_FLOOR
 from microlatent.models.run import Run
 from microlatent.plotting import plot_reconstructions, plt, save_figure
@@ -21,7 +21,7 @@ def reconstruction_figure(checkpoints: dict, source, out, classes=None, split="t
     images, names = load_images(source, classes=classes, split=split, limit=limit)
     recons, inputs = {}, None
     for label, checkpoint in checkpoints.items():
-        inputs, recons[label] = reconstruct(Run.load(checkpoint, device), images)
+        inputs, recons[label] = roundtrip(Run.load(checkpoint, device), images)
     return plot_reconstructions(inputs, recons, names, Path(out))
 
 

@@ -1,4 +1,4 @@
-"""Running trained models on arrays: load a checkpoint for inference, encode, decode, reconstruct.
+"""Running trained models on arrays: load a checkpoint for inference, encode, decode, round trip.
 
 Arrays in, arrays out: images are (N, H, W) float32 in [0, 1]; each model sees them resized to the
 size its training config used (``Run.trained_size``) and gives reconstructions back at that size.
@@ -62,7 +62,7 @@ def decode(model, latents, batch_size=64):
 
 
 @torch.no_grad()
-def reconstruct(model, images, batch_size=32):
+def roundtrip(model, images, batch_size=32):
     """(inputs as the model saw them, reconstructions), each (N, H, W) float32 (K-phase model: each
     (N, K, H, W), one-hot inputs and phase probabilities); eval mode, so z = mu."""
     inputs, recons = [], []

@@ -27,7 +27,7 @@ def compare_latents(
     ``steps``: gradient steps of each PCA decode.
     """
     from microlatent.data import load_samples
-    from microlatent.evaluation.inference import model_batches, reconstruct
+    from microlatent.evaluation.inference import model_batches, roundtrip
     from microlatent.evaluation.metrics import statistics_losses
     from microlatent.models.run import Run
     from microlatent.stats import StatisticsPCA
@@ -55,7 +55,7 @@ def compare_latents(
     pca = StatisticsPCA(k).fit(train)
 
     started = time.perf_counter()
-    _, recon = reconstruct(run, list(test.astype(np.float32)))
+    _, recon = roundtrip(run, list(test.astype(np.float32)))
     vae_seconds = (time.perf_counter() - started) / len(test)
     vae_binary = (recon >= 0.5).astype(np.float64)
     say(f"decoding {len(test)} PCA codes through the reconstruction from statistics ({steps} steps each)")

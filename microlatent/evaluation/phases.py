@@ -64,7 +64,7 @@ def evaluate_phases(
     "wins": {metric: {a: {b: share of images where a < b}}}, "names", "n_phases", "inputs",
     "recons"} (the last two arrays for figures)."""
     from microlatent.data.split import read_split
-    from microlatent.evaluation.inference import reconstruct
+    from microlatent.evaluation.inference import roundtrip
     from microlatent.models.run import Run
 
     say = log or (lambda line: None)
@@ -82,7 +82,7 @@ def evaluate_phases(
     say(f"{len(samples)} {split} images, {next(iter(phases))} phases")
     models, inputs, recons = {}, None, {}
     for label, run in runs.items():
-        seen, recon = reconstruct(run, samples.images)
+        seen, recon = roundtrip(run, samples.images)
         inputs = seen if inputs is None else inputs
         recons[label] = recon
         models[label] = {name: values.tolist() for name, values in phase_metrics(seen, recon).items()}

@@ -61,7 +61,7 @@ from microlatent.data.sources import load_samples
 from microlatent.data.split import is_hdf5, iter_split, sample_split
 from microlatent.errors import InputError
 from microlatent.evaluation import figures
-from microlatent.evaluation.inference import encode, model_batches, reconstruct
+from microlatent.evaluation.inference import encode, model_batches, roundtrip
 from microlatent.evaluation.latent import (
     TRAVERSAL_VALUES,
     interpolation,
@@ -441,7 +441,7 @@ def _overfitting(models, data, cut, n, reference_limit):
                     drawn[split] = None
             if drawn[split] is None:
                 continue
-            _, recons = reconstruct(model, drawn[split].images)
+            _, recons = roundtrip(model, drawn[split].images)
             reference = set_moments(model, split)
             entry[split] = {
                 "n": len(recons),

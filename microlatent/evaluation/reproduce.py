@@ -130,15 +130,15 @@ def _texture_extra(models, data, out_dir):
     """1-NN class accuracy of the reconstructions' autocorrelations against the training images (and
     of the real test images themselves, the ceiling)."""
     from microlatent.data import load_samples
-    from microlatent.evaluation.inference import reconstruct
+    from microlatent.evaluation.inference import roundtrip
     from microlatent.evaluation.metrics import autocorrelation_features
     from microlatent.models.run import Run
 
     model = Run.load(models["texture_vae"], "cpu")
     train = load_samples(data, "train", model.split, limit_per_class=40)  # cut as the model's training was
     test = load_samples(data, "test", model.split)
-    train_inputs, _ = reconstruct(model, train.images)  # as the model sees them (resized, binary)
-    test_inputs, recons = reconstruct(model, test.images)
+    train_inputs, _ = roundtrip(model, train.images)  # as the model sees them (resized, binary)
+    test_inputs, recons = roundtrip(model, test.images)
     reference = autocorrelation_features(train_inputs)
     classes = np.array(train.classes)
     truth = np.array(test.classes)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from microlatent.errors import InputError
-from microlatent.prior.fit import check_vae, generate
+from microlatent.prior.fit import PROPERTY_GUIDANCE, check_vae, generate
 from microlatent.prior.realism import StatisticsSpace, distances
 
 
@@ -30,7 +30,18 @@ def _real(run, data, part, classes, limit):
     return out
 
 
-def evaluate_prior(run, prior, data, n=64, steps=50, guidance=1.0, seed=0, targets_per_property=8, progress=None):
+def evaluate_prior(
+    run,
+    prior,
+    data,
+    n=64,
+    steps=50,
+    guidance=1.0,
+    seed=0,
+    targets_per_property=8,
+    progress=None,
+    property_guidance=PROPERTY_GUIDANCE,
+):
     """Realism per class, class accuracy and (with properties) FE-verified targeted generation.
 
     Per class of the prior: ``n`` class-conditional samples, ``n`` decoded N(0, I) draws and the
@@ -41,7 +52,7 @@ def evaluate_prior(run, prior, data, n=64, steps=50, guidance=1.0, seed=0, targe
     property: targets, achieved (T, n_per_target), nRMSE by the training labels' std without any
     selection, diversity).
     """
-    from microlatent.evaluation.inference import decode, reconstruct
+    from microlatent.evaluation.inference import decode, roundtrip
 
     say = progress or (lambda message: None)
     check_vae(prior, run)
@@ -63,7 +74,7 @@ def evaluate_prior(run, prior, data, n=64, steps=50, guidance=1.0, seed=0, targe
         images, _, _ = generate(run, prior, n, class_name=name, steps=steps, guidance=guidance, seed=seed)
         images = images.astype(np.float64)
         samples[name] = images
-        _, recon = reconstruct(run, list(train[name].astype(np.float32)))
+        _, recon = roundtrip(run, list(train[name].astype(np.float32)))
         per_class[name] = {
             "generated": distances(space, images, test[name]),
             "normal": distances(space, normal, test[name]),
@@ -96,6 +107,7 @@ def evaluate_prior(run, prior, data, n=64, steps=50, guidance=1.0, seed=0, targe
             "n": n,
             "steps": steps,
             "guidance": guidance,
+            "property_guidance": property_guidance,
             "seed": seed,
             "pca_components": len(space.pca.components_),
         },
@@ -104,16 +116,19 @@ def evaluate_prior(run, prior, data, n=64, steps=50, guidance=1.0, seed=0, targe
     }
     if prior.properties:
         result["targeted"] = targeted_generation(
-            run, prior, targets_per_property, max(8, n // 8), steps, guidance, seed, say
+            run, prior, targets_per_property, max(8, n // 8), steps, property_guidance, seed, say
         )
     return result
 
 
-def targeted_generation(run, prior, n_targets=8, per_target=8, steps=50, guidance=1.0, seed=0, say=None):
+def targeted_generation(
+    run, prior, n_targets=8, per_target=8, steps=50, property_guidance=PROPERTY_GUIDANCE, seed=0, say=None
+):
     """For each property of the prior: ``n_targets`` targets spanning its training labels (the midpoints
-    of ``n_targets`` equal bins between their min and max, as ``design search --sweep``), ``per_target``
-    samples each (no class given), solved by FE. nRMSE over every sample (no selection) by the labels'
-    std; diversity = mean fraction of differing pixels between two samples of the same target."""
+    of ``n_targets`` equal bins between their min and max, as ``design search --span``), ``per_target``
+    samples each (no class given, ``property_guidance`` on the target), solved by FE. nRMSE over every
+    sample (no selection) by the labels' std; diversity = mean fraction of differing pixels between two
+    samples of the same target."""
     from microlatent.design.regression import PROPERTY_NAMES
     from microlatent.properties.homogenize import homogenize_elastic
 
@@ -128,7 +143,13 @@ def targeted_generation(run, prior, n_targets=8, per_target=8, steps=50, guidanc
         for j, target in enumerate(targets):
             say(f"{prop} = {target:.4g}: {per_target} samples through the solver")
             images, _, _ = generate(
-                run, prior, per_target, targets={prop: target}, steps=steps, guidance=guidance, seed=seed + j
+                run,
+                prior,
+                per_target,
+                targets={prop: target},
+                steps=steps,
+                seed=seed + j,
+                property_guidance=property_guidance,
             )
             r = homogenize_elastic(
                 images, E=tuple(phases["E"]), nu=tuple(phases["nu"]), plane=phases.get("plane", "stress")
@@ -178,7 +199,8 @@ def summary_lines(result) -> list[str]:
     lines.append(text_table(rows, rule=True))
     for prop, t in (result.get("targeted") or {}).items():
         lines.append(
-            f"targeted {prop}: nRMSE {t['nrmse']:.3f} (by the labels' std; every sample, no solver selection; "
+            f"targeted {prop} (property guidance {result['settings'].get('property_guidance', 1.0):g}): "
+            f"nRMSE {t['nrmse']:.3f} (by the labels' std; every sample, no solver selection; "
             f"goal <= 0.2), diversity {t['diversity']:.3f} (fraction of differing pixels between samples of one target)"
         )
     return lines

@@ -44,7 +44,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from microlatent.data.loading import make_loader, mean_volume_fraction, training_datasets
-from microlatent.device import resolve_device
+from microlatent.device import resolve_device, rng_state, set_rng_state
 from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
@@ -140,7 +140,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         epoch, batch_index, step, totals = saved["epoch"], saved["batch_index"], saved["step"], saved["totals"]
-        _set_rng_state(saved["rng"], device)
+        set_rng_state(saved["rng"], device)
 
     def save(next_epoch, next_batch):
         if ddp.is_main:
@@ -155,7 +155,7 @@ def train(
                     "totals": totals,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(device),
+                    "rng": rng_state(device),
                 },
             )
         ddp.barrier()  # no rank moves on (or exits) before the checkpoint is on disk
@@ -409,22 +409,6 @@ def _choice(value, options, key):
     if value not in options:
         raise InputError(f"config {key} = {value!r} is not one of {', '.join(options)}")
     return value
-
-
-def _rng_state(device):
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)  # this process's GPU (the same state on every rank)
-    return state
-
-
-def _set_rng_state(state, device):
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        if isinstance(state["cuda"], list):  # checkpoints before 0.2: every GPU's state
-            torch.cuda.set_rng_state_all(state["cuda"])
-        else:
-            torch.cuda.set_rng_state(state["cuda"], device)
 
 
 @contextmanager
