@@ -40,6 +40,24 @@ def model_batches(model, images, batch_size=32):
         yield batch.to(device)
 
 
+def seen_images(model, images, batch_size=32) -> np.ndarray:
+    """(N, H, W) float64 images as the model sees them (resized to its trained size; binary images
+    stay binary); a K-phase model's as phase labels (resized nearest), the argmax of its one-hot input."""
+    return np.concatenate(
+        [(b.argmax(1) if b.shape[1] > 1 else b[:, 0]).cpu().numpy() for b in model_batches(model, images, batch_size)]
+    ).astype(np.float64)
+
+
+def phase_labels(output, threshold=0.5, strict=False) -> np.ndarray:
+    """Phase labels (N, H, W) uint8 of decoded output: the most probable phase of a K-phase model's
+    (N, K, H, W) probabilities; phase 1 where a 2-phase model's (N, H, W) phase-1 probability is
+    >= ``threshold`` (> with ``strict``, the design closed loop's rule)."""
+    output = np.asarray(output)
+    if output.ndim == 4:
+        return output.argmax(axis=1).astype(np.uint8)
+    return ((output > threshold) if strict else (output >= threshold)).astype(np.uint8)
+
+
 @torch.no_grad()
 def encode(model, images, batch_size=32):
     """Latent means and log-variances: two arrays (N, *latent_shape)."""
