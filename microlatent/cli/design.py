@@ -58,7 +58,8 @@ def _hidden(text):
     default=("all",),
     show_default=True,
     help="Latent codes; the control (images area-downsampled to the latent's spatial size); pca-stats: a "
-    "PCA of the autocorrelations with as many components as the latent has (Paulson et al.).",
+    "PCA of the 2-point statistics (the phase-1 autocorrelation; K phases: the pairs among phases 1..K-1) "
+    "with as many components as the latent has (Paulson et al.).",
 )
 @click.option(
     "--out",
@@ -178,6 +179,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
         limit=limit,
         seed=cut.seed,
         split_fractions=cut.fractions,
+        n_phases=predictor.n_phases,
     )
     if len({np.shape(image) for image in images}) > 1:
         from microlatent.errors import InputError
@@ -243,10 +245,10 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 def curves(data, checkpoint, features, regressors, sizes, components, classes, limit, prop, seed, out, device):
     """Learning curves: property error against training-set size and latent size.
 
-    The VAE latent, the classical latent (PCA of the phase-1 autocorrelation with each number of
-    --components) and the downsampled control, fitted with the same regressors on nested subsets of
-    one training split and scored on its whole test split. Writes curves.csv, curves.json and
-    curves.png to --out.
+    The VAE latent, the classical latent (PCA of the phase-1 autocorrelation, K phases: of the pairs
+    among phases 1..K-1, with each number of --components) and the downsampled control, fitted with
+    the same regressors on nested subsets of one training split and scored on its whole test split.
+    Writes curves.csv, curves.json and curves.png to --out.
     """
     from microlatent.design.curves import curves_table, learning_curves, write_curves
 
@@ -403,11 +405,11 @@ def search(
     """Search CHECKPOINT's latent space for microstructures with target properties.
 
     Gradient search on the predictor (squared normalised error + lambda ||z||^2 / dim) from
-    --candidates starts, then every candidate is decoded, thresholded at 0.5 and verified with the
-    solver (the labels' phase properties); the best --n-designs are kept. Reports target vs
-    achieved (solver) for each design. With --span N: N targets spanning the data's range of
-    --property, and the normalised RMSE (by the property's std over the training labels; also by
-    its range) between targets and solver-verified values.
+    --candidates starts, then every candidate is decoded, thresholded at 0.5 (K phases: the most
+    probable phase per pixel) and verified with the solver (the labels' phase properties); the best
+    --n-designs are kept. Reports target vs achieved (solver) for each design. With --span N: N
+    targets spanning the data's range of --property, and the normalised RMSE (by the property's std
+    over the training labels; also by its range) between targets and solver-verified values.
     """
     from microlatent.design.folder import load_predictor
     from microlatent.design.search import (

@@ -1,6 +1,6 @@
-"""The closed loop: latent codes decoded, thresholded and homogenized by the FE solver, so a regressor
-(and a design search) sees what the solver sees after thresholding, not the labels of the images the
-codes came from.
+"""The closed loop: latent codes decoded, thresholded (K phases: the most probable phase per pixel) and
+homogenized by the FE solver, so a regressor (and a design search) sees what the solver sees after
+thresholding, not the labels of the images the codes came from.
 
     solved_properties(images, phases) -> (N, 5) in PROPERTY_NAMES order
     decoded_properties(run, codes, phases) -> (y (N, 5), images uint8 (N, H, W))
@@ -18,8 +18,8 @@ THRESHOLD = 0.5  # decoded probability -> phase 1
 
 
 def solved_properties(images, phases=None) -> np.ndarray:
-    """(N, 5) properties in PROPERTY_NAMES order of binary images (N, H, W), homogenized with ``phases``
-    (``{"E", "nu", "plane"}``; default 10 / 1, 0.3, plane stress)."""
+    """(N, 5) properties in PROPERTY_NAMES order of phase-label images (N, H, W), homogenized with
+    ``phases`` (``{"E", "nu", "plane"}``, one modulus per phase; default 10 / 1, 0.3, plane stress)."""
     from microlatent.properties.homogenize import homogenize_elastic
 
     phases = phases or DEFAULT_PHASES
@@ -30,15 +30,16 @@ def solved_properties(images, phases=None) -> np.ndarray:
 def decoded_properties(model, codes, phases=None, threshold=THRESHOLD, batch_size=64):
     """Properties of the decoded latent codes after thresholding: ``(y (N, 5), images uint8 (N, H, W))``.
 
-    Each code is decoded, thresholded at ``threshold`` (probability of phase 1) and homogenized with
-    ``phases`` (``{"E", "nu", "plane"}``; default 10 / 1, 0.3, plane stress)."""
-    from microlatent.evaluation.inference import decode
+    Each code is decoded, thresholded at ``threshold`` (probability of phase 1 above it; a K-phase
+    model's most probable phase per pixel) and homogenized with ``phases`` (``{"E", "nu", "plane"}``,
+    one modulus per phase; default 10 / 1, 0.3, plane stress)."""
+    from microlatent.evaluation.inference import decode, phase_labels
 
     codes = np.asarray(codes, dtype=np.float32)
     if len(codes) == 0:
         return np.zeros((0, len(PROPERTY_NAMES))), np.zeros((0, 0, 0), np.uint8)
-    binary = (decode(model, codes, batch_size) > threshold).astype(np.uint8)
-    return solved_properties(binary, phases), binary
+    labels = phase_labels(decode(model, codes, batch_size), threshold, strict=True)
+    return solved_properties(labels, phases), labels
 
 
 def closed_loop_codes(codes, n_prior, n_mix, seed=0):

@@ -96,8 +96,14 @@ def learning_curves(
         cut = run.split
     if classes:
         cut = cut.with_classes(classes)
-    train_images, y_train, _, _ = read_labelled_split(data, "train", cut, limit)
+    train_images, y_train, _, train_classes = read_labelled_split(data, "train", cut, limit)
     test_images, y_test, _, _ = read_labelled_split(data, "test", cut, limit)
+    if run is not None:
+        n_phases = run.model.n_phases
+    else:
+        from microlatent.data.sources import source_phases
+
+        n_phases = source_phases(data, sorted(set(train_classes)))
     n_sizes = _subset_sizes(sizes, len(train_images))
     order = np.random.default_rng(seed).permutation(len(train_images))
     comps = sorted({int(c) for c in components})
@@ -113,7 +119,7 @@ def learning_curves(
         z_train, z_test = latent_codes(run, train_images), latent_codes(run, test_images)
         for feat in needs_model:
             fixed[feat] = tuple(
-                feature_matrix(images, feat, latent_shape=latent_shape, codes=codes)
+                feature_matrix(images, feat, latent_shape=latent_shape, codes=codes, n_phases=n_phases)
                 for images, codes in ((train_images, z_train), (test_images, z_test))
             )
             say(f"{feat} features ({fixed[feat][0].shape[1]} numbers per image)")
@@ -150,7 +156,7 @@ def learning_curves(
             if not usable:
                 say(f"n_train {n}: too few images for {comps[0]} PCA components, skipped")
                 continue
-            pca = StatisticsPCA(usable[-1]).fit(train_images[subset])
+            pca = StatisticsPCA(usable[-1], n_phases=n_phases).fit(train_images[subset])
             codes_tr, codes_te = pca.transform(train_images[subset]), pca.transform(test_images)
             for c in usable:
                 explained = float(pca.explained_variance_ratio_[:c].sum())
@@ -166,6 +172,7 @@ def learning_curves(
         "n_train": len(train_images),
         "n_test": len(test_images),
         "image_shape": list(train_images.shape[1:]),
+        "n_phases": n_phases,
         "limit": limit,
         "seed": seed,
     }

@@ -103,13 +103,21 @@ class PropertyPredictor:
             raise InputError(f"{self.directory}: no PCA of statistics (fit with `design fit --features pca-stats`)")
         return StatisticsPCA.load(self.file(self.meta["pca"].get("file", PCA_FILE)))
 
+    @property
+    def n_phases(self) -> int:
+        """Phases of the images the predictor was fitted on (2 for folders that do not say)."""
+        return int(self.meta.get("n_phases", 2))
+
     def predict_images(self, images, model=None, kind="mlp", features="latent") -> np.ndarray:
-        """(N, 5) properties of images (N, H, W) in [0, 1]; latent features need ``model``."""
+        """(N, 5) properties of images (N, H, W) in [0, 1] (K phases: labels 0..K-1); latent features
+        need ``model``."""
         reg = self.regressor(kind, features)
         if features == "decoded":
             raise InputError("the decoded (closed-loop) regressors take latent codes, not images")
         pca = self.pca() if features == "pca-stats" else None
-        X = feature_matrix(images, features, model=model, latent_shape=self.meta["latent_shape"], pca=pca)
+        X = feature_matrix(
+            images, features, model=model, latent_shape=self.meta["latent_shape"], pca=pca, n_phases=self.n_phases
+        )
         return reg.predict(X)
 
 

@@ -29,10 +29,11 @@ def label_matrix(raw) -> np.ndarray:
     return raw[:, 0, :][:, order]
 
 
-def phase_settings(path, classes) -> dict:
+def phase_settings(path, classes, n_phases=None) -> dict:
     """Phase properties the labels were computed with: ``{"E", "nu", "plane", "source"}`` from the
     ``microlatent_settings`` attribute (the same in every class, else DataError); files without it
-    (e.g. MICRO2D's own labels) are taken to use Cai et al.'s 10 / 1 GPa, nu 0.3, plane stress."""
+    (e.g. MICRO2D's own labels) are taken to use Cai et al.'s 10 / 1 GPa, nu 0.3, plane stress.
+    ``n_phases``: DataError unless they give that many moduli (what solving decoded images needs)."""
     from microlatent.data.store import open_file
 
     found = {}
@@ -55,7 +56,14 @@ def phase_settings(path, classes) -> dict:
             f"{os.fspath(path)}: classes were homogenized with different phase properties; "
             "fit a predictor per setting (--class)"
         )
-    return next(iter(found.values())) if found else dict(DEFAULT_PHASES, source="assumed")
+    settings = next(iter(found.values())) if found else dict(DEFAULT_PHASES, source="assumed")
+    if n_phases is not None and len(settings["E"]) != n_phases:
+        raise DataError(
+            f"{os.fspath(path)}: {n_phases} phases, but the labels' phase properties ({settings['source']}) "
+            f"give {len(settings['E'])} moduli; run `microlatent properties homogenize {os.fspath(path)} "
+            f"--E ... --nu ...` with {n_phases} values each"
+        )
+    return settings
 
 
 def read_labelled_split(path, part="train", split=None, limit=None):

@@ -120,8 +120,7 @@ def fit_property_models(
     out_dir = Path(out_dir)
     data = os.fspath(data)
     model = Run.load(checkpoint, device)  # read once: model, split, identity
-    if model.model.n_phases > 2:
-        raise InputError("property prediction and design work on 2-phase models yet; this one has more phases")
+    n_phases = model.model.n_phases
     ident, split = model.identity(), _split_meta(model)
     cut = model.split
     if classes is not None:
@@ -134,7 +133,7 @@ def fit_property_models(
     say(f"reading {data}")
     train_images, y_train, train_names, train_classes = read_labelled_split(data, "train", cut, limit)
     test_images, y_test, test_names, test_classes = read_labelled_split(data, "test", cut, limit)
-    phases = phase_settings(data, sorted(set(train_classes) | set(test_classes)))
+    phases = phase_settings(data, sorted(set(train_classes) | set(test_classes)), n_phases)
     latent_shape = model_latent_shape(model, train_images.shape[1:])
     say(f"encoding {len(train_images)} train + {len(test_images)} test images (latent {latent_shape})")
     z_train, z_test = latent_codes(model, train_images), latent_codes(model, test_images)
@@ -146,8 +145,8 @@ def fit_property_models(
     }
     if "downsampled" in features:
         X["downsampled"] = (
-            feature_matrix(train_images, "downsampled", latent_shape=latent_shape),
-            feature_matrix(test_images, "downsampled", latent_shape=latent_shape),
+            feature_matrix(train_images, "downsampled", latent_shape=latent_shape, n_phases=n_phases),
+            feature_matrix(test_images, "downsampled", latent_shape=latent_shape, n_phases=n_phases),
         )
     pca_meta = None
     if "pca-stats" in features:  # the classical latent, at the VAE latent's size (or as many as the data allow)
@@ -155,7 +154,7 @@ def fit_property_models(
 
         n_components = min(int(np.prod(latent_shape)), len(train_images) - 1, int(np.prod(train_images.shape[1:])))
         say(f"fitting a {n_components}-component PCA of the training images' autocorrelations")
-        pca = StatisticsPCA(n_components).fit(train_images)
+        pca = StatisticsPCA(n_components, n_phases=n_phases).fit(train_images)
         pca_codes = (pca.transform(train_images), pca.transform(test_images))  # where a PCA-space search starts
         X["pca-stats"] = (pca_features(pca_codes[0], pca), pca_features(pca_codes[1], pca))
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -221,6 +220,7 @@ def fit_property_models(
         "n_train": len(y_train),
         "n_test": len(y_test),
         "phases": phases,
+        "n_phases": n_phases,
         "threshold": THRESHOLD,
         "label_stats": _stats(y_train),
         "regressors": files,

@@ -64,12 +64,15 @@ def latent_codes(model, images, batch_size=32) -> np.ndarray:
     return mu
 
 
-def feature_matrix(images, features: str, model=None, latent_shape=None, codes=None, pca=None) -> np.ndarray:
-    """(N, D) float64 features of images (N, H, W) in [0, 1].
+def feature_matrix(
+    images, features: str, model=None, latent_shape=None, codes=None, pca=None, n_phases=2
+) -> np.ndarray:
+    """(N, D) float64 features of images (N, H, W) in [0, 1] (K phases: phase labels 0..K-1).
 
     ``features="latent"``: the model's latent means, flattened (pass ``codes`` to reuse encodings);
     ``"downsampled"``: the images area-downsampled to the latent's spatial size (:func:`control_shape`
-    of ``latent_shape``, or of the model's latent for these images), flattened;
+    of ``latent_shape``, or of the model's latent for these images), flattened; for ``n_phases`` K > 2
+    the one-hot maps of phases 1..K-1 (phase 0 is one minus their sum), each downsampled;
     ``"pca-stats"``: the codes of a fitted :class:`~microlatent.stats.StatisticsPCA` (``pca``), the
     classical latent of Paulson et al. (2017).
     """
@@ -90,6 +93,12 @@ def feature_matrix(images, features: str, model=None, latent_shape=None, codes=N
         if model is None:
             raise InputError("downsampled features need the latent shape (or a model)")
         latent_shape = model_latent_shape(model, np.shape(images[0]))
+    if n_phases > 2:
+        from microlatent.stats.pca import as_phases
+
+        maps = as_phases(images, n_phases)[:, 1:]
+        small = downsample(maps.reshape(-1, *maps.shape[2:]), control_shape(latent_shape))
+        return small.reshape(len(maps), -1).astype(np.float64)
     small = downsample(np.asarray(images, dtype=np.float32), control_shape(latent_shape))
     return small.reshape(len(small), -1).astype(np.float64)
 

@@ -16,7 +16,8 @@ Method (what :func:`design` does)
    targeted properties p, with ``s_p`` the standard deviation of p over the predictor's training
    labels, minimised by Adam from ``candidates`` starting codes: half drawn from the training codes
    of the predictor folder, half from the standard normal prior (``init="mixed"``).
-3. **Verification and selection.** Every candidate is decoded, thresholded at 0.5 and homogenized
+3. **Verification and selection.** Every candidate is decoded, thresholded at 0.5 (a K-phase model:
+   the most probable phase per pixel) and homogenized
    (:func:`~microlatent.properties.homogenize_elastic`, the labels' phase properties); candidates
    are ranked by their solver-verified normalised error, and the best ``n_designs`` are returned.
 
@@ -69,7 +70,7 @@ def _scales(predictor) -> np.ndarray:
 
 class VAESpace:
     """The latent space of the predictor's VAE: codes of the model's latent shape, prior N(0, I),
-    decoded by the model and thresholded."""
+    decoded by the model and thresholded (K phases: the most probable phase)."""
 
     name = "vae"
 
@@ -98,18 +99,19 @@ class VAESpace:
         return np.asarray(codes, dtype=np.float32).reshape(len(codes), -1)
 
     def solve(self, codes, progress=None):
-        """(properties (N, 5), images uint8 (N, H, W)) of codes, decoded and thresholded."""
+        """(properties (N, 5), images uint8 (N, H, W) of phase labels) of codes, decoded and thresholded."""
         meta = self.predictor.meta
         return decoded_properties(self.model, codes, meta["phases"], meta.get("threshold", THRESHOLD))
 
 
 class PCASpace:
     """The classical latent (Paulson et al. 2017): codes of the predictor's PCA of phase-1
-    autocorrelations. Searched in whitened units (each component over its standard deviation, so the
-    prior is N(0, I) as for a VAE), predicted by the ``pca-stats`` regressor of the original images'
-    labels (there is no closed-loop one: decoding is a reconstruction, too slow to label thousands),
-    decoded by :meth:`StatisticsPCA.decode` (reconstruction from statistics, ``decode_steps``
-    L-BFGS-B iterations) and solved."""
+    autocorrelations (K phases: of the pairs among phases 1..K-1). Searched in whitened units (each
+    component over its standard deviation, so the prior is N(0, I) as for a VAE), predicted by the
+    ``pca-stats`` regressor of the original images' labels (there is no closed-loop one: decoding is a
+    reconstruction, too slow to label thousands), decoded by :meth:`StatisticsPCA.decode`
+    (reconstruction from statistics, ``decode_steps`` L-BFGS-B iterations; K phases: Adam steps) and
+    solved."""
 
     name = "pca"
 
@@ -311,10 +313,24 @@ def design(
                 "predicted": dict(zip(PROPERTY_NAMES, result["predicted"][0, k].tolist())),
                 "achieved": dict(zip(PROPERTY_NAMES, result["achieved"][0, k].tolist())),
                 "error": float(result["error"][0, k]),
-                "volume_fraction": float(result["images"][0, k].mean()),
+                "volume_fraction": float((result["images"][0, k] == 1).mean()),  # of phase 1
             }
         )
-    return {"targets": dict(targets), "designs": designs, "candidates": result}
+        if _phases(predictor) > 2:
+            image = result["images"][0, k]
+            designs[-1]["phase_fractions"] = [float((image == h).mean()) for h in range(_phases(predictor))]
+    return {"targets": dict(targets), "designs": designs, "candidates": result, "n_phases": _phases(predictor)}
+
+
+def _phases(predictor) -> int:
+    return int(predictor.meta.get("n_phases", 2))
+
+
+def _fractions(design, sep, digits) -> str:
+    """Its phase fractions as text: "vf 0.123" (phase 1) of 2 phases, "phases 0.5/0.2/0.3" of K."""
+    if "phase_fractions" in design:
+        return f"phases{sep}" + "/".join(f"{v:.{digits}f}" for v in design["phase_fractions"])
+    return f"vf{sep}{design['volume_fraction']:.{digits}f}"
 
 
 def prior_baseline(predictor, model, n, seed=0, latent="vae", decode_steps=200, progress=None) -> dict:
@@ -396,7 +412,7 @@ def design_span(
         "targets": targets_1d,
         "achieved": achieved,
         "predicted": result["predicted"][rows, best, j],
-        "volume_fraction": result["images"][rows, best].mean(axis=(1, 2)),
+        "volume_fraction": (result["images"][rows, best] == 1).mean(axis=(1, 2)),  # of phase 1
         "achieved_single": achieved_single,
         "images": result["images"][rows, best],
         "z": result["z"][rows, best],
@@ -420,6 +436,7 @@ def design_span(
             "decode_steps": decode_steps if latent == "pca" else None,
         },
         "candidates": result,
+        "n_phases": _phases(predictor),
     }
 
 
@@ -531,9 +548,9 @@ def plot_designs(result, path):
         left = gap + column * (side + gap)
         bottom = height - (row + 1) * (side + title + gap)
         ax = fig.add_axes((left / width, bottom / height, side / width, side / height))
-        ax.imshow(d["image"], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(d["image"], cmap="gray", vmin=0, vmax=result.get("n_phases", 2) - 1, interpolation="nearest")
         ax.set_axis_off()
-        lines = [f"#{i} vf={d['volume_fraction']:.2f}"]
+        lines = [f"#{i} {_fractions(d, '=', 2)}"]
         lines += [f"{p}: target {v:.3g}, got {d['achieved'][p]:.3g}" for p, v in result["targets"].items()]
         ax.set_title("\n".join(lines), fontsize=8)
     return save_figure(fig, path)
@@ -553,7 +570,7 @@ def plot_span(result, path):
     grid = fig.add_gridspec(image_rows + 1, columns, height_ratios=[1] * image_rows + [2.6])
     for i in range(n):
         ax = fig.add_subplot(grid[i // columns, i % columns])
-        ax.imshow(result["images"][i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(result["images"][i], cmap="gray", vmin=0, vmax=result.get("n_phases", 2) - 1, interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(f"{prop} {targets[i]:.3g}\n-> {achieved[i]:.3g}", fontsize=7)
     ax = fig.add_subplot(grid[image_rows, :])
@@ -593,9 +610,7 @@ def summary_lines(result) -> list[str]:
                 f"{p}: target {v:.4g} predicted {d['predicted'][p]:.4g} achieved {d['achieved'][p]:.4g}"
                 for p, v in result["targets"].items()
             ]
-            lines.append(
-                f"design {i}: " + "; ".join(parts) + f"; vf {d['volume_fraction']:.3f}; error {d['error']:.3f}"
-            )
+            lines.append(f"design {i}: " + "; ".join(parts) + f"; {_fractions(d, ' ', 3)}; error {d['error']:.3f}")
         return lines
     prop = result["property"]
     lines = [
