@@ -4,7 +4,9 @@ Both encode the same held-out images (the checkpoint's test split, as the model 
 the same length and decode them back: the VAE with its decoder, the PCA through the reconstruction
 from statistics (:meth:`microlatent.stats.StatisticsPCA.decode`). Scored on the binary image each
 gives back (the VAE's thresholded at 0.5) against the input: the Jensen-Shannon divergence and the
-excess CESS of their 2-point statistics, and the seconds per decode.
+excess CESS of their 2-point statistics, and the seconds per decode. K phases: the PCA encodes the
+pairs among phases 1..K-1 (:func:`~microlatent.stats.pca.statistics_pairs`), the VAE's image is its
+most probable phase per pixel, and both scores run over all K^2 ordered pairs.
 """
 
 from __future__ import annotations
@@ -27,37 +29,30 @@ def compare_latents(
     ``steps``: gradient steps of each PCA decode.
     """
     from microlatent.data import load_samples
-    from microlatent.evaluation.inference import model_batches, roundtrip
-    from microlatent.evaluation.metrics import statistics_losses
+    from microlatent.evaluation.inference import phase_labels, roundtrip, seen_images
     from microlatent.models.run import Run
     from microlatent.stats import StatisticsPCA
 
     say = log or (lambda line: None)
     run = Run.load(checkpoint, device)
-    if run.model.n_phases > 2:
-        raise InputError(
-            "latent-vs-pca compares 2-phase models (a PCA of the phase-1 autocorrelation); this one has more phases"
-        )
+    n_phases = run.model.n_phases
     data = data or run.data_path
     if not data:
         raise InputError("no data given and the checkpoint's config names no data.path")
     everything = run.split.with_classes(None)  # every class of the file, cut as in training
-
-    def as_seen(samples):  # the images at the model's size, binary as in training
-        return np.concatenate([b[:, 0].cpu().numpy() for b in model_batches(run, samples.images)]).astype(np.float64)
-
-    train = as_seen(load_samples(data, "train", everything))
+    # the images at the model's size, binary (K phases: labels) as in training
+    train = seen_images(run, load_samples(data, "train", everything).images)
     test_samples = load_samples(data, split, everything, limit_per_class)
-    test = as_seen(test_samples)
+    test = seen_images(run, test_samples.images)
     dims = int(np.prod(run.model.latent_shape(test.shape[1:])))
     k = min(n_components or dims, len(train) - 1)
-    say(f"PCA of {len(train)} training autocorrelations, {k} components; VAE latent {dims} numbers")
-    pca = StatisticsPCA(k).fit(train)
+    say(f"PCA of {len(train)} training images' statistics, {k} components; VAE latent {dims} numbers")
+    pca = StatisticsPCA(k, n_phases=n_phases).fit(train)
 
     started = time.perf_counter()
     _, recon = roundtrip(run, list(test.astype(np.float32)))
     vae_seconds = (time.perf_counter() - started) / len(test)
-    vae_binary = (recon >= 0.5).astype(np.float64)
+    vae_binary = phase_labels(recon).astype(np.float64)
     say(f"decoding {len(test)} PCA codes through the reconstruction from statistics ({steps} steps each)")
     started = time.perf_counter()
     pca_binary = pca.decode(pca.transform(test), steps=steps, device=device).astype(np.float64)
@@ -68,7 +63,7 @@ def compare_latents(
         ("vae", vae_binary, dims, vae_seconds),
         ("pca-stats", pca_binary, k, pca_seconds),
     ):
-        scores = statistics_losses(test, images)
+        scores = _scores(test, images, n_phases)
         per_image[name] = {"js": scores["js"], "excess_cess": scores["excess_cess"]}
         rows.append(
             {
@@ -87,3 +82,16 @@ def compare_latents(
         "vae_wins_js": wins,
         "explained_variance": float(pca.explained_variance_ratio_.sum()),
     }
+
+
+def _scores(inputs, images, n_phases) -> dict:
+    """{"js", "excess_cess"} (N,) of label images against the inputs, over every ordered phase pair."""
+    if n_phases == 2:
+        from microlatent.evaluation.metrics import statistics_losses
+
+        return statistics_losses(inputs, images)
+    from microlatent.evaluation.phases import phase_metrics
+    from microlatent.stats.pca import as_phases
+
+    scores = phase_metrics(as_phases(inputs, n_phases), as_phases(images, n_phases))
+    return {"js": scores["js_labels"], "excess_cess": scores["excess_cess"]}
