@@ -163,17 +163,19 @@ def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, pro
     """Sample new microstructures from a latent prior and CHECKPOINT's decoder.
 
     Writes generated.h5 (MICRO2D layout: one class, named after --class or 'generated', so the
-    samples feed every other command), samples.png and statistics.npz (phase-1 autocorrelations).
+    samples feed every other command; a K-phase VAE's as K-phase labels), samples.png and
+    statistics.npz (phase-1 autocorrelations).
     """
     import numpy as np
 
     from microlatent.data.store import write_class
     from microlatent.design.search import parse_targets
     from microlatent.models.run import Run
-    from microlatent.plotting import plot_images_with_statistics
+    from microlatent.plotting import plot_images_with_statistics, plot_phase_statistics
     from microlatent.prior import Prior
     from microlatent.prior.fit import generate as sample_images
     from microlatent.stats.correlation import two_point
+    from microlatent.stats.pca import as_phases
 
     fitted = Prior.load(prior_dir)
     wanted = parse_targets(targets) if targets else None
@@ -191,13 +193,19 @@ def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, pro
     )
     h5 = out / "generated.h5"
     h5.unlink(missing_ok=True)
-    write_class(h5, name, images, [f"{label} #{i}" for i in range(n)])
+    k = run.model.n_phases
+    write_class(h5, name, images, [f"{label} #{i}" for i in range(n)], n_phases=k)
     np.savez_compressed(
-        out / "statistics.npz", f11=two_point(images.astype(np.float64), pairs=[(1, 1)])[:, 0], latents=latents
+        out / "statistics.npz", f11=two_point(as_phases(images, k), pairs=[(1, 1)])[:, 0], latents=latents
     )
-    plot_images_with_statistics(
-        images[:12].astype(np.float32), [f"#{i}" for i in range(min(n, 12))], path=out / "samples.png"
-    )
-    vf = images.mean(axis=(1, 2))
-    click.echo(f"{n} samples ({label}); volume fraction {vf.mean():.3f} +- {vf.std():.3f}")
+    titles = [f"#{i}" for i in range(min(n, 12))]
+    if k > 2:
+        plot_phase_statistics(images[:6], k, [(h, h) for h in range(k)], titles[:6], path=out / "samples.png")
+        vf = np.stack([(images == h).mean(axis=(1, 2)) for h in range(k)], axis=1)
+        shares = ", ".join(f"{m:.3f}" for m in vf.mean(axis=0))
+        click.echo(f"{n} samples ({label}); mean volume fraction of phases 0..{k - 1}: {shares}")
+    else:
+        plot_images_with_statistics(images[:12].astype(np.float32), titles, path=out / "samples.png")
+        vf = images.mean(axis=(1, 2))
+        click.echo(f"{n} samples ({label}); volume fraction {vf.mean():.3f} +- {vf.std():.3f}")
     click.echo(f"wrote {h5}, {out / 'samples.png'}, {out / 'statistics.npz'}")

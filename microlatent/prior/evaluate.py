@@ -12,22 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from microlatent.errors import InputError
 from microlatent.prior.fit import PROPERTY_GUIDANCE, check_vae, generate
 from microlatent.prior.realism import StatisticsSpace, distances
 
 
 def _real(run, data, part, classes, limit):
-    """{class: (N, H, W) float64 images at the model's size} of one split part."""
+    """{class: (N, H, W) float64 images at the model's size (K phases: labels)} of one split part."""
     from microlatent.data.split import read_split
-    from microlatent.evaluation.inference import model_batches
+    from microlatent.evaluation.inference import seen_images
 
     samples = read_split(data, part, run.split.with_classes(classes), limit_per_class=limit)
-    out = {}
-    for name in samples.class_names():
-        images = [samples.images[i] for i in samples.where(name)]
-        out[name] = np.concatenate([b[:, 0].cpu().numpy() for b in model_batches(run, images)]).astype(np.float64)
-    return out
+    return {name: seen_images(run, [samples.images[i] for i in samples.where(name)]) for name in samples.class_names()}
 
 
 def evaluate_prior(
@@ -51,20 +46,22 @@ def evaluate_prior(
     ratios generated / floor and normal / generated of the Fréchet distance), and ``targeted`` (per
     property: targets, achieved (T, n_per_target), nRMSE by the training labels' std without any
     selection, diversity).
+
+    K-phase VAEs: samples are the most probable phase per pixel, realism is measured on every phase
+    (:mod:`microlatent.prior.realism`), and targeted samples are solved with the prior's K moduli.
     """
-    from microlatent.evaluation.inference import decode, roundtrip
+    from microlatent.evaluation.inference import decode, phase_labels, roundtrip
 
     say = progress or (lambda message: None)
     check_vae(prior, run)
-    if run.model.n_phases > 2:
-        raise InputError("prior evaluate measures 2-phase samples (phase-1 statistics); this VAE has more phases")
+    n_phases = run.model.n_phases
     train = _real(run, data, "train", prior.classes, n)
     test = _real(run, data, "test", prior.classes, n)
     reference_images = np.concatenate(list(train.values()))
     reference_classes = np.concatenate([[c] * len(v) for c, v in train.items()])
-    space = StatisticsSpace(reference_images, reference_classes)
+    space = StatisticsSpace(reference_images, reference_classes, n_phases=n_phases)
     rng = np.random.default_rng(seed + 104729)
-    normal = decode(run, rng.standard_normal((n, *prior.net.config["latent_shape"])).astype(np.float32)) >= 0.5
+    normal = phase_labels(decode(run, rng.standard_normal((n, *prior.net.config["latent_shape"])).astype(np.float32)))
     normal = normal.astype(np.float64)
     per_class, samples = {}, {}
     for name in prior.classes:
@@ -81,7 +78,7 @@ def evaluate_prior(
             "floor": distances(space, train[name], test[name]),
             # the training images through the VAE (encode, decode, threshold): what a perfect prior
             # could reach with this decoder
-            "decoder": distances(space, (recon >= 0.5).astype(np.float64), test[name]),
+            "decoder": distances(space, phase_labels(recon).astype(np.float64), test[name]),
             "accuracy_generated": float(np.mean(space.classify(images) == name)),
             "accuracy_real": float(np.mean(space.classify(test[name]) == name)),
             "n_generated": len(images),
@@ -110,6 +107,7 @@ def evaluate_prior(
             "property_guidance": property_guidance,
             "seed": seed,
             "pca_components": len(space.pca.components_),
+            "n_phases": n_phases,
         },
         "samples": samples,
         "real": test,
@@ -155,7 +153,7 @@ def targeted_generation(
                 images, E=tuple(phases["E"]), nu=tuple(phases["nu"]), plane=phases.get("plane", "stress")
             )
             achieved.append(np.atleast_1d(r[prop]))
-            flat = images.reshape(len(images), -1).astype(bool)
+            flat = images.reshape(len(images), -1)  # phase labels
             pairs = [(a, b) for a in range(len(flat)) for b in range(a + 1, len(flat))]
             diversity.append(float(np.mean([np.mean(flat[a] != flat[b]) for a, b in pairs])) if pairs else 0.0)
         achieved = np.array(achieved)
@@ -215,20 +213,22 @@ def write_evaluation(result, out_dir) -> list[Path]:
     import matplotlib.pyplot as plt
 
     from microlatent.stats.correlation import two_point
+    from microlatent.stats.pca import as_phases
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     numbers = {k: v for k, v in result.items() if k not in ("samples", "real")}
     (out_dir / "realism.json").write_text(json.dumps(numbers, indent=1))
     files = [out_dir / "realism.json"]
+    n_phases = result["settings"].get("n_phases", 2)
     for name, images in result["samples"].items():
         real = result["real"][name]
         k = min(6, len(images), len(real))
         fig, axes = plt.subplots(4, k, figsize=(1.6 * k, 6.8), squeeze=False)
         for row, (label, set_) in enumerate((("generated", images), ("real (test)", real))):
-            maps = two_point(set_[:k], pairs=[(1, 1)])[:, 0]
+            maps = two_point(as_phases(set_[:k], n_phases), pairs=[(1, 1)])[:, 0]
             for j in range(k):
-                axes[2 * row, j].imshow(set_[j], cmap="gray", vmin=0, vmax=1)
+                axes[2 * row, j].imshow(set_[j], cmap="gray", vmin=0, vmax=n_phases - 1)
                 axes[2 * row + 1, j].imshow(maps[j], cmap="viridis")
             axes[2 * row, 0].set_ylabel(label)
             axes[2 * row + 1, 0].set_ylabel("f11")

@@ -168,15 +168,14 @@ def generate(
     property_guidance=PROPERTY_GUIDANCE,
 ):
     """(images (n, H, W) uint8 0/1, probabilities (n, H, W) float32, latents): prior samples decoded by
-    the run's VAE and thresholded."""
-    from microlatent.evaluation.inference import decode
+    the run's VAE and thresholded. A K-phase VAE: images of the most probable phase per pixel (0..K-1)
+    and probabilities (n, K, H, W)."""
+    from microlatent.evaluation.inference import decode, phase_labels
 
     check_vae(prior, run)
     latents = prior.sample(n, class_name, targets, steps, guidance, seed, property_guidance)
     probabilities = decode(run, latents)
-    if probabilities.ndim == 4:  # a K-phase VAE: the most probable phase per pixel
-        return probabilities.argmax(axis=1).astype(np.uint8), probabilities, latents
-    return (probabilities >= threshold).astype(np.uint8), probabilities, latents
+    return phase_labels(probabilities, threshold), probabilities, latents
 
 
 def check_vae(prior, run):
@@ -191,7 +190,8 @@ def training_latents(run, data, properties=(), limit=None, labels="data", progre
     """The run's training split of ``data``, encoded: ``(mu, logvar) (N, C, h, w), class names of each
     image, property values (N, P) (None without properties)``. ``labels="data"`` takes the values from
     the file's homogenized labels; ``"decoded"`` solves each code's decoded, thresholded image
-    (``mu`` through the decoder; phases as the file's labels were made, else Cai et al.'s)."""
+    (``mu`` through the decoder; a K-phase VAE's most probable phase per pixel; phases as the file's
+    labels were made, else Cai et al.'s)."""
     from microlatent.data.split import read_split
     from microlatent.design.regression import PROPERTY_NAMES
     from microlatent.evaluation.inference import encode
@@ -218,11 +218,9 @@ def training_latents(run, data, properties=(), limit=None, labels="data", progre
         from microlatent.design.closed_loop import decoded_properties
         from microlatent.design.labels import phase_settings
 
-        if run.model.n_phases > 2:
-            raise InputError("decoded labels solve 2-phase images; this VAE has more phases (use labels 'data')")
         if progress:
             progress(f"labels: solving the decoded reconstructions of {len(mu)} training codes")
-        y, _ = decoded_properties(run, mu, phase_settings(data, sorted(set(class_of))))
+        y, _ = decoded_properties(run, mu, phase_settings(data, sorted(set(class_of)), run.model.n_phases))
         values = y[:, columns]
     return mu, logvar, list(class_of), values
 
@@ -292,7 +290,7 @@ def fit_prior(
     if P:
         from microlatent.design.labels import phase_settings
 
-        phases = {k: v for k, v in phase_settings(data, classes).items() if k != "source"}
+        phases = {k: v for k, v in phase_settings(data, classes, run.model.n_phases).items() if k != "source"}
         p_mean = values.mean(axis=0) if saved is None else np.asarray(saved["property_mean"])
         p_std = values.std(axis=0).clip(1e-12) if saved is None else np.asarray(saved["property_std"])
         props = torch.from_numpy((values - p_mean) / p_std).float()

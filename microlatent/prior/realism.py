@@ -13,6 +13,10 @@ Distances (all between sets of binary images):
 - ``length``: Wasserstein-1 distance between the autocorrelation-length distributions (the radius
   where the radially averaged, normalised autocovariance first falls below 1/e).
 
+K phases (label images 0..K-1): the PCA is of all K autocorrelations, concatenated; ``vf`` and
+``length`` are the means over the K phases of each phase's Wasserstein-1 distance (for two phases
+both phases' distances equal phase 1's), and ``vf_per_phase`` / ``length_per_phase`` list them.
+
 ``class_accuracy``: a 1-nearest-neighbour classifier on the PCA codes of the real training images
 names each image's class; generated images should be named as the class they were asked for about as
 often as real test images are.
@@ -69,13 +73,16 @@ def frechet_distance(a, b) -> float:
 
 
 class StatisticsSpace:
-    """PCA of the phase-1 autocorrelation fitted on real images, with the labelled real codes for a
-    1-NN class check."""
+    """PCA of the phase-1 autocorrelation (K phases: of every autocorrelation) fitted on real images,
+    with the labelled real codes for a 1-NN class check."""
 
-    def __init__(self, real_images, real_classes, n_components=10):
+    def __init__(self, real_images, real_classes, n_components=10, n_phases=2):
         from microlatent.stats import StatisticsPCA
 
-        self.pca = StatisticsPCA(min(n_components, len(real_images) - 1)).fit(np.asarray(real_images, np.float64))
+        self.n_phases = n_phases
+        pairs = None if n_phases == 2 else "auto"
+        self.pca = StatisticsPCA(min(n_components, len(real_images) - 1), pairs=pairs, n_phases=n_phases)
+        self.pca.fit(np.asarray(real_images, np.float64))
         self.codes = self.pca.transform(np.asarray(real_images, np.float64))
         self.classes = np.asarray(real_classes)
 
@@ -89,10 +96,14 @@ class StatisticsSpace:
 
 
 def distances(space, a, b) -> dict:
-    """{"frechet", "vf", "length"} between image sets a and b."""
+    """{"frechet", "vf", "length"} between image sets a and b (K phases: also "vf_per_phase" and
+    "length_per_phase"; "vf" and "length" are their means)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return {
-        "frechet": frechet_distance(space.features(a), space.features(b)),
-        "vf": float(wasserstein_distance(a.mean(axis=(1, 2)), b.mean(axis=(1, 2)))),
-        "length": float(wasserstein_distance(autocorrelation_length(a), autocorrelation_length(b))),
-    }
+    # the phase-1 images of two phases; the indicator of each phase of K
+    phases = [(a, b)] if space.n_phases == 2 else [(a == h, b == h) for h in range(space.n_phases)]
+    vf = [float(wasserstein_distance(x.mean(axis=(1, 2)), y.mean(axis=(1, 2)))) for x, y in phases]
+    length = [float(wasserstein_distance(autocorrelation_length(x), autocorrelation_length(y))) for x, y in phases]
+    out: dict = {"frechet": frechet_distance(space.features(a), space.features(b)), "vf": vf[0], "length": length[0]}
+    if len(phases) > 1:
+        out.update(vf=float(np.mean(vf)), length=float(np.mean(length)), vf_per_phase=vf, length_per_phase=length)
+    return out
