@@ -1,5 +1,7 @@
 """n phases end to end: K-phase files, import (label levels, multi-Otsu, .npy), the K-phase VAE, and a
-3-phase run through every command (import, train, evaluate, synthesize, homogenize, stats)."""
+3-phase run through every command (import, train, evaluate, synthesize, homogenize, stats); then the
+latent-space commands on 3 phases: the PCA of statistics, property prediction and design (closed loop:
+the most probable phase solved with the K moduli), latent-vs-pca and the latent prior."""
 
 from __future__ import annotations
 
@@ -105,3 +107,214 @@ def test_three_phases_through_every_command(tmp_path):
     with h5py.File(data, "r") as f:
         values = f["seg"]["homogenized_mechanical"][:, 0, :]
     assert np.isfinite(values).all() and (values[:, 0] > 1).all() and (values[:, 0] < 10).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Property prediction, design, latent-vs-pca and the prior on 3 phases.
+# --------------------------------------------------------------------------------------------
+
+MODULI = {"E": (10.0, 1.0, 5.0), "nu": (0.3, 0.3, 0.25)}
+
+
+def _solve(images):
+    from microlatent.properties import homogenize_elastic
+
+    return homogenize_elastic(np.asarray(images), E=MODULI["E"], nu=MODULI["nu"])
+
+
+@pytest.fixture(scope="module")
+def three_phase(tmp_path_factory, train_tiny_model):
+    """40 GRF3 images of 32 px homogenized with three moduli, and the tiny VAE of conftest trained on them."""
+    from microlatent.properties.storage import homogenize_file
+
+    root = tmp_path_factory.mktemp("three")
+    data = root / "seg.h5"
+    ((images, labels),) = generate("GRF3", 40, size=32, seed=2).values()
+    write_class(data, "seg", images, labels, n_phases=3)
+    homogenize_file(data, E=MODULI["E"], nu=MODULI["nu"], thermal=False)
+    return data, train_tiny_model(data, root / "run", name="tiny-three"), root
+
+
+@pytest.fixture(scope="module")
+def three_phase_predictor(three_phase):
+    """A predictor folder of the 3-phase run: linear and SVR regressors on every feature set and closed loop."""
+    from microlatent.design.predictor import fit_property_models
+
+    data, checkpoint, root = three_phase
+    result = fit_property_models(
+        checkpoint, data, root / "predictor", kinds=("linear", "svr"), n_prior=4, n_mix=4, figure=False
+    )
+    return result, root / "predictor"
+
+
+def test_k_phase_pca_encodes_the_pairs_that_determine_every_map_and_decodes_to_labels(tmp_path):
+    from microlatent.reconstruction import from_image, statistics_error
+    from microlatent.stats import StatisticsPCA, one_hot, two_point
+    from microlatent.stats.pca import as_phases, complete_statistics, statistics_pairs
+
+    ((images, _),) = generate("GRF3", 12, size=32, seed=2).values()
+    probabilities = one_hot(images, 3, np.float64)
+    assert statistics_pairs(2) == [(1, 1)] and statistics_pairs(3) == [(1, 1), (1, 2), (2, 2)]
+    pca = StatisticsPCA(12, n_phases=3, svd_solver="full").fit(images)  # every component
+    codes = pca.transform(images)
+    np.testing.assert_allclose(
+        pca.inverse_transform(codes), two_point(probabilities, pairs=statistics_pairs(3)), atol=1e-12
+    )
+    # the 3 maps give all 9, on square and odd-sized images (f(h', h | r) = f(h, h' | -r), row and column sums)
+    for x in (probabilities, probabilities[:, :, :31, :30]):
+        maps, full = two_point(x, pairs=statistics_pairs(3)), two_point(x, pairs="all")
+        for m, f in zip(maps, full):
+            np.testing.assert_allclose(complete_statistics(m, 3), f, atol=1e-12)
+            np.testing.assert_allclose(complete_statistics(m, 3, valid=True), f, atol=1e-9)
+    loaded = StatisticsPCA.load(pca.save(tmp_path / "pca.npz"))
+    assert loaded.n_phases == 3 and np.array_equal(loaded.transform(images[:3]), codes[:3])
+    few = StatisticsPCA(11, n_phases=3).fit(images)
+    decoded = few.decode(few.transform(images[:2]), steps=200)
+    assert decoded.shape == (2, 32, 32) and set(np.unique(decoded)) <= {0, 1, 2}
+    rng = np.random.default_rng(0)
+    for original, image in zip(images[:2], decoded):
+        target = from_image(original.astype(np.int64), n_phases=3)
+        shuffled = rng.permutation(original.ravel()).reshape(original.shape)  # same phase fractions, no structure
+        assert statistics_error(target, image[None])[0] < 0.2 * statistics_error(target, shuffled[None])[0]
+    with pytest.raises(InputError, match="phase labels 0..2"):
+        as_phases(np.full((1, 4, 4), 3.0), 3)
+
+
+def test_k_phase_features_and_closed_loop_labels_are_the_argmax_solved_with_k_moduli(
+    three_phase, three_phase_predictor, tiny_data
+):
+    from microlatent.design.labels import phase_settings
+    from microlatent.design.regression import PROPERTY_NAMES, feature_matrix
+    from microlatent.evaluation.inference import decode
+    from microlatent.models.run import Run
+    from microlatent.prior.fit import training_latents
+
+    data, checkpoint, root = three_phase
+    labels = read_images(data, "seg")[:3].astype(np.float32)
+    small = feature_matrix(labels, "downsampled", latent_shape=(4, 4, 4), n_phases=3).reshape(3, 2, 4, 4)
+    for h in (1, 2):  # phases 1 and 2, each area-downsampled (phase 0 is one minus their sum)
+        np.testing.assert_allclose(small[:, h - 1], (labels == h).reshape(3, 4, 8, 4, 8).mean(axis=(2, 4)), atol=1e-6)
+    result, folder = three_phase_predictor
+    meta = result["meta"]
+    assert meta["n_phases"] == 3 and meta["phases"]["E"] == list(MODULI["E"]) and meta["pca"]["n_components"] > 0
+    assert {row["features"] for row in result["metrics"]} == {"latent", "downsampled", "pca-stats", "decoded"}
+    run = Run.load(checkpoint, "cpu")
+    with np.load(folder / "fit_data.npz") as fit_data:
+        z_loop, y_loop = fit_data["z_loop"], fit_data["y_loop"]
+    probabilities = decode(run, z_loop)
+    assert probabilities.shape[1] == 3
+    solved = _solve(probabilities.argmax(axis=1))
+    np.testing.assert_allclose(y_loop, np.stack([solved[p] for p in PROPERTY_NAMES], axis=1), rtol=1e-9)
+    mu, _, _, decoded = training_latents(run, data, ("Ex",), limit=4, labels="decoded")
+    np.testing.assert_allclose(decoded[:, 0], _solve(decode(run, mu).argmax(axis=1))["Ex"], rtol=1e-9)
+    with pytest.raises(DataError, match="3 phases, but the labels' phase properties .* give 2 moduli"):
+        phase_settings(tiny_data, ["GRF"], 3)
+
+
+def test_k_phase_designs_are_what_the_solver_gives_for_their_labels(three_phase, three_phase_predictor):
+    from microlatent.design.folder import load_predictor
+    from microlatent.design.search import design, design_span
+    from microlatent.models.run import Run
+
+    _, checkpoint, _ = three_phase
+    predictor, run = load_predictor(three_phase_predictor[1]), Run.load(checkpoint, "cpu")
+    result = design(predictor, run, {"Ex": 5.0}, n_designs=2, candidates=4, steps=20, regressor="svr", seed=1)
+    for d in result["designs"]:
+        assert set(np.unique(d["image"])) <= {0, 1, 2} and sum(d["phase_fractions"]) == pytest.approx(1)
+        assert d["achieved"]["Ex"] == pytest.approx(_solve(d["image"])["Ex"], rel=1e-9)
+    span = design_span(
+        predictor, run, "Ex", n_targets=2, candidates=2, steps=10, regressor="svr", latent="pca", decode_steps=30
+    )
+    assert set(np.unique(span["images"])) <= {0, 1, 2}
+    np.testing.assert_allclose(span["achieved"], _solve(span["images"])["Ex"], rtol=1e-9)
+
+
+def test_k_phase_latent_vs_pca_scores_labels_over_every_pair(three_phase):
+    from microlatent.evaluation.inference import roundtrip
+    from microlatent.evaluation.pca_comparison import compare_latents
+    from microlatent.evaluation.phases import phase_metrics
+    from microlatent.models.run import Run
+    from microlatent.stats import one_hot
+
+    data, checkpoint, _ = three_phase
+    result = compare_latents(checkpoint, data, limit_per_class=2, steps=30)
+    rows = {row["latent"]: row for row in result["rows"]}
+    assert rows["vae"]["dimensions"] == 64 and rows["pca-stats"]["dimensions"] == 23  # capped: 24 train images
+    test = np.stack([read_images(data, "seg", [int(n[4:-1])])[0] for n in result["names"]]).astype(np.float32)
+    inputs, recons = roundtrip(Run.load(checkpoint, "cpu"), list(test))
+    expected = phase_metrics(inputs, one_hot(recons.argmax(axis=1), 3, np.float64))["js_labels"]
+    np.testing.assert_allclose(result["per_image"]["vae"]["js"], expected, rtol=1e-9)
+    assert all(np.isfinite(v).all() for scores in result["per_image"].values() for v in scores.values())
+
+
+def test_k_phase_prior_realism_is_per_phase_and_targets_are_solved_with_k_moduli(three_phase, tmp_path):
+    from scipy.stats import wasserstein_distance
+
+    from microlatent.models.run import Run
+    from microlatent.prior import fit_prior
+    from microlatent.prior.evaluate import targeted_generation
+    from microlatent.prior.fit import generate as sample
+    from microlatent.prior.realism import StatisticsSpace, autocorrelation_length, distances
+
+    data, checkpoint, _ = three_phase
+    prior = fit_prior(checkpoint, data, tmp_path / "prior", ("Ex",), progress=False, epochs=2, width=16, depth=1)
+    assert prior.phases["E"] == list(MODULI["E"])
+    run = Run.load(checkpoint, "cpu")
+    out = targeted_generation(run, prior, n_targets=2, per_target=3, steps=10, seed=4)["Ex"]
+    for j, target in enumerate(out["targets"]):
+        images, _, _ = sample(run, prior, 3, targets={"Ex": target}, steps=10, seed=4 + j)
+        assert set(np.unique(images)) <= {0, 1, 2}
+        np.testing.assert_allclose(out["achieved"][j], _solve(images)["Ex"], rtol=1e-9)
+    real = read_images(data, "seg").astype(np.float64)
+    space = StatisticsSpace(real[:20], ["seg"] * 20, n_phases=3)
+    assert space.pca.pairs == "auto" and space.pca.statistics_shape_ == (3, 32, 32)  # every autocorrelation
+    d = distances(space, real[:10], real[20:])
+    for h in range(3):
+        a, b = real[:10] == h, real[20:] == h
+        assert d["vf_per_phase"][h] == pytest.approx(wasserstein_distance(a.mean(axis=(1, 2)), b.mean(axis=(1, 2))))
+        assert d["length_per_phase"][h] == pytest.approx(
+            wasserstein_distance(autocorrelation_length(a), autocorrelation_length(b))
+        )
+    assert d["vf"] == pytest.approx(np.mean(d["vf_per_phase"])) and d["frechet"] > 0
+
+
+def test_three_phases_through_the_design_latent_and_prior_commands(three_phase, tmp_path):
+    from microlatent.cli import _register_commands, cli
+    from microlatent.data.store import class_phases
+
+    _register_commands()
+    data, checkpoint, _ = three_phase
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    predictor = tmp_path / "predictor"
+    run("design", "fit", checkpoint, "--data", data, "--out", predictor, "--regressor", "mlp", "--regressor", "svr",
+        "--hidden", "16,16", "--n", "20")  # fmt: skip
+    assert json.loads((predictor / "predictor.json").read_text())["n_phases"] == 3
+    for features in ("latent", "downsampled", "pca-stats"):
+        out = run("design", "predict", predictor, data, "--features", features, "--n", "2", "--out", tmp_path / "p.csv")
+        assert out.count("seg[") == 2
+    run("design", "curves", "--checkpoint", checkpoint, "--data", data, "--features", "downsampled",
+        "--features", "pca-stats", "--regressor", "linear", "--sizes", "10,all", "--components", "2,4",
+        "--out", tmp_path / "curves")  # fmt: skip
+    assert (tmp_path / "curves" / "curves.png").is_file()
+    out = run("design", "search", checkpoint, "--predictor", predictor, "--target", "Ex=5", "--candidates", "3",
+              "--n-designs", "2", "--steps", "10", "--out", tmp_path / "designs")  # fmt: skip
+    assert "phases " in out and (tmp_path / "designs" / "designs.png").is_file()
+    run("design", "search", checkpoint, "--predictor", predictor, "--span", "2", "--candidates", "2", "--steps", "5",
+        "--latent", "pca", "--regressor", "svr", "--decode-steps", "20", "--out", tmp_path / "span")  # fmt: skip
+    assert json.loads((tmp_path / "span" / "span.json").read_text())["nrmse"] >= 0
+    assert "pca-stats" in run("latent-vs-pca", checkpoint, "--data", data, "--n", "1", "--steps", "20")
+    prior = tmp_path / "prior"
+    run("prior", "train", checkpoint, "--data", data, "--condition", "Ex", "--out", prior, "--epochs", "2",
+        "--width", "16", "--depth", "1")  # fmt: skip
+    run("generate", checkpoint, "--prior", prior, "--target", "Ex=5", "--n", "3", "--out", tmp_path / "gen")
+    assert class_phases(tmp_path / "gen" / "generated.h5", "generated") == 3
+    run("prior", "evaluate", checkpoint, "--prior", prior, "--data", data, "--n", "4", "--steps", "5")
+    numbers = json.loads((prior / "evaluation" / "realism.json").read_text())
+    assert numbers["settings"]["n_phases"] == 3 and len(numbers["classes"]["seg"]["floor"]["vf_per_phase"]) == 3
+    assert (prior / "evaluation" / "samples_seg.png").is_file() and "Ex" in numbers["targeted"]
