@@ -281,6 +281,8 @@ def test_k_phase_prior_realism_is_per_phase_and_targets_are_solved_with_k_moduli
 def test_three_phases_through_the_design_latent_and_prior_commands(three_phase, tmp_path):
     from microlatent.cli import _register_commands, cli
     from microlatent.data.store import class_phases
+    from microlatent.evaluation import encode
+    from microlatent.models.run import Run
 
     _register_commands()
     data, checkpoint, _ = three_phase
@@ -309,6 +311,12 @@ def test_three_phases_through_the_design_latent_and_prior_commands(three_phase, 
         "--latent", "pca", "--regressor", "svr", "--decode-steps", "20", "--out", tmp_path / "span")  # fmt: skip
     assert json.loads((tmp_path / "span" / "span.json").read_text())["nrmse"] >= 0
     assert "pca-stats" in run("latent-vs-pca", checkpoint, "--data", data, "--n", "1", "--steps", "20")
+    run("model", "encode", checkpoint, data, "--n", "2", "--out", tmp_path / "codes.npz")
+    run("model", "decode", checkpoint, tmp_path / "codes.npz", "--out", tmp_path / "decoded.npz")
+    with np.load(tmp_path / "codes.npz") as codes, np.load(tmp_path / "decoded.npz") as decoded:
+        assert decoded["images"].shape == (2, 3, 32, 32)
+        assert np.array_equal(decoded["labels"], decoded["images"].argmax(axis=1))
+        assert np.array_equal(codes["mu"], encode(Run.load(checkpoint, "cpu"), list(read_images(data, "seg")[:2]))[0])
     prior = tmp_path / "prior"
     run("prior", "train", checkpoint, "--data", data, "--condition", "Ex", "--out", prior, "--epochs", "2",
         "--width", "16", "--depth", "1")  # fmt: skip

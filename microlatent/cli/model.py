@@ -25,13 +25,15 @@ def model():
 @click.option("--n", "limit", type=click.IntRange(min=1), default=None, help="At most this many images per class.")
 @_DEVICE
 def encode(checkpoint, source, out, classes, split, limit, device):
-    """Encode the microstructures in SOURCE (HDF5, image, folder or .npy) to latent means and log-variances."""
+    """Encode the microstructures in SOURCE (HDF5, image, folder or .npy) to latent means and log-variances
+    (a K-phase model: SOURCE holds K-phase labels)."""
     from microlatent.evaluation import encode as encode_images
     from microlatent.models.run import Run
 
     _check_npz_out(out)
-    images, names = load_images(source, classes=classes or None, split=split, limit=limit)
-    mu, logvar = encode_images(Run.load(checkpoint, device), images)
+    run = Run.load(checkpoint, device)
+    images, names = load_images(source, classes=classes or None, split=split, limit=limit, n_phases=run.model.n_phases)
+    mu, logvar = encode_images(run, images)
     _save_npz(out, mu=mu, logvar=logvar, names=np.array(names))
     click.echo(f"wrote {out}: {len(names)} latent codes of shape {mu.shape[1:]}")
 
@@ -45,10 +47,12 @@ def encode(checkpoint, source, out, classes, split, limit, device):
 @click.option("--threshold", type=float, default=None, help="Also threshold the decoded probabilities at this value.")
 @_DEVICE
 def decode(checkpoint, latents, out, threshold, device):
-    """Decode latent codes (the 'mu' array of an `encode` .npz) back to microstructures."""
+    """Decode latent codes (the 'mu' array of an `encode` .npz) back to microstructures. A K-phase model's:
+    phase probabilities (N, K, H, W) as 'images' and the most probable phase per pixel as 'labels'."""
     from microlatent.evaluation import decode as decode_latents
+    from microlatent.evaluation.inference import phase_labels
     from microlatent.models.run import Run
-    from microlatent.plotting import plot_images_with_statistics
+    from microlatent.plotting import plot_images_with_statistics, plot_phase_statistics
 
     if threshold is not None and not 0 < threshold < 1:  # NaN included: it gave all-zero images
         raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
@@ -67,6 +71,18 @@ def decode(checkpoint, latents, out, threshold, device):
             f"{latents}: 'mu' must be a non-empty array (N, ...) of finite floats, got shape {z.shape}, dtype {z.dtype}"
         )
     images = decode_latents(Run.load(checkpoint, device), z)
+    if images.ndim == 4:  # K phases
+        if threshold is not None:
+            raise InputError("--threshold is for 2-phase models; a K-phase model's most probable phases are 'labels'")
+        labels = phase_labels(images)
+        k = images.shape[1]
+        _save_npz(out, images=images, labels=labels)
+        figure = plot_phase_statistics(
+            labels[:6], k, [(h, h) for h in range(k)], [f"decoded {i}" for i in range(min(6, len(labels)))],
+            path=Path(out).with_suffix(".png"),
+        )  # fmt: skip
+        click.echo(f"wrote {out} {images.shape} (and labels) and {figure}")
+        return
     if threshold is not None:
         images = (images > threshold).astype(np.float32)
     _save_npz(out, images=images)
