@@ -68,7 +68,7 @@ def prior():
     type=click.Choice(("cpu", "gpu")),
     default="cpu",
     show_default=True,
-    help="cpu: 200 epochs of a 64-wide, 4-block net (minutes on a CPU); gpu: 1000 epochs, 128 wide, 8 blocks.",
+    help="cpu: 400 epochs of a 64-wide, 4-block net (minutes on a CPU); gpu: 1000 epochs, 128 wide, 8 blocks.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the preset's batch size.")
