@@ -124,35 +124,46 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
     the centred autocorrelation of ``phase`` (one colour scale per row, set by the input).
 
     inputs : (N, H, W) in [0, 1]; recons_by_model : {model name: (N, H, W)}; names : N strings.
+    K phases: inputs and reconstructions (N, K, H, W) phase probabilities, drawn as their most
+    probable phase (colours as in :func:`plot_phase_statistics`).
     """
+    from microlatent.losses.terms import excess_cess_from_stats, js_divergence_from_stats
+    from microlatent.stats import one_hot
+
     inputs = np.asarray(inputs, dtype=np.float32)
+    n_phases = inputs.shape[1] if inputs.ndim == 4 else 2
     columns = [("input", inputs), *((name, np.asarray(r, dtype=np.float32)) for name, r in recons_by_model.items())]
     rows = len(inputs)
     fig, axes = plt.subplots(rows, 2 * len(columns), figsize=(2.1 * 2 * len(columns), 2.2 * rows), squeeze=False)
-    ry, rx = offsets(inputs.shape[1:], periodic)
+    ry, rx = offsets(inputs.shape[-2:], periodic)
     extent = (rx[0] - 0.5, rx[-1] + 0.5, ry[-1] + 0.5, ry[0] - 0.5)
     stats = {
         name: two_point(images, periodic=periodic, pairs=[(phase, phase)], validate=False)[:, 0]
         for name, images in columns
     }
-    # Each reconstruction's title carries the report's two scores (all phase pairs): its excess CESS
-    # (CESS - H(f_in)) and the JS divergence of its thresholded (binary) version's statistics.
-    from microlatent.losses.terms import excess_cess_from_stats, js_divergence_from_stats
 
+    def most_probable(images):  # the image a user would segment: thresholded, or each pixel's likeliest phase
+        return one_hot(images.argmax(1), n_phases, np.float64) if n_phases > 2 else (images >= 0.5).astype(np.float64)
+
+    # Each reconstruction's title carries the report's two scores (all phase pairs): its excess CESS
+    # (CESS - H(f_in)) and the JS divergence of its most probable (binary) image's statistics.
     def stats_all(images):
         return two_point(images.astype(np.float64), periodic=periodic, pairs="all", validate=False)
 
     f_in = stats_all(inputs)
     excess = {name: excess_cess_from_stats(f_in, stats_all(images), reduction="none") for name, images in columns[1:]}
     js = {
-        name: js_divergence_from_stats(f_in, stats_all((images >= 0.5).astype(np.float64)), reduction="none")
+        name: js_divergence_from_stats(f_in, stats_all(most_probable(images)), reduction="none")
         for name, images in columns[1:]
     }
     for i in range(rows):
         vmax = float(stats["input"][i].max())
         for j, (name, images) in enumerate(columns):
             image_ax, stats_ax = axes[i, 2 * j], axes[i, 2 * j + 1]
-            image_ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            if n_phases > 2:
+                image_ax.imshow(images[i].argmax(0), cmap="viridis", vmin=0, vmax=n_phases - 1, interpolation="nearest")
+            else:
+                image_ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             title = f"{name}\nexcess CESS {excess[name][i]:.2g}, JS bin. {js[name][i]:.2g}" if j else names[i]
             image_ax.set_title(title, fontsize=7)
             stats_ax.imshow(stats[name][i], cmap="viridis", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")

@@ -48,19 +48,52 @@ def test_label_levels_map_in_order_and_grey_micrographs_split_by_multi_otsu():
     assert how.startswith("multi-otsu cuts") and (labels == truth).mean() > 0.99
 
 
-def test_k_phase_vae_outputs_phase_probabilities_and_starts_at_the_data_shares():
+# The three architectures, small: each takes one-hot input and gives K phase probabilities.
+SMALL_MODELS = {
+    "taesd_vae": dict(width=8, latent_channels=2),
+    "resnet_vae": dict(latent_dim=4, layers=[1, 1, 1, 1], base_width=8, fc_hidden=16, image_size=32),
+    "texture_vae": dict(latent_dim=4, image_size=32, vgg_layer="pool4", vgg_weights="random", decoder_width=32),
+}
+
+
+@pytest.mark.filterwarnings("ignore:resnet_vae. no pretrained")
+@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
+def test_k_phase_vae_outputs_phase_probabilities_and_starts_at_the_data_shares(name):
     from microlatent.models import build_model
 
-    model = build_model("taesd_vae", width=8, latent_channels=2, phases=3).eval()
+    model = build_model(name, phases=3, **SMALL_MODELS[name]).eval()
+    assert model.config["phases"] == 3 and build_model(name, **SMALL_MODELS[name]).config.get("phases") is None
     x = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 32, 32)), 3).permute(0, 3, 1, 2).float()
     model.start_output_at([0.2, 0.5, 0.3])
     recon, mu, _ = model(x)
-    assert recon.shape == (2, 3, 32, 32) and mu.shape == (2, 2, 2, 2)
+    assert recon.shape == (2, 3, 32, 32) and mu.shape[0] == 2
     torch.testing.assert_close(recon.sum(1), torch.ones(2, 32, 32))
     bias = model.output_layer().bias.detach()
     torch.testing.assert_close(torch.softmax(bias, 0), torch.tensor([0.2, 0.5, 0.3]))
     with pytest.raises(InputError, match=r"\(N, 3, H, W\)"):
         model(x[:, :1])
+
+
+def test_phases_reach_imagenet_networks_as_the_figures_colours_and_every_mix_stays_distinct():
+    from matplotlib import colormaps
+
+    from microlatent.losses.style import StyleLoss
+    from microlatent.models.common import as_rgb, phase_palette
+
+    for k in (3, 4):
+        labels = torch.randint(0, k, (2, 8, 8))
+        rgb = as_rgb(torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).float())
+        expected = torch.tensor(colormaps["viridis"](labels.numpy() / (k - 1))[..., :3], dtype=torch.float32)
+        torch.testing.assert_close(rgb, expected.permute(0, 3, 1, 2))  # each phase in its figure colour
+        # affinely independent colours: the map from the K-simplex to RGB is one-to-one
+        lifted = torch.cat([phase_palette(k), torch.ones(k, 1)], 1)
+        assert torch.linalg.matrix_rank(lifted) == k
+    grey = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(as_rgb(grey), grey.expand(-1, 3, -1, -1))
+    # the style loss compares the same pictures: 0 for identical phases, > 0 when phases 1 and 2 swap
+    loss = StyleLoss(vgg_weights="random")
+    x = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 32, 32)), 3).permute(0, 3, 1, 2).float()
+    assert float(loss(x, x)) == 0.0 and float(loss(x[:, [0, 2, 1]], x)) > 0
 
 
 def test_three_phases_through_every_command(tmp_path):
@@ -97,6 +130,8 @@ def test_three_phases_through_every_command(tmp_path):
     numbers = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert numbers["n_phases"] == 3 and len(numbers["models"]["run"]["excess_cess"]) == len(numbers["names"])
     assert all(v >= -1e-9 for v in numbers["models"]["run"]["excess_cess"])  # a KL divergence
+    run("model", "roundtrip", tmp_path / "run" / "model.pt", "--data", data, "--out", tmp_path / "rt.png", "--n", "2")
+    assert (tmp_path / "rt.png").stat().st_size > 0
     run("synthesize", data, "--out", tmp_path / "syn", "--steps", "50")
     summary = json.loads((tmp_path / "syn" / "summary.json").read_text())
     assert summary  # one reconstruction, of 3 phases
@@ -326,3 +361,26 @@ def test_three_phases_through_the_design_latent_and_prior_commands(three_phase, 
     numbers = json.loads((prior / "evaluation" / "realism.json").read_text())
     assert numbers["settings"]["n_phases"] == 3 and len(numbers["classes"]["seg"]["floor"]["vf_per_phase"]) == 3
     assert (prior / "evaluation" / "samples_seg.png").is_file() and "Ex" in numbers["targeted"]
+
+
+@pytest.mark.filterwarnings("ignore:resnet_vae. no pretrained")
+@pytest.mark.parametrize(
+    "name, loss", [("resnet_vae", {"msess": 1.0, "kl": 1e-4}), ("texture_vae", {"style": 1.0, "kl": 1e-4})]
+)
+def test_every_architecture_trains_and_evaluates_on_three_phases(tmp_path, name, loss):
+    from conftest import tiny_training_config
+
+    from microlatent.evaluation.phases import evaluate_phases
+    from microlatent.models.run import Run
+    from microlatent.training import train
+
+    ((images, labels),) = generate("Voronoi3", 24, size=32, seed=4).values()
+    write_class(tmp_path / "v3.h5", "V3", images, labels, n_phases=3)
+    model = {"name": name, **SMALL_MODELS[name]}
+    config = tiny_training_config(tmp_path / "v3.h5", model=model, loss=loss, optim={"epochs": 1})
+    config["model"] = model  # the architecture's own keys only
+    train(config, out_dir=tmp_path / "run", progress=False)
+    trained = Run.load(tmp_path / "run" / "model.pt", "cpu")
+    assert trained.model.n_phases == 3 and trained.config["model"]["phases"] == 3
+    result = evaluate_phases({"run": tmp_path / "run" / "model.pt"}, tmp_path / "v3.h5", device="cpu")
+    assert all(v >= -1e-9 for v in result["models"]["run"]["excess_cess"])

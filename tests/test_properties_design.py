@@ -322,3 +322,35 @@ def test_learning_curves_are_refits_on_nested_subsets_scored_on_the_test_split(s
         learning_curves(data, features="pca-stats", kinds="linear", sizes=(10_000,))
     with pytest.raises(InputError, match="need a trained model"):
         learning_curves(data, features="latent", kinds="linear")
+
+
+@pytest.mark.filterwarnings("ignore:.*posterior collapse suspected")
+def test_learning_curves_over_latent_size_take_several_models_of_one_split(setup, tmp_path):
+    from conftest import tiny_training_config
+
+    from microlatent.design.curves import learning_curves
+    from microlatent.training import train
+
+    _, _, checkpoint, root = setup
+    data = root / "set.h5"
+
+    def tiny(latent_channels, fractions):  # 1 epoch is enough: only the latent's size matters here
+        config = tiny_training_config(
+            data,
+            data={"split_fractions": fractions},
+            model={"width": 8, "stages": 3, "latent_channels": latent_channels},
+            optim={"batch_size": 8, "epochs": 1},
+        )
+        out = tmp_path / f"z{latent_channels}_{fractions[0]}"
+        train(config, out, progress=False)
+        return out / "model.pt"
+
+    small = tiny(1, [0.6, 0.1, 0.3])
+    result = learning_curves(
+        data, [small, checkpoint], features=("latent", "downsampled"), kinds=("linear",), sizes=(None,)
+    )
+    dims = sorted((r["features"], r["dimensions"]) for r in result["rows"] if r["property"] == "Ex")
+    assert dims == [("downsampled", 16), ("latent", 16), ("latent", 64)]  # one control per latent grid
+    assert result["settings"]["checkpoints"] == [str(small), str(checkpoint)]
+    with pytest.raises(InputError, match="another split"):
+        learning_curves(data, [checkpoint, tiny(1, [0.8, 0.1, 0.1])], features="latent", kinds="linear")

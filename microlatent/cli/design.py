@@ -202,9 +202,11 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 @_labelled_data
 @click.option(
     "--checkpoint",
+    "checkpoints",
+    multiple=True,
     type=click.Path(dir_okay=False),
-    default=None,
-    help="Trained model: needed for latent and downsampled features; its split is used.",
+    help="Trained model(s): needed for latent and downsampled features; their split is used. Repeat it "
+    "with models of different latent sizes for the latent's curve against size.",
 )
 @click.option(
     "--features",
@@ -242,7 +244,7 @@ def predict(model_dir, source, regressor, features, checkpoint, classes, split, 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
 @click.option("--device", default="cpu", show_default=True, help="Device that encodes (auto, cpu, cuda).")
-def curves(data, checkpoint, features, regressors, sizes, components, classes, limit, prop, seed, out, device):
+def curves(data, checkpoints, features, regressors, sizes, components, classes, limit, prop, seed, out, device):
     """Learning curves: property error against training-set size and latent size.
 
     The VAE latent, the classical latent (PCA of the phase-1 autocorrelation, K phases: of the pairs
@@ -254,7 +256,7 @@ def curves(data, checkpoint, features, regressors, sizes, components, classes, l
 
     result = learning_curves(
         data,
-        checkpoint,
+        list(checkpoints) or None,
         features=features,
         kinds=regressors,
         sizes=_int_list(sizes, "--sizes", allow_all=True),

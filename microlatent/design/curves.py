@@ -10,7 +10,9 @@ downsampled-image control, on one split with the same regressors.
 The training subsets are nested (the first n of one seeded permutation of the training split), every
 model is scored on the whole test split. The PCA is fitted on the training subset only (no test image,
 no image outside the subset) with the most components asked for; fewer components are its leading ones
-(a PCA's components are nested). The VAE latent and the control each have one size, the model's.
+(a PCA's components are nested). The VAE latent and the control each have one size per model: for a
+curve against latent size, give several checkpoints trained alike on the same split with different
+latent sizes (e.g. ``--set model.latent_channels=1``, 2, 4).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def learning_curves(
     Parameters
     ----------
     data : MICRO2D-layout HDF5 file with ``homogenized_mechanical`` labels.
-    checkpoint : trained model (``model.pt``), needed for "latent" and "downsampled" features; its
-        split is used. Without one, the default split (seed 0, 80/10/10) of ``classes``.
+    checkpoint : trained model (``model.pt``) or a list of them, needed for "latent" and "downsampled"
+        features; their split is used (they must share it). Without one, the default split (seed 0,
+        80/10/10) of ``classes``.
     features : subset of ("latent", "downsampled", "pca-stats").
     kinds : subset of ("mlp", "linear", "svr", "gbr").
     sizes : training-set sizes (None: the whole training split).
@@ -87,19 +90,27 @@ def learning_curves(
     needs_model = [f for f in features if f != "pca-stats"]
     if needs_model and checkpoint is None:
         raise InputError(f"{needs_model[0]} features need a trained model (--checkpoint)")
-    run = None
+    checkpoints = (
+        [] if checkpoint is None else [checkpoint] if isinstance(checkpoint, (str, Path)) else list(checkpoint)
+    )
+    runs = []
     cut = Split()
-    if checkpoint is not None:
+    if checkpoints:
         from microlatent.models.run import Run
 
-        run = Run.load(checkpoint, device)
-        cut = run.split
+        runs = [Run.load(path, device) for path in checkpoints]
+        cut = runs[0].split
+        for path, other in zip(checkpoints[1:], runs[1:]):
+            if (other.split.seed, other.split.fractions, other.split.classes) != (cut.seed, cut.fractions, cut.classes):
+                raise InputError(f"{path} was trained on another split than {checkpoints[0]}: its test images differ")
+            if other.model.n_phases != runs[0].model.n_phases:
+                raise InputError(f"{path} has another number of phases than {checkpoints[0]}")
     if classes:
         cut = cut.with_classes(classes)
     train_images, y_train, _, train_classes = read_labelled_split(data, "train", cut, limit)
     test_images, y_test, _, _ = read_labelled_split(data, "test", cut, limit)
-    if run is not None:
-        n_phases = run.model.n_phases
+    if runs:
+        n_phases = runs[0].model.n_phases
     else:
         from microlatent.data.sources import source_phases
 
@@ -113,16 +124,21 @@ def learning_curves(
 
     # Feature matrices on the whole split, cut to subsets below (latent codes and the control do not
     # depend on which images are used for fitting).
-    fixed = {}
-    if run is not None and needs_model:
+    fixed: list[
+        tuple[str, tuple]
+    ] = []  # (features, (X_train, X_test)), one per model and feature set; a control once per size
+    for run in runs if needs_model else []:
         latent_shape = model_latent_shape(run, train_images.shape[1:])
         z_train, z_test = latent_codes(run, train_images), latent_codes(run, test_images)
         for feat in needs_model:
-            fixed[feat] = tuple(
+            pair = tuple(
                 feature_matrix(images, feat, latent_shape=latent_shape, codes=codes, n_phases=n_phases)
                 for images, codes in ((train_images, z_train), (test_images, z_test))
             )
-            say(f"{feat} features ({fixed[feat][0].shape[1]} numbers per image)")
+            if feat == "downsampled" and any(f == feat and x[0].shape == pair[0].shape for f, x in fixed):
+                continue
+            fixed.append((feat, pair))
+            say(f"{feat} features ({pair[0].shape[1]} numbers per image)")
 
     rows = []
 
@@ -147,7 +163,7 @@ def learning_curves(
 
     for n in n_sizes:
         subset = order[:n]
-        for feat, (X_tr, X_te) in fixed.items():
+        for feat, (X_tr, X_te) in fixed:
             for kind in kinds:
                 say(f"n_train {n}: {kind} on {feat}")
                 score(feat, X_tr.shape[1], kind, n, X_tr[subset], X_te)
@@ -166,7 +182,7 @@ def learning_curves(
                     score("pca-stats", c, kind, n, X_tr, X_te, explained)
     settings = {
         "data": str(data),
-        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "checkpoints": [str(path) for path in checkpoints],
         "classes": list(cut.classes) if cut.classes else "all",
         "split": {"seed": cut.seed, "fractions": list(cut.fractions)},
         "n_train": len(train_images),

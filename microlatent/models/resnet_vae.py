@@ -14,6 +14,8 @@ statistics of a blurred line cannot match a sharp one. Here every upsampling sta
 the last layer works at full resolution.
 (The reference code maps grey to RGB with a learned 1x1 conv; here the channel is repeated, so
 pretrained ImageNet filters see a grey RGB image.)
+K phases (``phases`` > 2): one-hot input (N, K, S, S) is drawn in the figures' phase colours
+(``common.as_rgb``) before the normalisation, and the last conv gives K channels -> softmax.
 
 The ResNet's parameter names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
 ``layer1.0.downsample.0``) so a torchvision ``resnet152`` state_dict (.pth) loads into
@@ -32,7 +34,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from microlatent.errors import DataError, InputError
-from microlatent.models.common import FROM_CHECKPOINT, FixedSizeVAE, check_images, check_positive_int
+from microlatent.models.common import (
+    FROM_CHECKPOINT,
+    FixedSizeVAE,
+    as_rgb,
+    check_images,
+    check_phases,
+    check_positive_int,
+    to_probabilities,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -148,16 +158,24 @@ def decoder_plan(image_size):
 
 
 class ResnetVAE(FixedSizeVAE):
-    """ResNet-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (default 224, >= 32).
+    """ResNet-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (default 224, >= 32); with
+    ``phases`` K > 2, phase probabilities (N, K, S, S) (one-hot in, softmax out).
 
-    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
+    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1 or K, S, S) in (0, 1).
     pretrained: path to a torchvision resnet state_dict (.pth) or None (train from scratch, warns).
     """
 
     name = "resnet_vae"
 
     def __init__(
-        self, latent_dim=9, layers=RESNET152_LAYERS, base_width=64, fc_hidden=1024, image_size=224, pretrained=None
+        self,
+        latent_dim=9,
+        layers=RESNET152_LAYERS,
+        base_width=64,
+        fc_hidden=1024,
+        image_size=224,
+        pretrained=None,
+        phases=2,
     ):
         super().__init__()
         layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
@@ -171,6 +189,7 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             **{f"layers[{i}]": n for i, n in enumerate(layers)},
         )
+        channels = check_phases(self.name, phases)
         if image_size < 32:
             raise InputError(f"{self.name}: image_size must be >= 32 (ResNet downsamples by 32), got {image_size}")
         if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
@@ -186,7 +205,10 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             pretrained=pretrained,
         )
+        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
+            self.config["phases"] = phases
         self.latent_dim, self.image_size = latent_dim, image_size
+        self.n_phases, self.channels = phases, channels
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -214,7 +236,7 @@ class ResnetVAE(FixedSizeVAE):
                 for c_in, c_out in zip(widths, widths[1:])
             ]
         )
-        self.conv_out = nn.Conv2d(widths[-1], 1, 3, padding=1)
+        self.conv_out = nn.Conv2d(widths[-1], channels, 3, padding=1)
 
         if pretrained == FROM_CHECKPOINT:
             self.pretrained, self.weights_source = None, FROM_CHECKPOINT  # load_model sets both
@@ -230,10 +252,10 @@ class ResnetVAE(FixedSizeVAE):
             )
 
     def encode(self, x):
-        check_images(x, self.name, size=self.image_size)
+        check_images(x, self.name, channels=(self.channels,), size=self.image_size)
         if self.training and x.shape[0] < 2:
             raise InputError(f"{self.name}: training-mode batches need >= 2 images (BatchNorm), got 1")
-        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+        x = (as_rgb(x) - self.mean) / self.std
         h = F.relu(self.bn1(self.fc1(self.encoder(x))))
         h = F.relu(self.bn2(self.fc2(h)))
         return self.fc3_mu(h), self.fc3_logvar(h)
@@ -248,7 +270,7 @@ class ResnetVAE(FixedSizeVAE):
         s = self.start_side
         h = self.conv_out(self.deconv(F.relu(self.fc_bn5(self.fc5(h))).view(-1, 64, s, s)))
         top = (h.shape[-1] - self.image_size) // 2  # 0 unless image_size is not s * 2**k
-        return torch.sigmoid(h[..., top : top + self.image_size, top : top + self.image_size])
+        return to_probabilities(h[..., top : top + self.image_size, top : top + self.image_size])
 
     def output_layer(self):
         return self.conv_out

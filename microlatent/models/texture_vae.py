@@ -23,7 +23,14 @@ import torch
 import torch.nn as nn
 
 from microlatent.errors import InputError
-from microlatent.models.common import FixedSizeVAE, check_images, check_positive_int
+from microlatent.models.common import (
+    FixedSizeVAE,
+    as_rgb,
+    check_images,
+    check_phases,
+    check_positive_int,
+    to_probabilities,
+)
 from microlatent.models.vgg import CHANNELS, LAYERS, VGG19
 
 
@@ -33,9 +40,11 @@ def UpBlock(n_in, n_out):
 
 
 class TextureVAE(FixedSizeVAE):
-    """VGG-19-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (128).
+    """VGG-19-encoder VAE: (N, 1, S, S) images in [0, 1], S = image_size (128); with ``phases`` K > 2,
+    phase probabilities (N, K, S, S) (one-hot in, drawn in the figures' phase colours for the VGG;
+    softmax out).
 
-    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1, S, S) in (0, 1).
+    encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1 or K, S, S) in (0, 1).
     The VGG is frozen (no gradients to its weights); only fc_mu, fc_logvar and the decoder train.
     vgg_weights / vgg_pooling: see microlatent.models.vgg.VGG19; weights_source says which weights.
     """
@@ -43,10 +52,18 @@ class TextureVAE(FixedSizeVAE):
     name = "texture_vae"
 
     def __init__(
-        self, latent_dim=64, image_size=128, vgg_layer="pool5", vgg_pooling="max", vgg_weights="auto", decoder_width=512
+        self,
+        latent_dim=64,
+        image_size=128,
+        vgg_layer="pool5",
+        vgg_pooling="max",
+        vgg_weights="auto",
+        decoder_width=512,
+        phases=2,
     ):
         super().__init__()
         check_positive_int(self.name, latent_dim=latent_dim, image_size=image_size, decoder_width=decoder_width)
+        channels = check_phases(self.name, phases)
         if vgg_layer not in LAYERS:
             raise InputError(f"{self.name}: unknown vgg_layer {vgg_layer!r}; valid: {', '.join(LAYERS)}")
         n_pools = sum(n.startswith("pool") for n in LAYERS[: LAYERS.index(vgg_layer) + 1])
@@ -63,6 +80,9 @@ class TextureVAE(FixedSizeVAE):
             vgg_weights=vgg_weights if isinstance(vgg_weights, str) else str(vgg_weights),
             decoder_width=decoder_width,
         )
+        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
+            self.config["phases"] = phases
+        self.n_phases, self.channels = phases, channels
         self.latent_dim, self.image_size, self.vgg_layer = latent_dim, image_size, vgg_layer
 
         self.vgg = VGG19(weights=vgg_weights, pooling=vgg_pooling, last_layer=vgg_layer)
@@ -76,7 +96,7 @@ class TextureVAE(FixedSizeVAE):
         self.blocks = nn.Sequential(
             UpBlock(w, w // 2), UpBlock(w // 2, w // 4), UpBlock(w // 4, w // 8), UpBlock(w // 8, w // 16)
         )
-        self.conv_out = nn.Conv2d(w // 16, 1, 3, padding=1)
+        self.conv_out = nn.Conv2d(w // 16, channels, 3, padding=1)
 
     def output_layer(self):
         return self.conv_out
@@ -91,12 +111,12 @@ class TextureVAE(FixedSizeVAE):
         self.vgg.weights_source = value
 
     def encode(self, x):
-        check_images(x, self.name, size=self.image_size)
-        h = self.feature_norm(self.vgg(x, [self.vgg_layer])[self.vgg_layer].flatten(1))
+        check_images(x, self.name, channels=(self.channels,), size=self.image_size)
+        h = self.feature_norm(self.vgg(as_rgb(x), [self.vgg_layer])[self.vgg_layer].flatten(1))
         return self.fc_mu(h), self.fc_logvar(h)
 
     def decode(self, z):
         if not isinstance(z, torch.Tensor) or z.ndim != 2 or z.shape[1] != self.latent_dim:
             shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise InputError(f"{self.name}: decode expects latents (N, {self.latent_dim}), got {shape}")
-        return torch.sigmoid(self.conv_out(self.blocks(self.fc(z))))
+        return to_probabilities(self.conv_out(self.blocks(self.fc(z))))

@@ -350,11 +350,6 @@ def _with_phases(config, n_phases):
         raise InputError(f"config model.phases = {asked}, but the training data has {n_phases} phases")
     if n_phases == 2:
         return config
-    if config["model"].get("name") != "taesd_vae":
-        raise InputError(
-            f"the data has {n_phases} phases: only model taesd_vae trains on more than two (config model.name = "
-            f"{config['model'].get('name')!r})"
-        )
     return {**config, "model": {**config["model"], "phases": n_phases}}
 
 
