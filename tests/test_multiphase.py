@@ -202,7 +202,8 @@ def test_k_phase_pca_encodes_the_pairs_that_determine_every_map_and_decodes_to_l
             np.testing.assert_allclose(complete_statistics(m, 3), f, atol=1e-12)
             np.testing.assert_allclose(complete_statistics(m, 3, valid=True), f, atol=1e-9)
     loaded = StatisticsPCA.load(pca.save(tmp_path / "pca.npz"))
-    assert loaded.n_phases == 3 and np.array_equal(loaded.transform(images[:3]), codes[:3])
+    assert loaded.n_phases == 3  # (a batch of 3 rounds differently from 12: 1e-16, so not array_equal)
+    np.testing.assert_allclose(loaded.transform(images[:3]), codes[:3], rtol=0, atol=1e-12)
     few = StatisticsPCA(11, n_phases=3).fit(images)
     decoded = few.decode(few.transform(images[:2]), steps=200)
     assert decoded.shape == (2, 32, 32) and set(np.unique(decoded)) <= {0, 1, 2}
