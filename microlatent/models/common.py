@@ -58,15 +58,6 @@ def check_positive_int(name, **values):
             raise InputError(f"{name}: {key} must be a positive integer, got {v!r}")
 
 
-def check_phases(name, phases) -> int:
-    """Raise InputError unless ``phases`` (the number of phases K) is an int in 2..255. Returns the
-    model's number of image channels: 1 for two phases (the phase-1 probability, sigmoid), K for more
-    (phase probabilities, softmax)."""
-    if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 255:
-        raise InputError(f"{name}: phases must be an integer in 2..255, got {phases!r}")
-    return 1 if phases == 2 else phases
-
-
 def to_probabilities(logits):
     """(N, C, H, W) output logits -> phase probabilities: sigmoid for one channel (phase 1 of two),
     softmax over the channels for K phases."""
@@ -102,6 +93,8 @@ class VAE(nn.Module):
 
     name: str | None = None
     n_phases: int = 2  # K > 2: inputs and outputs are (N, K, H, W) phase probabilities
+    channels: int = 1  # image channels: 1 (two phases) or K
+    config: dict  # constructor arguments and "name" (build_model rebuilds the model from it)
 
     def forward(self, x, eps=None):
         """(recon, mu, logvar). In training mode z = mu + exp(logvar / 2) * eps with ``eps`` (shape of
@@ -110,6 +103,18 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar, eps) if self.training else mu
         return self.decode(z), mu, logvar
+
+    def set_phases(self, phases) -> int:
+        """Check ``phases`` (the number of phases K, an int in 2..255; InputError otherwise), record it
+        in ``config`` when K > 2 (absent for two phases, so checkpoints from before n-phase support
+        stay the same) and set ``n_phases`` and ``channels``. Returns the number of image channels:
+        1 for two phases (the phase-1 probability, sigmoid), K for more (probabilities, softmax)."""
+        if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 255:
+            raise InputError(f"{self.name}: phases must be an integer in 2..255, got {phases!r}")
+        if phases > 2:
+            self.config["phases"] = phases
+        self.n_phases, self.channels = phases, (1 if phases == 2 else phases)
+        return self.channels
 
     def output_layer(self):
         """The layer whose outputs the final sigmoid turns into phase-1 probabilities (subclasses)."""

@@ -39,7 +39,6 @@ from microlatent.models.common import (
     FixedSizeVAE,
     as_rgb,
     check_images,
-    check_phases,
     check_positive_int,
     to_probabilities,
 )
@@ -189,7 +188,6 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             **{f"layers[{i}]": n for i, n in enumerate(layers)},
         )
-        channels = check_phases(self.name, phases)
         if image_size < 32:
             raise InputError(f"{self.name}: image_size must be >= 32 (ResNet downsamples by 32), got {image_size}")
         if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
@@ -205,10 +203,8 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             pretrained=pretrained,
         )
-        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
-            self.config["phases"] = phases
         self.latent_dim, self.image_size = latent_dim, image_size
-        self.n_phases, self.channels = phases, channels
+        channels = self.set_phases(phases)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from microlatent.errors import InputError
-from microlatent.models.common import VAE, check_images, check_phases, check_positive_int
+from microlatent.models.common import VAE, check_images, check_positive_int
 
 INITIAL_LOGVAR = -4.0
 RESIDUAL_SCALE = 0.1
@@ -83,11 +83,8 @@ class TaesdVAE(VAE):
     def __init__(self, latent_channels=4, width=64, depth=1, stages=4, phases=2):
         super().__init__()
         check_positive_int(self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
-        channels = check_phases(self.name, phases)
         self.config = dict(name=self.name, latent_channels=latent_channels, width=width, depth=depth, stages=stages)
-        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
-            self.config["phases"] = phases
-        self.n_phases, self.channels = phases, channels
+        self.set_phases(phases)
         self.latent_channels, self.factor = latent_channels, 2**stages
         self.encoder = Encoder(latent_channels, width, depth, stages, self.channels)
         self.decoder = Decoder(latent_channels, width, depth, stages, self.channels)

@@ -27,7 +27,6 @@ from microlatent.models.common import (
     FixedSizeVAE,
     as_rgb,
     check_images,
-    check_phases,
     check_positive_int,
     to_probabilities,
 )
@@ -63,7 +62,6 @@ class TextureVAE(FixedSizeVAE):
     ):
         super().__init__()
         check_positive_int(self.name, latent_dim=latent_dim, image_size=image_size, decoder_width=decoder_width)
-        channels = check_phases(self.name, phases)
         if vgg_layer not in LAYERS:
             raise InputError(f"{self.name}: unknown vgg_layer {vgg_layer!r}; valid: {', '.join(LAYERS)}")
         n_pools = sum(n.startswith("pool") for n in LAYERS[: LAYERS.index(vgg_layer) + 1])
@@ -80,9 +78,7 @@ class TextureVAE(FixedSizeVAE):
             vgg_weights=vgg_weights if isinstance(vgg_weights, str) else str(vgg_weights),
             decoder_width=decoder_width,
         )
-        if phases > 2:  # absent for two phases: checkpoints from before n-phase support stay the same
-            self.config["phases"] = phases
-        self.n_phases, self.channels = phases, channels
+        channels = self.set_phases(phases)
         self.latent_dim, self.image_size, self.vgg_layer = latent_dim, image_size, vgg_layer
 
         self.vgg = VGG19(weights=vgg_weights, pooling=vgg_pooling, last_layer=vgg_layer)
