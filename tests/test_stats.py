@@ -145,6 +145,7 @@ def test_chunked_batches_match_one_at_a_time(monkeypatch):
     x = rng.random((5, 8, 6))
     whole = two_point(x, periodic=False, pairs="all")
     monkeypatch.setattr(module, "_CHUNK_BYTES", 1)  # force one image per chunk
+    monkeypatch.setattr(module, "_CHUNK_BYTES_CPU", 1)
     np.testing.assert_allclose(two_point(x, periodic=False, pairs="all"), whole, atol=1e-14)
     tensor = torch.tensor(x, requires_grad=True)
     with_grad = two_point(tensor, periodic=False, pairs="all", validate=False)
