@@ -217,7 +217,8 @@ def test_commands_train_generate_and_evaluate(tiny_run, tmp_path):
     assert list_classes(out / "generated.h5") == ["GRF"]
     images = read_images(out / "generated.h5", "GRF")
     assert images.shape == (6, 32, 32) and set(np.unique(images)) <= {0, 1}
-    result = runner.invoke(cli, args + ["--out", str(tmp_path / "again")])  # same seed: same images
+    result = runner.invoke(cli, args + ["--out", str(tmp_path / "again"), "--device", "auto"])  # same seed: same images
+    assert result.exit_code == 0, result.output + repr(result.exception)
     assert np.array_equal(images, read_images(tmp_path / "again" / "generated.h5", "GRF"))
     with np.load(out / "statistics.npz") as saved:
         assert saved["f11"].shape == (6, 32, 32)
@@ -231,4 +232,6 @@ def test_commands_train_generate_and_evaluate(tiny_run, tmp_path):
     assert floor["frechet"] >= 0 and 0 <= floor["vf"] < 1
     assert len(numbers["targeted"]["Ex"]["achieved"]) == 8 and numbers["targeted"]["Ex"]["nrmse"] > 0
     assert (prior_dir / "evaluation" / "samples_GRF.png").stat().st_size > 5_000
+    result = runner.invoke(cli, args + ["--out", str(tmp_path / "bad"), "--device", "nosuch"])
+    assert isinstance(result.exception, InputError) and "nosuch" in str(result.exception)
     assert "Realism" in (prior_dir / "evaluation" / "report.md").read_text().splitlines()[2]

@@ -118,7 +118,8 @@ def train(
 @_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder (default: PRIOR/evaluation).")
-def evaluate(checkpoint, prior_dir, data, n, steps, guidance, property_guidance, seed, out):
+@click.option("--device", default="cpu", show_default=True, help="Device that encodes and decodes (auto, cpu, cuda).")
+def evaluate(checkpoint, prior_dir, data, n, steps, guidance, property_guidance, seed, out, device):
     """Realism of the prior's samples per class against held-out real images, against the
     real-vs-real floor and against decoding N(0, I); with property conditioning, FE-verified error of
     targeted samples. Writes realism.json, report.md and samples_<class>.png."""
@@ -127,7 +128,7 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, property_guidance,
     from microlatent.prior.evaluate import summary_lines
 
     fitted = Prior.load(prior_dir)
-    run = Run.load(checkpoint, "cpu")
+    run = Run.load(checkpoint, device)
     result = evaluate_prior(
         run,
         fitted,
@@ -159,7 +160,8 @@ def evaluate(checkpoint, prior_dir, data, n, steps, guidance, property_guidance,
 @_sampler_options
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same samples.")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Output folder.")
-def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, property_guidance, seed, out):
+@click.option("--device", default="cpu", show_default=True, help="Device that encodes and decodes (auto, cpu, cuda).")
+def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, property_guidance, seed, out, device):
     """Sample new microstructures from a latent prior and CHECKPOINT's decoder.
 
     Writes generated.h5 (MICRO2D layout: one class, named after --class or 'generated', so the
@@ -179,7 +181,7 @@ def generate(checkpoint, prior_dir, class_name, targets, n, steps, guidance, pro
 
     fitted = Prior.load(prior_dir)
     wanted = parse_targets(targets) if targets else None
-    run = Run.load(checkpoint, "cpu")
+    run = Run.load(checkpoint, device)
     images, _, latents = sample_images(
         run, fitted, n, class_name, wanted, steps, guidance, seed, property_guidance=property_guidance
     )
