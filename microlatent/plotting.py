@@ -127,8 +127,9 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
     K phases: inputs and reconstructions (N, K, H, W) phase probabilities, drawn as their most
     probable phase (colours as in :func:`plot_phase_statistics`).
     """
+    from microlatent.evaluation.inference import phase_labels
     from microlatent.losses.terms import excess_cess_from_stats, js_divergence_from_stats
-    from microlatent.stats import one_hot
+    from microlatent.stats.pca import as_phases
 
     inputs = np.asarray(inputs, dtype=np.float32)
     n_phases = inputs.shape[1] if inputs.ndim == 4 else 2
@@ -142,8 +143,7 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
         for name, images in columns
     }
 
-    def most_probable(images):  # the image a user would segment: thresholded, or each pixel's likeliest phase
-        return one_hot(images.argmax(1), n_phases, np.float64) if n_phases > 2 else (images >= 0.5).astype(np.float64)
+    labels = {name: phase_labels(images) for name, images in columns}  # thresholded, or likeliest phase
 
     # Each reconstruction's title carries the report's two scores (all phase pairs): its excess CESS
     # (CESS - H(f_in)) and the JS divergence of its most probable (binary) image's statistics.
@@ -153,15 +153,15 @@ def plot_reconstructions(inputs, recons_by_model, names, path, periodic=True, ph
     f_in = stats_all(inputs)
     excess = {name: excess_cess_from_stats(f_in, stats_all(images), reduction="none") for name, images in columns[1:]}
     js = {
-        name: js_divergence_from_stats(f_in, stats_all(most_probable(images)), reduction="none")
-        for name, images in columns[1:]
+        name: js_divergence_from_stats(f_in, stats_all(as_phases(labels[name], n_phases)), reduction="none")
+        for name, _ in columns[1:]
     }
     for i in range(rows):
         vmax = float(stats["input"][i].max())
         for j, (name, images) in enumerate(columns):
             image_ax, stats_ax = axes[i, 2 * j], axes[i, 2 * j + 1]
             if n_phases > 2:
-                image_ax.imshow(images[i].argmax(0), cmap="viridis", vmin=0, vmax=n_phases - 1, interpolation="nearest")
+                image_ax.imshow(labels[name][i], cmap="viridis", vmin=0, vmax=n_phases - 1, interpolation="nearest")
             else:
                 image_ax.imshow(images[i], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             title = f"{name}\nexcess CESS {excess[name][i]:.2g}, JS bin. {js[name][i]:.2g}" if j else names[i]

@@ -77,7 +77,13 @@ def learning_curves(
     """
     from microlatent.data.split import Split
     from microlatent.design.labels import read_labelled_split
-    from microlatent.design.regression import feature_matrix, latent_codes, model_latent_shape, pca_features
+    from microlatent.design.regression import (
+        control_shape,
+        feature_matrix,
+        latent_codes,
+        model_latent_shape,
+        pca_features,
+    )
     from microlatent.stats import StatisticsPCA
 
     say = progress or (lambda message: None)
@@ -124,19 +130,22 @@ def learning_curves(
 
     # Feature matrices on the whole split, cut to subsets below (latent codes and the control do not
     # depend on which images are used for fitting).
-    fixed: list[
-        tuple[str, tuple]
-    ] = []  # (features, (X_train, X_test)), one per model and feature set; a control once per size
+    # (features, (X_train, X_test)) per model and feature set; the control depends only on the latent's
+    # grid, so models that share a grid share one control row
+    fixed: list[tuple[str, tuple]] = []
+    control_grids = set()
     for run in runs if needs_model else []:
         latent_shape = model_latent_shape(run, train_images.shape[1:])
         z_train, z_test = latent_codes(run, train_images), latent_codes(run, test_images)
         for feat in needs_model:
+            if feat == "downsampled":
+                if control_shape(latent_shape) in control_grids:
+                    continue
+                control_grids.add(control_shape(latent_shape))
             pair = tuple(
                 feature_matrix(images, feat, latent_shape=latent_shape, codes=codes, n_phases=n_phases)
                 for images, codes in ((train_images, z_train), (test_images, z_test))
             )
-            if feat == "downsampled" and any(f == feat and x[0].shape == pair[0].shape for f, x in fixed):
-                continue
             fixed.append((feat, pair))
             say(f"{feat} features ({pair[0].shape[1]} numbers per image)")
 

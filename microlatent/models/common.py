@@ -5,6 +5,7 @@ Every model is a ``VAE``: ``encode(x) -> (mu, logvar)``, ``decode(z) -> recon``,
 constructor arguments plus ``"name"``) from which ``build_model`` rebuilds it.
 """
 
+import functools
 import math
 
 import torch
@@ -64,6 +65,14 @@ def to_probabilities(logits):
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
+class Probabilities(nn.Module):
+    """:func:`to_probabilities` as a layer (the last of a Sequential decoder; no parameters)."""
+
+    def forward(self, logits):
+        return to_probabilities(logits)
+
+
+@functools.cache
 def phase_palette(n_phases: int) -> torch.Tensor:
     """(K, 3) RGB colour of each phase: the figures' viridis at k / (K - 1) (see ``plot_phase_statistics``)."""
     from matplotlib import colormaps
@@ -93,7 +102,6 @@ class VAE(nn.Module):
 
     name: str | None = None
     n_phases: int = 2  # K > 2: inputs and outputs are (N, K, H, W) phase probabilities
-    channels: int = 1  # image channels: 1 (two phases) or K
     config: dict  # constructor arguments and "name" (build_model rebuilds the model from it)
 
     def forward(self, x, eps=None):
@@ -104,16 +112,20 @@ class VAE(nn.Module):
         z = reparameterize(mu, logvar, eps) if self.training else mu
         return self.decode(z), mu, logvar
 
+    @property
+    def channels(self) -> int:
+        """Image channels: 1 for two phases (the phase-1 probability, sigmoid), K for more (softmax)."""
+        return 1 if self.n_phases == 2 else self.n_phases
+
     def set_phases(self, phases) -> int:
         """Check ``phases`` (the number of phases K, an int in 2..255; InputError otherwise), record it
         in ``config`` when K > 2 (absent for two phases, so checkpoints from before n-phase support
-        stay the same) and set ``n_phases`` and ``channels``. Returns the number of image channels:
-        1 for two phases (the phase-1 probability, sigmoid), K for more (probabilities, softmax)."""
+        stay the same) and set ``n_phases``. Returns :attr:`channels`."""
         if isinstance(phases, bool) or not isinstance(phases, int) or not 2 <= phases <= 255:
             raise InputError(f"{self.name}: phases must be an integer in 2..255, got {phases!r}")
         if phases > 2:
             self.config["phases"] = phases
-        self.n_phases, self.channels = phases, (1 if phases == 2 else phases)
+        self.n_phases = phases
         return self.channels
 
     def output_layer(self):

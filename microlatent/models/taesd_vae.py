@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from microlatent.errors import InputError
-from microlatent.models.common import VAE, check_images, check_positive_int
+from microlatent.models.common import VAE, Probabilities, check_images, check_positive_int
 
 INITIAL_LOGVAR = -4.0
 RESIDUAL_SCALE = 0.1
@@ -68,7 +68,7 @@ def Decoder(latent_channels=4, width=64, depth=1, stages=4, channels=1):
         layers += [Block(width, width) for _ in range(depth)]
         layers += [nn.Upsample(scale_factor=2), conv(width, width, bias=False)]
     layers += [Block(width, width) for _ in range(depth)]
-    return nn.Sequential(*layers, conv(width, channels), nn.Sigmoid() if channels == 1 else nn.Softmax(dim=1))
+    return nn.Sequential(*layers, conv(width, channels), Probabilities())
 
 
 class TaesdVAE(VAE):
