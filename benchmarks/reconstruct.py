@@ -13,11 +13,12 @@ Each method runs twice per target, with a third of the size's time budget and wi
 
     gradient    microlatent.reconstruction defaults on a CPU: L-BFGS-B on pixel values fitting the
                 phase-1 autocorrelation, restarted when a run stalls, binarised at the volume fraction,
-                then swaps of the least certain pixels and a greedy swap polish (one CPU thread)
-    annealing   Yeong-Torquato simulated annealing, incremental statistics (same module)
+                then swaps of the least certain pixels and a greedy swap polish; --cores searches run
+                at once in as many processes, one core each, and the best is kept
+    annealing   Yeong-Torquato simulated annealing, incremental statistics (same module; one core)
     mcrpy       MCRpy 0.2.0 (Seibert et al.), descriptor FFTCorrelations (periodic phase-1
                 autocorrelation, limit_to = size // 2), L-BFGS-B on pixel values in [0, 1], run in its
-                own Python (it needs TensorFlow and numpy<2) on as many threads as torch uses here:
+                own Python (it needs TensorFlow and numpy<2) on --cores threads (default: as many as torch uses here):
                 after an untimed warm-up, with no iteration cap and the same wall-clock limit as ours
                 (checked at every objective evaluation from the first one on; MCRpy's setup is not
                 charged, as our warm-up is not), keeping its lowest-loss field (the third too only with
@@ -244,6 +245,13 @@ def main(argv=None):
         help="shares of the budget each method runs with, the last the full one "
         "(default 1/3 1; e.g. --budget 64=10 --fractions 0.2 1 for 2 s and 10 s)",
     )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=torch.get_num_threads(),
+        help="cores each method may use: MCRpy's TensorFlow threads and the gradient method's parallel "
+        "L-BFGS-B searches (default: torch's thread count, the machine's cores)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     fractions = tuple(args.fractions)
@@ -285,7 +293,8 @@ def main(argv=None):
             for fraction in fractions:
                 limit = budget[size] * fraction
                 start = time.perf_counter()
-                result = reconstruct(target, method=method, time_limit=limit, seed=0, device=args.device)[0]
+                workers = {"workers": args.cores} if method == "gradient" else {}
+                result = reconstruct(target, method=method, time_limit=limit, seed=0, device=args.device, **workers)[0]
                 rows.append(
                     {
                         "target": key,
@@ -310,9 +319,7 @@ def main(argv=None):
     if not args.no_mcrpy:
         python, info = mcrpy_python(args.mcrpy_python)
         if python:
-            results = run_mcrpy(
-                python, targets, budget, torch.get_num_threads(), args.quick, args.mcrpy_both, fractions
-            )
+            results = run_mcrpy(python, targets, budget, args.cores, args.quick, args.mcrpy_both, fractions)
             mcrpy_note = f"MCRpy {info.split()[0]} (numpy {info.split()[1]}) via {python}" if results else "failed"
             for (key, fraction), r in results.items():
                 size = targets[key][0].shape[0]

@@ -180,6 +180,8 @@ def test_encode_decode_reconstruct_round_trip(model_and_data, tmp_path, capsys):
         (["sweep", "cai_mse_cpu", "--storage", "{tmp}/a_file.txt", "--out", "{tmp}/sw"], "file is not a database"),
         (["synthesize", "{tmp}/no_maps.npz", "--out", "{tmp}/rs"], "no statistics maps or images"),
         (["synthesize", "{data}", "--out", "{tmp}/a_file.txt"], "is a file"),
+        (["synthesize", "{data}", "--out", "{tmp}/rs", "--workers", "0"], "--workers"),
+        (["synthesize", "{data}", "--out", "{tmp}/rs", "--method", "annealing", "--workers", "2"], "takes workers=1"),
         (["demo", "--no-train", "--set", "optim.epochs=1", "--out", "{tmp}/demo"], "--no-train trains nothing"),
         (["demo", "--no-train", "--device", "cpu", "--out", "{tmp}/demo"], "--no-train trains nothing"),
         (["demo", "--out", "{tmp}/a_file.txt"], "is a file"),

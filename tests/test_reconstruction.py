@@ -1,6 +1,7 @@
 """Statistical reconstruction: error measure, incremental swaps, both methods, targets and their checks."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -235,6 +236,33 @@ def test_lbfgs_finds_an_image_with_exactly_the_target_statistics_and_restarts_wh
     monkeypatch.setattr(lbfgs, "STALL_GAIN", 1.0)  # every run counts as stalled after STALL_WINDOW evaluations
     restarted = reconstruct(image, steps=450, seed=0, polish=0, optimizer="lbfgs")[0]
     assert restarted.runs >= 4
+
+
+def test_parallel_workers_keep_the_best_search_and_an_exact_match_stops_the_others():
+    """Worker 0 runs the one-process search itself, so with the same evaluations each, two workers are
+    never worse than one; the second worker's seed differs, so together they find more."""
+    rng = np.random.default_rng(7)
+    image = (rng.random((24, 24)) < 0.35).astype(np.float64)
+    one = reconstruct(image, steps=150, seed=5, polish=0, optimizer="lbfgs")[0]
+    two = reconstruct(image, steps=150, seed=5, polish=0, optimizer="lbfgs", workers=2)[0]
+    assert two.error <= one.error
+    assert two.steps > one.steps  # both workers' evaluations are counted
+    assert two.error == pytest.approx(statistics_error(image, two.image)[0])
+    # An easy target: a worker matches exactly well before the time limit and stops the other.
+    started = time.perf_counter()
+    (fast,) = reconstruct(disc_target(24), time_limit=30, seed=0, optimizer="lbfgs", workers=2)
+    assert fast.error < 1e-20 and time.perf_counter() - started < 15
+
+
+def test_workers_are_checked():
+    image = disc_target(16)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="workers must be"):
+            reconstruct(image, steps=5, workers=bad)
+    with pytest.raises(InputError, match="takes workers=1"):
+        reconstruct(image, method="annealing", steps=5, workers=2)
+    with pytest.raises(InputError, match="takes workers=1"):
+        reconstruct(image, steps=5, optimizer="adam", workers=2)
 
 
 @pytest.mark.parametrize("crop", [None, 7, (5, 9)])

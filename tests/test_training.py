@@ -31,8 +31,10 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
-def test_resumed_run_matches_uninterrupted_run(tiny_data, tmp_path):
-    config = tiny_config(tiny_data)
+@pytest.mark.parametrize("augment", [None, ["roll", "dihedral"]])
+def test_resumed_run_matches_uninterrupted_run(tiny_data, tmp_path, augment):
+    """Also with augmentation: its draws follow (seed, epoch, batch), so a resumed run sees the same images."""
+    config = tiny_config(tiny_data, data__augment=augment)
     train(config, tmp_path / "whole", progress=False)
     with pytest.raises(Interrupted):
         train(config, tmp_path / "split", stop_after_steps=3, progress=False)  # mid-epoch 1 (4 batches/epoch)
@@ -52,6 +54,10 @@ def test_resumed_run_matches_uninterrupted_run(tiny_data, tmp_path):
     assert len(rows(tmp_path / "split" / "steps.csv")) == len(rows(tmp_path / "whole" / "steps.csv"))
     metadata = json.loads((tmp_path / "whole" / "run.json").read_text())
     assert metadata["model"] == whole.config and metadata["parameters"] == sum(p.numel() for p in whole.parameters())
+    if augment:  # the augmentation is applied: the same run without it ends elsewhere
+        train(tiny_config(tiny_data), tmp_path / "plain", progress=False)
+        plain = load_model(tmp_path / "plain" / "model.pt")
+        assert any(not torch.allclose(a, b) for a, b in zip(whole.state_dict().values(), plain.state_dict().values()))
 
 
 def test_sigterm_checkpoints_and_the_run_resumes(tiny_data, tmp_path):

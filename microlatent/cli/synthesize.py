@@ -65,6 +65,13 @@ from microlatent.errors import DataError, InputError
     help="Gradient: greedy swap candidates on the binary image afterwards (default 2 per pixel; 0 = none).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="L-BFGS-B: independent searches run at once, one process (core) each; the best is kept.",
+)
+@click.option(
     "--periodic/--non-periodic",
     default=None,
     help="Periodic statistics. Default: as a statistics file says, else periodic.",
@@ -103,6 +110,7 @@ def synthesize(
     steps,
     time_limit,
     polish,
+    workers,
     periodic,
     seed,
     device,
@@ -142,6 +150,7 @@ def synthesize(
             volume_fraction=volume_fraction,
             time_limit=time_limit,
             polish=polish,
+            workers=workers,
             progress=True,
             **options,
         )

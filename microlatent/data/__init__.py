@@ -16,7 +16,8 @@ Splits (``microlatent.data.split``)
 Training
     :class:`MicrostructureDataset`, lazy, split per class, optional resize;
     ``microlatent.data.loading``: the datasets a training config names, the image cache
-    (:class:`~microlatent.data.loading.CachedImages`) and the DataLoader the training loop drives.
+    (:class:`~microlatent.data.loading.CachedImages`) and the DataLoader the training loop drives;
+    ``microlatent.data.augment``: random circular shifts and square symmetries of training batches.
 Import
     :func:`import_images` thresholds a folder of PNG/TIFF images into the same layout.
 """

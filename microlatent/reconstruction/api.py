@@ -125,6 +125,7 @@ def reconstruct(
     polish=None,
     size=None,
     threads=None,
+    workers=1,
     progress=False,
     **options,
 ) -> list[Reconstruction]:
@@ -168,6 +169,10 @@ def reconstruct(
     threads : int, optional
         CPU threads for PyTorch during the call; default 1 on the CPU (small FFTs run far faster
         single-threaded, above all on a shared machine), untouched on a GPU.
+    workers : int
+        L-BFGS-B only: independent searches run at once in as many processes (one core each, seeds
+        ``seed``, ``[seed, 1]``, ...), the best kept; one that matches exactly stops the others. Each
+        gets the whole ``time_limit`` or ``steps``. Default 1.
     progress : bool
         Show a tqdm progress bar.
     **options
@@ -193,28 +198,36 @@ def reconstruct(
             raise InputError(f"{name} must be an integer >= 0, got {value!r}")
     if steps == 0:
         raise InputError("steps must be an integer >= 1")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
     if time_limit is not None and not time_limit > 0:
         raise InputError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     target = as_target(target, periodic=periodic, size=size, volume_fraction=volume_fraction)
     if periodic is not None and bool(periodic) != target.periodic:
         raise InputError(f"the target is {'periodic' if target.periodic else 'non-periodic'}, not as asked")
     if method == "annealing":
+        if workers > 1:
+            raise InputError("workers > 1 runs parallel L-BFGS-B searches; annealing takes workers=1")
         unknown = sorted(set(options) - set(ANNEALING_OPTIONS))
         if unknown:
             raise InputError(f"unknown annealing option(s) {unknown} (known: {sorted(ANNEALING_OPTIONS)})")
     torch_device = resolve_device(device)
     with _threads(threads, torch_device), _progress_bar(progress, method, n_samples) as bar:
         if method == "gradient":
-            return _run_gradient(target, loss, n_samples, steps, time_limit, seed, torch_device, polish, bar, options)
+            return _run_gradient(
+                target, loss, n_samples, steps, time_limit, seed, torch_device, polish, bar, options, workers
+            )
         return _run_annealing(target, n_samples, steps, time_limit, seed, bar, {**ANNEALING_OPTIONS, **options})
 
 
-def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, polish, bar, options):
+def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, polish, bar, options, workers=1):
     optimizer = options.pop("optimizer", None) or ("lbfgs" if target.n_phases == 2 and device.type == "cpu" else "adam")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if optimizer == "lbfgs" and target.n_phases != 2:
         raise InputError(f"the lbfgs optimizer handles 2 phases; use optimizer='adam' for {target.n_phases}")
+    if optimizer != "lbfgs" and workers > 1:
+        raise InputError(f"workers > 1 runs parallel L-BFGS-B searches; the {optimizer} optimizer takes workers=1")
     if optimizer == "lbfgs" and options:
         raise InputError(f"option(s) {sorted(options)} belong to optimizer='adam'")
     if steps is None and time_limit is None:
@@ -225,7 +238,7 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
     polish_steps = (None if time_limit else min(POLISH_SWEEPS * pixels, POLISH_MAX)) if polish is None else polish
     polish = polish is None or polish > 0
     if optimizer == "lbfgs":
-        return _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar)
+        return _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar, workers)
 
     _gradient.warm_up(target, n_samples, device)  # before the clock starts: the budget is for the search
     start = time.perf_counter()
@@ -283,10 +296,17 @@ def _run_gradient(target, loss, n_samples, steps, time_limit, seed, device, poli
     return results
 
 
-def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar):
-    """Each sample in turn: L-BFGS-B with restarts (``lbfgs.search``) for its share of the time (less
-    the polish share) or ``steps`` evaluations, then the greedy swap polish."""
+def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar, workers=1):
+    """Each sample in turn: L-BFGS-B with restarts (``lbfgs.search``, or ``workers`` of them in
+    parallel processes) for its share of the time (less the polish share) or ``steps`` evaluations
+    each, then the greedy swap polish."""
     _lbfgs.warm_up(target)  # before the clock starts: the budget is for the search
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(_lbfgs.Workers(workers)) if workers > 1 else None  # forked before the clock
+        return _lbfgs_samples(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar, pool)
+
+
+def _lbfgs_samples(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar, pool):
     start = time.perf_counter()
 
     def clock():
@@ -297,15 +317,20 @@ def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps,
         share_end = None if not time_limit else time_limit * (i + 1) / n_samples
         search_end = None if not share_end else share_end - (time_limit / n_samples) * (POLISH_TIME if polish else 0)
         history = []
-        labels, soft, used, runs = _lbfgs.search(
-            target,
-            time_limit=search_end,
-            evaluations=None if time_limit else steps,
-            seed=seed + i,
-            clock=clock,
-            history=history,
-            error_of=lambda image: statistics_error(target, image)[0],
-        )
+        if pool is None:
+            labels, soft, used, runs = _lbfgs.search(
+                target,
+                time_limit=search_end,
+                evaluations=None if time_limit else steps,
+                seed=seed + i,
+                clock=clock,
+                history=history,
+                error_of=lambda image: statistics_error(target, image)[0],
+            )
+        else:
+            labels, soft, used, runs, history = _lbfgs.parallel_search(
+                target, pool, search_end, None if time_limit else steps, seed + i, start
+            )
         tried = 0
         if polish and history[-1]["error"] >= _lbfgs.EXACT:
             state = SwapState(labels, target)

