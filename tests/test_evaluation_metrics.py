@@ -260,3 +260,25 @@ def test_traversal_codes_vary_one_unit():
     assert most_used_units(mu, 2) == [1, 2]
     with pytest.raises(InputError):
         traversal_codes(vector, 5, values)
+
+
+def test_calibrated_excess_cess_removes_a_wrong_contrast_and_volume_fraction_but_not_structure():
+    """A reconstruction that is the input passed through sigmoid(a logit + b) calibrates back to ~0;
+    one with the wrong structure (white noise for a correlated field) stays far above that;
+    calibration never raises the excess."""
+    import torch
+
+    from microlatent.evaluation.metrics import calibrated_excess_cess, statistics_losses
+
+    rng = np.random.default_rng(0)
+    noise = torch.as_tensor(rng.normal(size=(6, 1, 24, 24)))
+    soft = torch.sigmoid(3 * torch.nn.functional.avg_pool2d(noise, 5, 1, 2, count_include_pad=False))[:, 0].numpy()
+    distorted = 1 / (1 + np.exp(-(0.5 * np.log(soft / (1 - soft)) + 0.7)))
+    raw = statistics_losses(soft, distorted)["excess_cess"]
+    fixed = calibrated_excess_cess(soft, distorted)
+    assert np.all(raw > 1e-3) and np.all(fixed < 1e-3 * raw)
+    white = torch.sigmoid(torch.as_tensor(rng.normal(size=(6, 24, 24)))).numpy()  # no correlation: wrong structure
+    binary = (soft > 0.5).astype(np.float64)
+    raw_wrong = statistics_losses(binary, white)["excess_cess"]
+    fixed_wrong = calibrated_excess_cess(binary, white)
+    assert np.all(fixed_wrong <= raw_wrong + 1e-12) and fixed_wrong.min() > 10 * fixed.max()

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from microlatent.cli import _register_commands, cli
@@ -83,3 +84,30 @@ def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwar
     expected = np.mean([train.classes[k] == c for k, c in zip(nearest, test.classes)])
     assert extra["nn_accuracy_real"] == pytest.approx(expected)
     assert 0.0 <= extra["nn_accuracy_recon"] <= 1.0
+
+
+def test_cai_calibration_measures_against_direct_computation(tmp_path):
+    """The volume-fraction error is that of the reconstructions the model gives on its test split; the
+    calibrated excess CESS is never above the raw one."""
+    from microlatent.data import Split, generate, read_split
+    from microlatent.data.store import write_class
+    from microlatent.evaluation.inference import roundtrip
+    from microlatent.evaluation.metrics import statistics_losses
+    from microlatent.evaluation.reproduce import _cai_extra
+    from microlatent.models import build_model, save_model
+    from microlatent.models.run import Run
+
+    data = tmp_path / "two.h5"
+    for kind in ("GRF", "VoronoiLarge"):
+        ((images, labels),) = generate(kind, 20, size=32, seed=3).values()
+        write_class(data, kind, images, labels)
+    torch.manual_seed(0)
+    model = build_model("taesd_vae", width=8, depth=1, latent_channels=2)
+    save_model(model, tmp_path / "model.pt", extra={"config": {"data": {"size": None, "split_seed": 5}}})
+    extra = _cai_extra({"m": tmp_path / "model.pt"}, data, tmp_path)
+
+    inputs, recons = roundtrip(Run.load(tmp_path / "model.pt", "cpu"), read_split(data, "test", Split(seed=5)).images)
+    vf_error = np.median(np.abs(recons.mean((1, 2)) - inputs.mean((1, 2)))) * 100
+    assert extra["vf_error"]["m"] == pytest.approx(vf_error)
+    raw = np.median(statistics_losses(inputs, recons)["excess_cess"])
+    assert 0 <= extra["calibrated"]["m"] <= raw

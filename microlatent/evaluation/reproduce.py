@@ -123,7 +123,39 @@ def _cai_measures():
     for label in ("mse", "cess_finetune"):
         rows.append(Measure(f"{label}: median JS of the thresholded reconstruction", _summary(label, "js_binary")))
         rows.append(Measure(f"{label}: reconstruction std across inputs", _latent(label, "output_std")))
+    for label in ("mse", "cess_finetune", "cess_crop_finetune"):
+        rows.append(
+            Measure(
+                f"{label}: median volume fraction error (percentage points)",
+                lambda m, e, label=label: e["vf_error"][label],
+            )
+        )
+        rows.append(
+            Measure(
+                f"{label}: median excess CESS after the best per-image volume fraction and contrast calibration",
+                lambda m, e, label=label: e["calibrated"][label],
+            )
+        )
     return rows
+
+
+def _cai_extra(models, data, out_dir):
+    """Per model, on the test split: the median volume-fraction error of the reconstructions and the
+    median excess CESS left after calibrating each one's volume fraction and contrast
+    (:func:`~microlatent.evaluation.metrics.calibrated_excess_cess`): how much of a model's excess
+    is calibration, which a finetune can learn, and how much is structure."""
+    from microlatent.data import load_samples
+    from microlatent.evaluation.inference import roundtrip
+    from microlatent.evaluation.metrics import calibrated_excess_cess
+    from microlatent.models.run import Run
+
+    vf_error, calibrated = {}, {}
+    for label, path in models.items():
+        model = Run.load(path, "cpu")
+        inputs, recons = roundtrip(model, load_samples(data, "test", model.split).images)
+        vf_error[label] = float(np.median(np.abs(recons.mean((1, 2)) - inputs.mean((1, 2))))) * 100
+        calibrated[label] = float(np.median(calibrated_excess_cess(inputs, recons)))
+    return {"vf_error": vf_error, "calibrated": calibrated}
 
 
 def _texture_extra(models, data, out_dir):
@@ -209,6 +241,7 @@ PAPERS = {
             ("cess_crop_finetune", "cai_cess_crop_finetune", "mse"),
             ("mse_cess", "cai_mse_cess", None),
         ],
+        extra=_cai_extra,
         measures=_cai_measures(),
         notes=[
             "Paper: MICRO2D (87,379 images, 224 px), 30 + finetune epochs on a GPU; here the `_cpu` configs "
