@@ -301,8 +301,7 @@ def _run_lbfgs(target, n_samples, steps, time_limit, seed, polish, polish_steps,
     parallel processes) for its share of the time (less the polish share) or ``steps`` evaluations
     each, then the greedy swap polish."""
     _lbfgs.warm_up(target)  # before the clock starts: the budget is for the search
-    with contextlib.ExitStack() as stack:
-        pool = stack.enter_context(_lbfgs.Workers(workers)) if workers > 1 else None  # forked before the clock
+    with _lbfgs.Workers(workers) if workers > 1 else contextlib.nullcontext() as pool:  # forked before the clock
         return _lbfgs_samples(target, n_samples, steps, time_limit, seed, polish, polish_steps, bar, pool)
 
 
@@ -316,8 +315,8 @@ def _lbfgs_samples(target, n_samples, steps, time_limit, seed, polish, polish_st
     for i in range(n_samples):
         share_end = None if not time_limit else time_limit * (i + 1) / n_samples
         search_end = None if not share_end else share_end - (time_limit / n_samples) * (POLISH_TIME if polish else 0)
-        history = []
         if pool is None:
+            history = []
             labels, soft, used, runs = _lbfgs.search(
                 target,
                 time_limit=search_end,

@@ -157,8 +157,8 @@ class Workers:
     """``count`` forked worker processes for :func:`parallel_search`, started before the clock (a
     fork costs ~10 ms, not charged to the search, as warm-up is not). Use as a context manager.
 
-    Fork is safe here because the workers use NumPy and SciPy and PyTorch on one thread (the caller
-    sets it), which never enters an OpenMP region."""
+    Fork is safe here because the workers use NumPy, SciPy and PyTorch on one thread each, which
+    never enters an OpenMP region."""
 
     def __init__(self, count: int):
         self.count = int(count)
@@ -183,6 +183,7 @@ def _set_matched(event):
     # One BLAS thread per worker: L-BFGS-B's BLAS calls otherwise start a thread per core in every
     # worker, and two workers' spinning threads on 2 cores made each search 4x slower.
     threadpoolctl.threadpool_limits(1)
+    torch.set_num_threads(1)  # whatever the caller's threads: OpenMP after a fork must stay single-threaded
 
 
 def _search_in_worker(target, time_limit, evaluations, seed, start, first_start):
