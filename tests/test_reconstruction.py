@@ -266,14 +266,16 @@ def test_workers_are_checked():
 
 
 @pytest.mark.parametrize("crop", [None, 7, (5, 9)])
-def test_closed_form_periodic_objective_matches_autograd(crop):
+@pytest.mark.parametrize("shape", [(20, 24), (21, 25)])  # odd widths: rfft2 has no Nyquist column
+def test_closed_form_periodic_objective_matches_autograd(crop, shape):
     from microlatent.reconstruction.lbfgs import PeriodicObjective, TorchObjective
 
     rng = np.random.default_rng(4)
-    image = (rng.random((20, 24)) < 0.3).astype(np.float64)
+    image = (rng.random(shape) < 0.3).astype(np.float64)
     statistics = two_point(image, pairs="all", crop=crop)[0]
-    target = from_map(statistics, size=(20, 24)) if crop else from_image(image)
-    values = rng.random(20 * 24)
+    target = from_map(statistics, size=shape) if crop else from_image(image)
+    assert PeriodicObjective(target).every_offset == (crop is None)  # both paths are checked
+    values = rng.random(shape[0] * shape[1])
     closed, closed_gradient = PeriodicObjective(target)(values)
     autograd, autograd_gradient = TorchObjective(target)(values)
     assert closed == pytest.approx(autograd, rel=1e-12)

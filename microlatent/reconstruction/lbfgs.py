@@ -38,6 +38,10 @@ STALL_WINDOW = 50  # evaluations
 STALL_GAIN = 0.01  # a run that lowered its loss by less than this share over the window has stalled
 EXACT = 1e-20  # statistics error (MSESS) below which a binary image counts as an exact match
 EXPLORE = 0.5  # share of the budget for restarts; the rest refines the best field found (see search)
+# L-BFGS-B's correction pairs (SciPy's default is 10). Its own work per evaluation, not the objective's,
+# dominates at 128 px (~450 of ~600 us) and grows with this; 5 gave more evaluations and a lower median
+# error at 2 s on VoronoiMedium, GRF and NBSA at 64 and 128 px (workers=2, 4-6 seeds each).
+MEMORY = 5
 CONVERGED = 1e-24  # a run whose loss (mean squared autocorrelation difference) falls below this is done
 CLOSE = 1e-8  # below this loss the binary image is checked every CHECK_EVERY evaluations: the tail of the
 CHECK_EVERY = 25  # convergence (1e-9 -> 1e-13 took 3/4 of a 2 s run at 128 px) is not needed once it matches
@@ -137,7 +141,7 @@ def search(
                 method="L-BFGS-B",
                 bounds=bounds,
                 tol=0,
-                options={"maxiter": 10**9, "maxfun": 10**9},
+                options={"maxiter": 10**9, "maxfun": 10**9, "maxcor": MEMORY},
             )
         except _Stop:
             pass
@@ -238,9 +242,13 @@ def objective_for(target: TargetStatistics):
 
 
 class PeriodicObjective:
-    """Periodic statistics in closed form, 3-5x faster than autograd. With S = irfft(|X|^2) / HW
+    """Periodic statistics in closed form, 5-9x faster than autograd (128, 64 px). With S = irfft(|X|^2) / HW
     and D = S - target at the kept offsets (0 elsewhere; K of them), loss = sum(D^2) / K and
-    dloss/dx(p) = 2 / (K HW) sum_r D(r) (x(p + r) + x(p - r)) = 2 / (K HW) irfft(X * 2 Re(rfft(D)))."""
+    dloss/dx(p) = 2 / (K HW) sum_r D(r) (x(p + r) + x(p - r)) = 2 / (K HW) irfft(X * 2 Re(rfft(D))).
+
+    When every offset is kept (a target from an image) D's spectrum is |X|^2 / HW - rfft(target),
+    real (both are even in r), and Parseval gives sum(D^2) from it: two FFTs an evaluation instead
+    of four, and no scatter (together 340 -> 130 us at 128 px)."""
 
     def __init__(self, target: TargetStatistics):
         self.shape = tuple(target.shape)
@@ -249,15 +257,29 @@ class PeriodicObjective:
         self.kept = (rows.ravel(), cols.ravel())
         self.target = np.asarray(target.statistics[3], dtype=np.float64).ravel()  # f(1, 1 | r)
         self.pixels = self.shape[0] * self.shape[1]
+        self.every_offset = self.target.size == self.pixels
+        if self.every_offset:
+            full = np.zeros(self.shape)
+            full[self.kept] = self.target
+            self.target_spectrum = scipy.fft.rfft2(full).real  # even in r: the imaginary part is roundoff
+            # rfft2 keeps half the columns of the spectrum: those with a mirror image count twice.
+            self.column_weight = np.full(self.target_spectrum.shape[1], 2.0)
+            self.column_weight[0] = 1.0
+            if self.shape[1] % 2 == 0:
+                self.column_weight[-1] = 1.0
 
     def __call__(self, values):
         spectrum = scipy.fft.rfft2(values.reshape(self.shape))
-        same = scipy.fft.irfft2(spectrum * spectrum.conj(), s=self.shape) / self.pixels
-        difference = np.zeros(self.shape)
-        difference[self.kept] = same[self.kept] - self.target
-        loss = float(np.sum(difference**2)) / self.target.size
-        weights = 2 * scipy.fft.rfft2(difference).real
-        gradient = scipy.fft.irfft2(spectrum * weights, s=self.shape) * (2 / (self.target.size * self.pixels))
+        if self.every_offset:
+            weights = (spectrum.real**2 + spectrum.imag**2) / self.pixels - self.target_spectrum  # rfft(D)
+            loss = float(np.sum(weights**2 @ self.column_weight)) / (self.pixels * self.pixels)
+        else:
+            same = scipy.fft.irfft2(spectrum * spectrum.conj(), s=self.shape) / self.pixels
+            difference = np.zeros(self.shape)
+            difference[self.kept] = same[self.kept] - self.target
+            loss = float(np.sum(difference**2)) / self.target.size
+            weights = scipy.fft.rfft2(difference).real
+        gradient = scipy.fft.irfft2(spectrum * weights, s=self.shape) * (4 / (self.target.size * self.pixels))
         return loss, gradient.ravel()
 
 
