@@ -262,6 +262,27 @@ def test_traversal_codes_vary_one_unit():
         traversal_codes(vector, 5, values)
 
 
+def test_match_volume_fraction_gives_the_mean_and_undoes_a_logit_shift():
+    """The matched reconstruction has exactly the asked mean, keeps the pixels' order, and a
+    reconstruction that is its input shifted in logit space comes back to the input."""
+    import torch
+
+    from microlatent.evaluation.metrics import match_volume_fraction, matched_excess_cess, statistics_losses
+
+    rng = np.random.default_rng(1)
+    noise = torch.as_tensor(rng.normal(size=(5, 1, 24, 24)))
+    soft = torch.sigmoid(3 * torch.nn.functional.avg_pool2d(noise, 5, 1, 2, count_include_pad=False))[:, 0].numpy()
+    shifted = 1 / (1 + np.exp(-(np.log(soft / (1 - soft)) + rng.normal(0, 1.5, (5, 1, 1)))))
+    matched = match_volume_fraction(shifted, soft.mean((1, 2)))
+    np.testing.assert_allclose(matched.mean((1, 2)), soft.mean((1, 2)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(matched, soft, rtol=0, atol=1e-9)
+    assert np.all(np.argsort(matched[0], axis=None, kind="stable") == np.argsort(shifted[0], axis=None, kind="stable"))
+    raw = statistics_losses(soft, shifted)["excess_cess"]
+    assert np.all(raw > 1e-4) and np.all(matched_excess_cess(soft, shifted) < 1e-6 * raw)
+    with pytest.raises(InputError, match="volume fractions"):
+        match_volume_fraction(shifted, [0.5, 1.5, 0.2, 0.1, 0.3])
+
+
 def test_calibrated_excess_cess_removes_a_wrong_contrast_and_volume_fraction_but_not_structure():
     """A reconstruction that is the input passed through sigmoid(a logit + b) calibrates back to ~0;
     one with the wrong structure (white noise for a correlated field) stays far above that;

@@ -83,6 +83,9 @@ def test_texture_nearest_neighbour_accuracy_against_brute_force(tmp_path, recwar
     nearest = [int(np.argmin(((reference - f) ** 2).sum(1))) for f in real]
     expected = np.mean([train.classes[k] == c for k, c in zip(nearest, test.classes)])
     assert extra["nn_accuracy_real"] == pytest.approx(expected)
+    from microlatent.evaluation.reproduce import PAPERS
+
+    assert set(extra) == set(PAPERS["texture"].extra_keys)
     assert 0.0 <= extra["nn_accuracy_recon"] <= 1.0
 
 
@@ -111,3 +114,24 @@ def test_cai_calibration_measures_against_direct_computation(tmp_path):
     assert extra["vf_error"]["m"] == pytest.approx(vf_error)
     raw = np.median(statistics_losses(inputs, recons)["excess_cess"])
     assert 0 <= extra["calibrated"]["m"] <= raw
+    shift = 1 / (1 + (1 - recons) / recons * np.exp(-extra_shift(recons, inputs)))  # sigmoid(logit + b)
+    assert extra["matched"]["m"] == pytest.approx(np.median(statistics_losses(inputs, shift)["excess_cess"]), rel=1e-6)
+    assert extra["matched_win"] == {} and extra["matched_change"] == {}  # no "mse" model to compare with
+    from microlatent.evaluation.reproduce import PAPERS
+
+    assert set(extra) == set(PAPERS["cai"].extra_keys)  # a stored extra.json missing one is recomputed
+    extra = _cai_extra({"mse": tmp_path / "model.pt", "m": tmp_path / "model.pt"}, data, tmp_path)
+    assert extra["matched_win"]["m"] == 0.0 and extra["matched_change"]["m"] == pytest.approx(0.0)  # a model vs itself
+
+
+def extra_shift(recons, inputs):
+    """The logit shift b per image that gives each reconstruction its input's mean, by SciPy's brentq."""
+    from scipy.optimize import brentq
+
+    logits = np.log(recons) - np.log1p(-recons)
+    return np.array(
+        [
+            brentq(lambda b, z=z, v=v: float(np.mean(1 / (1 + np.exp(-(z + b))))) - v, -50, 50, xtol=1e-14)
+            for z, v in zip(logits, inputs.mean((1, 2)))
+        ]
+    )[:, None, None]

@@ -44,6 +44,7 @@ class Paper:
     measures: list
     texture: bool = False
     extra: object = None  # callable(models, data, out_dir) -> dict of extra measures, or None
+    extra_keys: tuple = ()  # what extra returns: a stored extra.json without one of them is recomputed
     notes: list = field(default_factory=list)
 
 
@@ -132,30 +133,64 @@ def _cai_measures():
         )
         rows.append(
             Measure(
+                f"{label}: median excess CESS with the input's volume fraction (logit shift)",
+                lambda m, e, label=label: e["matched"][label],
+            )
+        )
+        rows.append(
+            Measure(
                 f"{label}: median excess CESS after the best per-image volume fraction and contrast calibration",
                 lambda m, e, label=label: e["calibrated"][label],
+            )
+        )
+    for label, name in (("cess_finetune", "CESS finetune"), ("cess_crop_finetune", "cropped-CESS finetune")):
+        rows.append(
+            Measure(
+                f"{name} vs MSE, both given the input's volume fraction: share of test images with lower excess CESS",
+                lambda m, e, label=label: e["matched_win"][label],
+            )
+        )
+        rows.append(
+            Measure(
+                f"{name} vs MSE, both given the input's volume fraction: median excess CESS change (%)",
+                lambda m, e, label=label: e["matched_change"][label],
             )
         )
     return rows
 
 
 def _cai_extra(models, data, out_dir):
-    """Per model, on the test split: the median volume-fraction error of the reconstructions and the
-    median excess CESS left after calibrating each one's volume fraction and contrast
-    (:func:`~microlatent.evaluation.metrics.calibrated_excess_cess`): how much of a model's excess
-    is calibration, which a finetune can learn, and how much is structure."""
+    """Per model, on the test split: the median volume-fraction error of the reconstructions, and the
+    median excess CESS left after giving each reconstruction its input's volume fraction
+    (:func:`~microlatent.evaluation.metrics.match_volume_fraction`) and after calibrating volume
+    fraction and contrast (:func:`~microlatent.evaluation.metrics.calibrated_excess_cess`); and each
+    model against "mse" (when there is one) with both given the input's volume fraction: how much of a
+    model's excess, and of a finetune's advantage, is the volume fraction, and how much structure."""
     from microlatent.data import load_samples
     from microlatent.evaluation.inference import roundtrip
-    from microlatent.evaluation.metrics import calibrated_excess_cess
+    from microlatent.evaluation.metrics import calibrated_excess_cess, matched_excess_cess
     from microlatent.models.run import Run
 
-    vf_error, calibrated = {}, {}
+    vf_error, calibrated, matched, excess = {}, {}, {}, {}
     for label, path in models.items():
         model = Run.load(path, "cpu")
         inputs, recons = roundtrip(model, load_samples(data, "test", model.split).images)
         vf_error[label] = float(np.median(np.abs(recons.mean((1, 2)) - inputs.mean((1, 2))))) * 100
         calibrated[label] = float(np.median(calibrated_excess_cess(inputs, recons)))
-    return {"vf_error": vf_error, "calibrated": calibrated}
+        excess[label] = matched_excess_cess(inputs, recons)
+        matched[label] = float(np.median(excess[label]))
+    matched_win, matched_change = {}, {}
+    if "mse" in excess:
+        for label, values in excess.items():
+            matched_win[label] = float(np.mean(values < excess["mse"]))
+            matched_change[label] = 100 * (float(np.median(values)) / float(np.median(excess["mse"])) - 1)
+    return {
+        "vf_error": vf_error,
+        "calibrated": calibrated,
+        "matched": matched,
+        "matched_win": matched_win,
+        "matched_change": matched_change,
+    }
 
 
 def _texture_extra(models, data, out_dir):
@@ -242,6 +277,7 @@ PAPERS = {
             ("mse_cess", "cai_mse_cess", None),
         ],
         extra=_cai_extra,
+        extra_keys=("vf_error", "calibrated", "matched", "matched_win", "matched_change"),
         measures=_cai_measures(),
         notes=[
             "Paper: MICRO2D (87,379 images, 224 px), 30 + finetune epochs on a GPU; here the `_cpu` configs "
@@ -254,6 +290,7 @@ PAPERS = {
         runs=[("texture_vae", "texture_vae", None)],
         texture=True,
         extra=_texture_extra,
+        extra_keys=("nn_accuracy_recon", "nn_accuracy_real"),
         measures=[
             Measure(
                 "STSIM-2 of reconstructions (mean)",
@@ -328,7 +365,7 @@ def reproduce(
                 models, data, report_dir, split="test", device=device, texture=spec.texture, overfit_samples=0, log=say
             )
         extra = _read_json(seed_dir / "extra.json")
-        if spec.extra and not extra:
+        if spec.extra and (not extra or not set(spec.extra_keys) <= set(extra)):  # none yet, or from an older version
             extra = spec.extra(models, data, seed_dir)
             _write_json(seed_dir / "extra.json", extra)
         per_seed.append((json.loads((report_dir / "metrics.json").read_text()), extra, timings))
