@@ -60,6 +60,23 @@ def test_msess_is_the_mean_over_offsets_of_the_squared_difference_summed_over_pa
     assert mse(target, torch.roll(target, 5, dims=3)).item() > 0.1
 
 
+def test_msess_on_hashemi_soft_indicator_is_msess_of_the_transformed_images():
+    target, recon = batch(14, binary=True), batch(15)
+    sigma = 0.25
+    indicator = [np.exp(-((1 - x.numpy()) ** 2) / (2 * sigma**2)) for x in (target, recon)]
+    diff = two_point(indicator[0], pairs=[(1, 1)]) - two_point(indicator[1], pairs=[(1, 1)])
+    value = msess(recon, target, pairs=[[1, 1]], indicator_sigma=sigma).item()
+    assert value == pytest.approx((diff**2).mean(), rel=1e-10)
+    assert value != pytest.approx(msess(recon, target, pairs=[[1, 1]]).item(), rel=1e-2)  # it changes the term
+    faint, bright = [msess(target * v, target, pairs=[[1, 1]], indicator_sigma=sigma).item() for v in (0.6, 0.9)]
+    assert bright < faint and faint > msess(target * 0.6, target, pairs=[[1, 1]]).item()  # grey lines count less
+    with pytest.raises(InputError, match="indicator_sigma needs pairs"):
+        msess(recon, target, indicator_sigma=sigma)
+    for bad in (0, -1, float("nan"), "x"):
+        with pytest.raises(InputError, match="indicator_sigma must be"):
+            msess(recon, target, pairs=[[1, 1]], indicator_sigma=bad)
+
+
 def test_clamp_loss_is_zero_on_binary_images_and_pushes_pixels_to_the_nearest_phase():
     assert clamp(batch(13, binary=True)).item() == pytest.approx(0, abs=1e-12)
     x = torch.tensor([0.2, 0.45, 0.55, 0.8], dtype=torch.float64, requires_grad=True)

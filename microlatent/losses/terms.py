@@ -24,11 +24,27 @@ def mse(recon, target):
     return torch.mean((recon - target) ** 2)
 
 
-def msess(recon, target, periodic=True, pairs="all", crop=None):
-    """MSE on statistics, Cai eq. 7: mean over offsets r of sum over pairs of (f_in - f_recon)^2."""
+def msess(recon, target, periodic=True, pairs="all", crop=None, indicator_sigma=None):
+    """MSE on statistics, Cai eq. 7: mean over offsets r of sum over pairs of (f_in - f_recon)^2.
+
+    ``indicator_sigma``: the statistics of both images are taken of Hashemi et al.'s soft phase
+    indicator exp(-(1 - x)^2 / (2 sigma^2)) (phase 1; their code uses sigma 0.25) instead of the
+    values themselves. A pixel then counts as phase 1 only near 1 (0.9 -> 0.92, 0.5 -> 0.14 at 0.25).
+    It needs 2 phases (``pairs`` of phase 1 only)."""
+    if indicator_sigma is not None:
+        if pairs != [(1, 1)] and pairs != [[1, 1]]:
+            raise InputError(f"msess: indicator_sigma needs pairs [[1, 1]], got {pairs!r}")
+        if not (isinstance(indicator_sigma, (int, float)) and math.isfinite(indicator_sigma) and indicator_sigma > 0):
+            raise InputError(f"msess: indicator_sigma must be a positive number, got {indicator_sigma!r}")
+        recon, target = soft_indicator(recon, indicator_sigma), soft_indicator(target, indicator_sigma)
     f_in = two_point(target, periodic=periodic, pairs=pairs, crop=crop, validate=False)
     f_recon = two_point(recon, periodic=periodic, pairs=pairs, crop=crop, validate=False)
     return msess_from_stats(f_in, f_recon)
+
+
+def soft_indicator(x, sigma):
+    """exp(-(1 - x)^2 / (2 sigma^2)): ~1 where x is near 1, falling off with the distance from it."""
+    return torch.exp(-((1 - x) ** 2) / (2 * sigma**2))
 
 
 def msess_from_stats(f_target, f_recon, reduction="mean"):
