@@ -208,6 +208,10 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     toml.write_text('name = "t"\n[optim]\nepochs = 3\n[loss]\ncess = 1.0\n')
     config = load_config(toml, ["loss.kl=1e-3"])
     assert config["optim"]["epochs"] == 3 and config["loss"] == {"cess": 1.0, "kl": 1e-3}
+    # An override inside a term's options keeps its other options (it once dropped msess's weight and pairs).
+    shipped = load_config("hashemi_ssvae_cpu")["loss"]["msess"]
+    config = load_config("hashemi_ssvae_cpu", ["loss.msess.indicator_sigma=0.25"])
+    assert config["loss"]["msess"] == {**shipped, "indicator_sigma": 0.25} and "weight" in shipped
 
 
 def test_every_shipped_config_builds_its_model_and_loss():

@@ -188,7 +188,7 @@ def merge(defaults, given, origin="config", prefix="", update_free_form=False):
             if value is not None and not isinstance(value, dict):
                 raise InputError(f"{origin}: '{dotted}' must be a mapping, got {value!r}")
             if update_free_form and isinstance(default, dict) and value is not None:
-                result[key] = {**default, **copy.deepcopy(value)}
+                result[key] = _deep_update(default, value)  # --set loss.msess.crop=5 keeps msess's weight
             else:
                 result[key] = copy.deepcopy(value)
         elif isinstance(default, dict):
@@ -197,6 +197,17 @@ def merge(defaults, given, origin="config", prefix="", update_free_form=False):
             result[key] = merge(default, value, origin, f"{dotted}.", update_free_form)
         else:
             result[key] = _check_type(value, default, dotted, origin)
+    return result
+
+
+def _deep_update(base: dict, update: dict) -> dict:
+    """A copy of ``base`` with ``update``'s keys set, mappings in both merged key by key."""
+    result = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(result.get(key), dict) and isinstance(value, dict):
+            result[key] = _deep_update(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
     return result
 
 
