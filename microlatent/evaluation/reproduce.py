@@ -124,38 +124,26 @@ def _cai_measures():
     for label in ("mse", "cess_finetune"):
         rows.append(Measure(f"{label}: median JS of the thresholded reconstruction", _summary(label, "js_binary")))
         rows.append(Measure(f"{label}: reconstruction std across inputs", _latent(label, "output_std")))
-    for label in ("mse", "cess_finetune", "cess_crop_finetune"):
-        rows.append(
-            Measure(
-                f"{label}: median volume fraction error (percentage points)",
-                lambda m, e, label=label: e["vf_error"][label],
-            )
+    extra_rows = [
+        (label, f"{label}: {what}", key)
+        for label in ("mse", "cess_finetune", "cess_crop_finetune")
+        for what, key in (
+            ("median volume fraction error (percentage points)", "vf_error"),
+            ("median excess CESS with the input's volume fraction (logit shift)", "matched"),
+            ("median excess CESS after the best per-image volume fraction and contrast calibration", "calibrated"),
         )
-        rows.append(
-            Measure(
-                f"{label}: median excess CESS with the input's volume fraction (logit shift)",
-                lambda m, e, label=label: e["matched"][label],
-            )
+    ]
+    given = "vs MSE, both given the input's volume fraction"
+    extra_rows += [
+        (label, f"{name} {given}: {what}", key)
+        for label, name in (("cess_finetune", "CESS finetune"), ("cess_crop_finetune", "cropped-CESS finetune"))
+        for what, key in (
+            ("share of test images with lower excess CESS", "matched_win"),
+            ("median excess CESS change (%)", "matched_change"),
         )
-        rows.append(
-            Measure(
-                f"{label}: median excess CESS after the best per-image volume fraction and contrast calibration",
-                lambda m, e, label=label: e["calibrated"][label],
-            )
-        )
-    for label, name in (("cess_finetune", "CESS finetune"), ("cess_crop_finetune", "cropped-CESS finetune")):
-        rows.append(
-            Measure(
-                f"{name} vs MSE, both given the input's volume fraction: share of test images with lower excess CESS",
-                lambda m, e, label=label: e["matched_win"][label],
-            )
-        )
-        rows.append(
-            Measure(
-                f"{name} vs MSE, both given the input's volume fraction: median excess CESS change (%)",
-                lambda m, e, label=label: e["matched_change"][label],
-            )
-        )
+    ]
+    for label, title, key in extra_rows:
+        rows.append(Measure(title, lambda m, e, label=label, key=key: e[key][label]))
     return rows
 
 
