@@ -177,6 +177,29 @@ def test_latent_statistics_against_constructed_posteriors():
     assert "posterior collapse" in collapse_warning(collapsed.result())
 
 
+def test_reconstructions_too_faint_to_threshold_are_reported():
+    """Not collapse (informative units, output varies), but every pixel below 0.5: thresholding leaves
+    one phase. Softmax outputs (3 phases) count by their most likely phase."""
+    from microlatent.training.diagnostics import single_phase
+
+    torch.manual_seed(1)
+    mu, logvar = torch.randn(40, 4), torch.full((40, 4), -4.0)
+    faint = LatentStatistics()
+    faint.add(mu, logvar, 0.45 * torch.rand(40, 1, 8, 8))
+    result = faint.result()
+    assert result["active_units"] == 4 and result["output_std"] > 0.1 and result["one_phase_share"] == 1.0
+    assert "single phase once thresholded" in collapse_warning(result)
+    mixed = torch.rand(40, 1, 8, 8)
+    mixed[:10] *= 0.45  # a quarter too faint: no warning
+    healthy = LatentStatistics()
+    healthy.add(mu, logvar, mixed)
+    assert healthy.result()["one_phase_share"] == pytest.approx(0.25) and collapse_warning(healthy.result()) is None
+    softmax = torch.softmax(torch.randn(3, 3, 6, 6), dim=1)
+    softmax[1] = torch.tensor([0.2, 0.5, 0.3])[:, None, None]  # phase 1 the most likely everywhere
+    assert single_phase(softmax).tolist() == [False, True, False]
+    assert single_phase(torch.full((2, 5, 5), 0.7)).tolist() == [True, True]  # (N, H, W) accepted
+
+
 def _lines_file(path, n=128, size=32):
     ((images, labels),) = generate(
         "lines", n, size=size, seed=5, length=(16, 32), thickness=(2, 3), min_gap=3, n_lines=(1, 3)

@@ -13,6 +13,11 @@ the first):
 * output spread: the standard deviation of each reconstructed pixel across inputs, averaged over
   pixels; 0 for a decoder that draws one image for every input.
 
+A fourth catches a failure that is not collapse: reconstructions that vary with the input but whose
+structure is too faint to survive thresholding (every pixel on one side of 0.5, or one phase the
+most likely everywhere). A statistics-space lines VAE with clamp weight 150 did this: 2 active
+units, output spread 0.044, and an empty image once thresholded.
+
 For a grid latent (N, C, h, w) a "unit" is a channel: its KL is summed over the h x w positions and
 it counts as active when the spatial mean of the variances of its means exceeds 0.01 and its KL
 exceeds 0.1 nats.
@@ -23,13 +28,14 @@ from __future__ import annotations
 ACTIVE_VARIANCE = 0.01  # Burda et al.'s threshold on Var_x(E[z|x])
 ACTIVE_KL = 0.1  # nats
 MIN_IMAGES = 8  # fewer images (a tiny validation split) cannot show variation across inputs
+ONE_PHASE_SHARE = 0.5  # warn when more reconstructions than this are a single phase once thresholded
 
 
 class LatentStatistics:
     """Accumulates mu, logvar and reconstructions batch by batch; ``result()`` gives the diagnostics."""
 
     def __init__(self):
-        self.n = 0
+        self.n = self.one_phase = 0
         self.mu_sum = self.mu_sq = self.kl_sum = self.out_sum = self.out_sq = None
 
     def add(self, mu, logvar, recon):
@@ -44,10 +50,11 @@ class LatentStatistics:
             for total, part in zip((self.mu_sum, self.mu_sq, self.kl_sum, self.out_sum, self.out_sq), parts):
                 total += part
         self.n += len(mu)
+        self.one_phase += int(single_phase(recon).sum())
 
     def result(self) -> dict:
         """{"images": int, "active_units": int, "latent_units": int, "output_std": float,
-        "kl_per_unit": [float, ...]}."""
+        "kl_per_unit": [float, ...], "one_phase_share": float}."""
         if not self.n:
             return {}
         n = self.n
@@ -62,13 +69,25 @@ class LatentStatistics:
             "latent_units": int(mu_var.numel()),
             "output_std": float(out_var.sqrt().mean()),
             "kl_per_unit": [float(v) for v in kl],
+            "one_phase_share": self.one_phase / n,
         }
+
+
+def single_phase(recon):
+    """(N,) bool: which reconstructions (N, C, H, W) (or (N, H, W)) are one phase once thresholded:
+    phase-1 probability on one side of 0.5 everywhere (C = 1), or the same most likely phase everywhere."""
+    if recon.ndim == 3:
+        recon = recon[:, None]
+    labels = (recon[:, 0] >= 0.5) if recon.shape[1] == 1 else recon.argmax(1)
+    flat = labels.flatten(1)
+    return (flat == flat[:, :1]).all(1)
 
 
 def collapse_warning(diagnostics: dict) -> str | None:
     """One line when the diagnostics look like posterior collapse, else None: at most one active
-    unit (of more than one), or reconstructions that barely vary across inputs (output std < 0.02).
-    Fewer than MIN_IMAGES images say nothing about variation across inputs: None."""
+    unit (of more than one), or reconstructions that barely vary across inputs (output std < 0.02);
+    or, short of collapse, more than ONE_PHASE_SHARE of the reconstructions a single phase once
+    thresholded. Fewer than MIN_IMAGES images say nothing about variation across inputs: None."""
     if not diagnostics or diagnostics["images"] < MIN_IMAGES:
         return None
     active, units, spread = diagnostics["active_units"], diagnostics["latent_units"], diagnostics["output_std"]
@@ -77,5 +96,11 @@ def collapse_warning(diagnostics: dict) -> str | None:
         return (
             f"posterior collapse suspected: {active} of {units} latent units active, reconstructions vary by "
             f"{spread:.3f} across inputs (KL per unit: {kl}); the decoder is ignoring z"
+        )
+    share = diagnostics.get("one_phase_share", 0.0)
+    if share > ONE_PHASE_SHARE:
+        return (
+            f"{share:.0%} of reconstructions are a single phase once thresholded at 0.5: the decoder's "
+            "structure is too faint to survive thresholding"
         )
     return None
