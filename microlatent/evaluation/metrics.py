@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.special
 
 from microlatent.errors import InputError
 from microlatent.losses.terms import (
@@ -178,11 +179,11 @@ def match_volume_fraction(recons, volume_fractions, iterations=60):
     target = np.asarray(volume_fractions, dtype=np.float64).reshape(-1)
     if target.shape != (len(recons),) or not np.all((target >= 0) & (target <= 1)):
         raise InputError(f"volume fractions: expected {len(recons)} values in [0, 1], got {target.shape}")
-    logits = np.log(np.clip(recons, 1e-12, 1 - 1e-12)) - np.log1p(-np.clip(recons, 1e-12, 1 - 1e-12))
+    logits = scipy.special.logit(np.clip(recons, 1e-12, 1 - 1e-12))
     low, high = np.full(len(recons), -50.0), np.full(len(recons), 50.0)  # mean(sigmoid) is monotone in b
 
     def shifted(b):
-        return 0.5 * (1 + np.tanh((logits + b[:, None, None]) / 2))  # sigmoid without overflow
+        return scipy.special.expit(logits + b[:, None, None])
 
     for _ in range(iterations):
         middle = (low + high) / 2

@@ -159,19 +159,19 @@ def _cai_extra(models, data, out_dir):
     from microlatent.evaluation.metrics import calibrated_excess_cess, matched_excess_cess
     from microlatent.models.run import Run
 
-    vf_error, calibrated, matched, excess = {}, {}, {}, {}
+    vf_error, calibrated, excess = {}, {}, {}
     for label, path in models.items():
         model = Run.load(path, "cpu")
         inputs, recons = roundtrip(model, load_samples(data, "test", model.split).images)
         vf_error[label] = float(np.median(np.abs(recons.mean((1, 2)) - inputs.mean((1, 2))))) * 100
         calibrated[label] = float(np.median(calibrated_excess_cess(inputs, recons)))
         excess[label] = matched_excess_cess(inputs, recons)
-        matched[label] = float(np.median(excess[label]))
+    matched = {label: float(np.median(values)) for label, values in excess.items()}
     matched_win, matched_change = {}, {}
     if "mse" in excess:
         for label, values in excess.items():
             matched_win[label] = float(np.mean(values < excess["mse"]))
-            matched_change[label] = 100 * (float(np.median(values)) / float(np.median(excess["mse"])) - 1)
+            matched_change[label] = 100 * (matched[label] / matched["mse"] - 1)
     return {
         "vf_error": vf_error,
         "calibrated": calibrated,

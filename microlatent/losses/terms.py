@@ -32,7 +32,7 @@ def msess(recon, target, periodic=True, pairs="all", crop=None, indicator_sigma=
     values themselves. A pixel then counts as phase 1 only near 1 (0.9 -> 0.92, 0.5 -> 0.14 at 0.25).
     It needs 2 phases (``pairs`` of phase 1 only)."""
     if indicator_sigma is not None:
-        if pairs != [(1, 1)] and pairs != [[1, 1]]:
+        if isinstance(pairs, str) or [tuple(pair) for pair in pairs] != [(1, 1)]:
             raise InputError(f"msess: indicator_sigma needs pairs [[1, 1]], got {pairs!r}")
         if not (isinstance(indicator_sigma, (int, float)) and math.isfinite(indicator_sigma) and indicator_sigma > 0):
             raise InputError(f"msess: indicator_sigma must be a positive number, got {indicator_sigma!r}")
