@@ -361,6 +361,24 @@ def test_resnet_loads_torchvision_state_dict(tmp_path):
     assert torch.equal(loaded.encoder.conv1.weight, torch_sd["conv1.weight"])
 
 
+def test_resnet_decoder_upsamplers(tmp_path):
+    """Both ways of doubling rebuild from a checkpoint; the default leaves older checkpoints' config
+    unchanged; anything else is a one-line error."""
+    default, size = tiny("resnet_vae")
+    assert "upsample" not in default.config and isinstance(default.deconv[0][0], torch.nn.ConvTranspose2d)
+    nearest, _ = tiny("resnet_vae", upsample="nearest")
+    assert isinstance(nearest.deconv[0][0], torch.nn.Upsample) and nearest.config["upsample"] == "nearest"
+    x = images(2, size)
+    save_model(nearest.eval(), tmp_path / "nearest.pt")
+    loaded = load_model(tmp_path / "nearest.pt").eval()
+    with torch.no_grad():
+        out = nearest(x)[0]
+        assert out.shape == x.shape and torch.equal(loaded(x)[0], out)
+    with pytest.raises(InputError, match="upsample must be one of transpose, nearest") as e:
+        tiny("resnet_vae", upsample="bilinear")
+    assert "\n" not in str(e.value)
+
+
 def test_resnet_from_scratch_warns_and_says_so():
     with pytest.warns(UserWarning, match="from scratch"):
         model = ResnetVAE(**TINY["resnet_vae"][0])

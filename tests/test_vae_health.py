@@ -137,6 +137,27 @@ def test_the_output_layer_starts_at_the_volume_fraction(name, config, size, recw
     assert out.mean().item() == pytest.approx(0.09, abs=0.03)
 
 
+@pytest.mark.parametrize("vf", [0.02, 0.09, 0.5, 0.9])
+def test_under_the_soft_indicator_the_output_starts_where_the_indicator_is_the_volume_fraction(vf):
+    """At x = vf the indicator is ~0.001 on sparse data, with no slope to learn from (a from-scratch
+    run collapsed to an empty image); the start must make the statistics see the data's fraction."""
+    from microlatent.losses import CompositeLoss
+    from microlatent.losses.terms import soft_indicator
+
+    plain = CompositeLoss({"msess": {"weight": 1.0, "pairs": [[1, 1]]}, "kl": 0.1})
+    assert plain.output_start(vf) == vf
+    for sigma in (0.1, 0.25, 0.5):
+        loss = CompositeLoss({"msess": {"weight": 1.0, "pairs": [[1, 1]], "indicator_sigma": sigma}, "kl": 0.1})
+        start = loss.output_start(vf)
+        assert 0 < start < 1
+        seen = soft_indicator(torch.tensor(start, dtype=torch.float64), sigma).item()
+        floor = math.exp(-1 / (2 * sigma**2))  # the indicator at x = 0: a wide one never goes lower
+        if vf > floor:
+            assert seen == pytest.approx(vf, rel=1e-9)
+        else:
+            assert start == pytest.approx(1e-3) and seen == pytest.approx(floor, rel=1e-2)
+
+
 @pytest.mark.parametrize("size", [32, 64, 96, 100, 224])
 def test_the_resnet_decoder_works_at_full_resolution(size, monkeypatch, recwarn):
     side, stages = decoder_plan(size)

@@ -9,6 +9,7 @@ is such a mapping, not code.
 from __future__ import annotations
 
 import inspect
+import math
 
 from microlatent.errors import InputError
 from microlatent.losses import terms
@@ -66,6 +67,22 @@ class CompositeLoss:
             for name, _, function, _, _ in self.terms
             if hasattr(function, "weights_source")
         }
+
+    def output_start(self, volume_fraction):
+        """The phase-1 probability an untrained decoder should output everywhere so that the loss's
+        statistics see the data's ``volume_fraction`` (a float in (0, 1)): the fraction itself, except
+        under msess's soft phase indicator exp(-(1 - x)^2 / (2 sigma^2)), where it is the x whose
+        indicator equals the fraction, 1 - sigma sqrt(-2 ln vf).
+
+        Why: at x = vf (0.09 on the lines) that indicator is 0.001 with no slope, so a decoder started
+        there never moves and the posterior collapses (measured: 0 of 9 units active).
+        """
+        for name, _, _, _, params in self.terms:
+            sigma = params.get("indicator_sigma") if name == "msess" else None
+            if sigma is not None and isinstance(volume_fraction, (int, float)):
+                vf = min(max(float(volume_fraction), 1e-3), 1 - 1e-3)
+                return min(max(1.0 - sigma * math.sqrt(-2.0 * math.log(vf)), 1e-3), 1 - 1e-3)
+        return volume_fraction
 
     def __call__(self, recon, target, mu=None, logvar=None):
         total, parts = 0.0, {}

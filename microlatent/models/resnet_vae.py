@@ -140,6 +140,15 @@ def load_torchvision_resnet(encoder, path):
     encoder.load_state_dict(sd, strict=True)
 
 
+# One doubling of the decoder: a stride-2 transposed convolution (Hashemi et al.'s decoder), or
+# nearest-neighbour upsampling then a 3 x 3 convolution (as TAESD does), which cannot leave the
+# checkerboard that uneven kernel overlap of a transposed convolution can.
+UPSAMPLERS = {
+    "transpose": lambda c_in, c_out: [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False)],
+    "nearest": lambda c_in, c_out: [nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)],
+}
+
+
 def decoder_plan(image_size):
     """(s, k): the decoder starts at s x s and doubles k times to s * 2**k >= image_size.
 
@@ -162,6 +171,7 @@ class ResnetVAE(FixedSizeVAE):
 
     encode(x) -> mu, logvar, each (N, latent_dim); decode(z) -> (N, 1 or K, S, S) in (0, 1).
     pretrained: path to a torchvision resnet state_dict (.pth) or None (train from scratch, warns).
+    upsample: how the decoder doubles, "transpose" or "nearest" (see ``UPSAMPLERS``).
     """
 
     name = "resnet_vae"
@@ -175,6 +185,7 @@ class ResnetVAE(FixedSizeVAE):
         image_size=224,
         pretrained=None,
         phases=2,
+        upsample="transpose",
     ):
         super().__init__()
         layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
@@ -188,6 +199,8 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             **{f"layers[{i}]": n for i, n in enumerate(layers)},
         )
+        if upsample not in UPSAMPLERS:
+            raise InputError(f"{self.name}: upsample must be one of {', '.join(UPSAMPLERS)}, got {upsample!r}")
         if image_size < 32:
             raise InputError(f"{self.name}: image_size must be >= 32 (ResNet downsamples by 32), got {image_size}")
         if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
@@ -203,6 +216,8 @@ class ResnetVAE(FixedSizeVAE):
             image_size=image_size,
             pretrained=pretrained,
         )
+        if upsample != "transpose":  # absent for the default, so older checkpoints stay the same
+            self.config["upsample"] = upsample
         self.latent_dim, self.image_size = latent_dim, image_size
         channels = self.set_phases(phases)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -224,11 +239,7 @@ class ResnetVAE(FixedSizeVAE):
         widths = [64] + [max(16, 64 // 2 ** ((i + 1) // 2)) for i in range(stages)]  # 64, 32, 32, 16, 16, ...
         self.deconv = nn.Sequential(
             *[
-                nn.Sequential(
-                    nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
-                    nn.BatchNorm2d(c_out, momentum=0.01),
-                    nn.ReLU(),
-                )
+                nn.Sequential(*UPSAMPLERS[upsample](c_in, c_out), nn.BatchNorm2d(c_out, momentum=0.01), nn.ReLU())
                 for c_in, c_out in zip(widths, widths[1:])
             ]
         )

@@ -120,17 +120,19 @@ def train(
         (out_dir / "config.yaml").write_text(yaml.safe_dump(phased, sort_keys=False))
     config = phased
     model = _initial_model(config, checkpoint_path if resume else None).to(device)
-    output_start = None
-    if not resume and not config["train"]["init_from"]:
-        # The decoder starts at the training data's mean phase-1 share, not at 0.5 grey (see
-        # VAE.start_output_at: a 0.5 start on sparse data ended in posterior collapse).
-        vf = mean_volume_fraction(train_set)
-        output_start = {"volume_fraction": vf, "bias": model.start_output_at(vf)}
     optimizer = OPTIMIZERS[_choice(optim_cfg["name"], OPTIMIZERS, "optim.name")](
         [p for p in model.parameters() if p.requires_grad], lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"]
     )
     scheduler = _scheduler(optimizer, sched_cfg, batches_per_epoch)
     loss_fn = CompositeLoss(config["loss"])
+    output_start = None
+    if not resume and not config["train"]["init_from"]:
+        # The decoder starts at the training data's mean phase-1 share, not at 0.5 grey (see
+        # VAE.start_output_at: a 0.5 start on sparse data ended in posterior collapse), as the
+        # loss's statistics see it (CompositeLoss.output_start).
+        vf = mean_volume_fraction(train_set)
+        start = loss_fn.output_start(vf)
+        output_start = {"volume_fraction": vf, "output": start, "bias": model.start_output_at(start)}
     if ddp.is_main:
         _write_metadata(out_dir / "run.json", model, loss_fn, device, config, ddp.world_size, output_start, resume)
     net = ddp.wrap(model)  # DistributedDataParallel under torchrun; the model itself otherwise
