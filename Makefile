@@ -15,8 +15,8 @@ test: lint
 # ruff (pyflakes, import order, line length; the code is as `ruff format` writes it) on everything,
 # mypy on stats/losses/models/properties/design/prior (pyproject [tool.mypy] files)
 lint: $(VENV)/.installed
-	$(BIN)/ruff check microlatent tests benchmarks
-	$(BIN)/ruff format --check microlatent tests benchmarks
+	$(BIN)/ruff check microlatent tests benchmarks docs
+	$(BIN)/ruff format --check microlatent tests benchmarks docs
 	$(BIN)/mypy
 
 install: $(VENV)/.installed
