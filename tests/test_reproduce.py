@@ -2,6 +2,7 @@
 reports, and a second call that resumes instead of retraining."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -49,6 +50,18 @@ def test_reproduce_hashemi_end_to_end_and_resumes(tmp_path, recwarn):
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed*/*/model.pt")}
     reproduce("hashemi", out, seeds=2, device="cpu", overrides=overrides)  # finished: nothing retrained
     assert {p: p.stat().st_mtime_ns for p in out.glob("seed*/*/model.pt")} == stamps
+
+    # another config than the finished runs': refused, not reported as this config's numbers
+    with pytest.raises(InputError, match=r"ssvae was trained with loss = .* delete that run") as e:
+        reproduce("hashemi", out, seeds=2, device="cpu", overrides=(*overrides, "loss.clamp=7"))
+    assert "\n" not in str(e.value)
+    # a run deleted and retrained: that seed's report and extra measures are redone, the other seed's kept
+    report = {s: (out / f"seed{s}" / "report" / "metrics.json").stat().st_mtime_ns for s in range(2)}
+    shutil.rmtree(out / "seed1" / "ssvae")
+    reproduce("hashemi", out, seeds=2, device="cpu", overrides=overrides)
+    assert (out / "seed1" / "ssvae" / "model.pt").exists()
+    assert (out / "seed0" / "report" / "metrics.json").stat().st_mtime_ns == report[0]
+    assert (out / "seed1" / "report" / "metrics.json").stat().st_mtime_ns > report[1]
 
 
 def test_reproduce_refuses_bad_arguments_in_one_line(tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from microlatent.errors import DataError, InputError
 
@@ -327,7 +328,7 @@ def reproduce(
     per_seed = []
     for seed in range(seeds):
         seed_dir = out_dir / f"seed{seed}"
-        models, timings, data = {}, _read_json(seed_dir / "timings.json"), None
+        models, timings, data, trained = {}, _read_json(seed_dir / "timings.json"), None, False
         for label, name, init_label in spec.runs:
             config = load_config(name + suffix, overrides)
             config["seed"] = seed
@@ -336,7 +337,10 @@ def reproduce(
                 config["train"]["init_from"] = str(models[init_label])
             run = seed_dir / label
             data = data or config["data"]["path"]
-            if not (run / "model.pt").exists():
+            if (run / "model.pt").exists():
+                _check_finished_run(run, config)
+            else:
+                trained = True
                 say(f"seed {seed}: training {label} ({name + suffix}, {config['optim']['epochs']} epochs) -> {run}")
                 started = time.perf_counter()
                 try:
@@ -347,17 +351,36 @@ def reproduce(
                 _write_json(seed_dir / "timings.json", timings)
             models[label] = run / "model.pt"
         report_dir = seed_dir / "report"
-        if not (report_dir / "metrics.json").exists():
+        if trained or not (report_dir / "metrics.json").exists():  # a model new since the report: redo it
             say(f"seed {seed}: evaluating on the test split -> {report_dir}")
             write_report(
                 models, data, report_dir, split="test", device=device, texture=spec.texture, overfit_samples=0, log=say
             )
         extra = _read_json(seed_dir / "extra.json")
-        if spec.extra and (not extra or not set(spec.extra_keys) <= set(extra)):  # none yet, or from an older version
+        if spec.extra and (trained or not extra or not set(spec.extra_keys) <= set(extra)):  # or from an older version
             extra = spec.extra(models, data, seed_dir)
             _write_json(seed_dir / "extra.json", extra)
         per_seed.append((json.loads((report_dir / "metrics.json").read_text()), extra, timings))
     return _write_comparison(spec, paper, scale, per_seed, out_dir)
+
+
+def _check_finished_run(run, config):
+    """InputError if a finished run in the output folder was trained with another config than the one
+    asked for now (a changed shipped config, or other --set): its numbers would be reported as this
+    config's."""
+    from microlatent.training.config import DEFAULTS, config_difference, merge
+
+    saved_path = run / "config.yaml"
+    if not saved_path.exists():
+        raise DataError(f"{run}: a finished run without its config.yaml; delete the folder to retrain it")
+    saved = merge(DEFAULTS, yaml.safe_load(saved_path.read_text()), origin=str(saved_path))
+    difference = config_difference(saved, config, ignore=("train.device", "model.phases", "train.init_from"))
+    if difference:
+        key, had, wants = difference
+        raise InputError(
+            f"{run} was trained with {key} = {had!r}, and this command asks for {wants!r}; "
+            "delete that run (its report is redone) or write to another folder"
+        )
 
 
 def _write_comparison(spec, paper, scale, per_seed, out_dir):

@@ -200,6 +200,25 @@ def merge(defaults, given, origin="config", prefix="", update_free_form=False):
     return result
 
 
+def config_difference(saved, asked, ignore=("train.device", "model.phases")):
+    """The first setting two full configs disagree on, as (dotted key, saved value, asked value), or
+    None. ``ignore``: keys that may differ (the device; model.phases, which training sets from the
+    data). A loss term's or a generator's options count as one value."""
+
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict) and key not in ("loss", "generate"):
+                yield from flat(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    saved_items, asked_items = dict(flat(saved)), dict(flat(asked))
+    for key in sorted(set(saved_items) | set(asked_items)):
+        if key not in ignore and saved_items.get(key) != asked_items.get(key):
+            return key, saved_items.get(key), asked_items.get(key)
+    return None
+
+
 def _deep_update(base: dict, update: dict) -> dict:
     """A copy of ``base`` with ``update``'s keys set, mappings in both merged key by key."""
     result = copy.deepcopy(base)

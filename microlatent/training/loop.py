@@ -50,7 +50,7 @@ from microlatent.errors import DataError, InputError
 from microlatent.losses import CompositeLoss
 from microlatent.models import build_model, load_checkpoint, load_model, save_model
 from microlatent.training import distributed
-from microlatent.training.config import DEFAULTS, check_values, merge
+from microlatent.training.config import DEFAULTS, check_values, config_difference, merge
 from microlatent.training.diagnostics import LatentStatistics, collapse_warning
 
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -331,23 +331,13 @@ def evaluate_loss(
 def _check_same_config(saved, asked, checkpoint_path):
     """InputError if a resume asks for another config than the run's (``train.device`` may differ):
     silently keeping the saved one would ignore, say, ``--set optim.epochs=4``."""
-
-    def flat(tree, prefix=""):
-        for key, value in tree.items():
-            if isinstance(value, dict) and key not in ("loss", "generate"):
-                yield from flat(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-
-    saved_items, asked_items = dict(flat(saved)), dict(flat(asked))
-    derived = {"train.device", "model.phases"}  # model.phases: set by training from the data (see _with_phases)
-    for key in sorted(set(saved_items) | set(asked_items)):
-        if key not in derived and saved_items.get(key) != asked_items.get(key):
-            raise InputError(
-                f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
-                f"{key} = {asked_items.get(key)!r} where the run has {saved_items.get(key)!r}; "
-                "start a new run (another --out) to change it"
-            )
+    difference = config_difference(saved, asked)
+    if difference:
+        key, had, wants = difference
+        raise InputError(
+            f"{checkpoint_path}: a resumed run keeps its config, and this one asks for "
+            f"{key} = {wants!r} where the run has {had!r}; start a new run (another --out) to change it"
+        )
 
 
 def _with_phases(config, n_phases):
