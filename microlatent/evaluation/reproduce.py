@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from microlatent.errors import DataError, InputError
 
@@ -368,12 +367,13 @@ def _check_finished_run(run, config):
     """InputError if a finished run in the output folder was trained with another config than the one
     asked for now (a changed shipped config, or other --set): its numbers would be reported as this
     config's."""
+    from microlatent.models import load_checkpoint
     from microlatent.training.config import DEFAULTS, config_difference, merge
 
-    saved_path = run / "config.yaml"
-    if not saved_path.exists():
-        raise DataError(f"{run}: a finished run without its config.yaml; delete the folder to retrain it")
-    saved = merge(DEFAULTS, yaml.safe_load(saved_path.read_text()), origin=str(saved_path))
+    # The config saved in the checkpoint: the one the evaluation reads (Run.load) for this model.
+    checkpoint = run / "model.pt"
+    saved_config = (load_checkpoint(checkpoint).get("extra") or {}).get("config") or {}
+    saved = merge(DEFAULTS, saved_config, origin=str(checkpoint))
     difference = config_difference(saved, config, ignore=("train.device", "model.phases", "train.init_from"))
     if difference:
         key, had, wants = difference

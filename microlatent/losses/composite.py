@@ -9,7 +9,6 @@ is such a mapping, not code.
 from __future__ import annotations
 
 import inspect
-import math
 
 from microlatent.errors import InputError
 from microlatent.losses import terms
@@ -81,7 +80,7 @@ class CompositeLoss:
             sigma = params.get("indicator_sigma") if name == "msess" else None
             if sigma is not None and isinstance(volume_fraction, (int, float)):
                 vf = min(max(float(volume_fraction), 1e-3), 1 - 1e-3)
-                return min(max(1.0 - sigma * math.sqrt(-2.0 * math.log(vf)), 1e-3), 1 - 1e-3)
+                return min(max(terms.soft_indicator_inverse(vf, sigma), 1e-3), 1 - 1e-3)
         return volume_fraction
 
     def __call__(self, recon, target, mu=None, logvar=None):

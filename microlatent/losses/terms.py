@@ -47,6 +47,12 @@ def soft_indicator(x, sigma):
     return torch.exp(-((1 - x) ** 2) / (2 * sigma**2))
 
 
+def soft_indicator_inverse(value, sigma):
+    """The x in [0, 1] whose :func:`soft_indicator` is ``value`` (a float in (0, 1]), 1 - sigma sqrt(-2 ln
+    value); 0 where the indicator never gets that low (its least value, at x = 0, is exp(-1 / 2 sigma^2))."""
+    return max(1.0 - sigma * math.sqrt(-2.0 * math.log(value)), 0.0)
+
+
 def msess_from_stats(f_target, f_recon, reduction="mean"):
     """Cai eq. 7 on statistics maps (N, K, H', W') (or (K, H', W')) of the same pairs and offsets:
     mean over offsets of the sum over pairs of (f_target - f_recon)^2. Tensors or NumPy arrays;
