@@ -38,7 +38,7 @@ def _points(ax, table, x, y):
 
 
 def main():
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 9.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 11))
     left.axvspan(0, 17, ymin=0.63 / 1.05, color="C2", alpha=0.15, label="target: <= 17 % and >= 0.63")
     left.scatter([17], [0.63], marker="D", color="C2", label="Hashemi et al. (mean; 224 px, training images)")
     _points(left, _read("hashemi.csv"), "volume_fraction_difference_median_pct", "line_count_right")
@@ -64,7 +64,7 @@ def main():
         title="Cai MICRO2D-like at 64 px, CESS finetunes vs MSE:\nno finetune reaches the volume-fraction ceiling",
     )
     right.legend(loc="upper right", fontsize=8)
-    fig.subplots_adjust(left=0.06, right=0.98, top=0.93, bottom=0.36, wspace=0.2)
+    fig.subplots_adjust(left=0.06, right=0.98, top=0.93, bottom=0.40, wspace=0.2)
     fig.savefig(HERE / "frontier.png", dpi=100)
 
 
