@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from microlatent.cli import _register_commands, cli
 from microlatent.errors import InputError
 from microlatent.evaluation.reproduce import reproduce
+from microlatent.models import load_checkpoint
 
 TINY = (
     "optim.epochs=1",
@@ -29,23 +30,30 @@ def test_reproduce_hashemi_end_to_end_and_resumes(tmp_path, recwarn):
     out = tmp_path / "hashemi"
     path = reproduce("hashemi", out, seeds=2, device="cpu", overrides=overrides)
     result = json.loads((out / "reproduce.json").read_text())
-    assert result["seeds"] == 2 and set(result["training_minutes"]) == {"ssvae", "data_space"}
+    assert result["seeds"] == 2 and set(result["training_minutes"]) == {"ssvae", "data_space", "ssvae_finetune"}
     rows = {r["measure"]: r for r in result["rows"]}
-    orientation = rows["SS-VAE: orientation right"]
+    orientation = rows["SS-VAE finetuned from the data-space model: orientation right"]
     per_seed = [json.loads((out / f"seed{s}" / "report" / "metrics.json").read_text()) for s in range(2)]
-    expected = [m["lines"]["models"]["ssvae"]["orientation_accuracy"] for m in per_seed]
+    expected = [m["lines"]["models"]["ssvae_finetune"]["orientation_accuracy"] for m in per_seed]
     assert orientation["seeds"] == pytest.approx(expected)
     assert orientation["mean"] == pytest.approx(np.mean(expected))
     assert orientation["sd"] == pytest.approx(np.std(expected, ddof=1), nan_ok=True)
-    wins = rows["SS-VAE beats data-space in statistics space (share of test images, excess CESS)"]
+    wins = rows["SS-VAE finetuned beats data-space in statistics space (share of test images, excess CESS)"]
     w = per_seed[0]["win_matrix"]
-    assert wins["seeds"][0] == pytest.approx(w["matrix"][w["models"].index("ssvae")][w["models"].index("data_space")])
+    finetuned, data_space = w["models"].index("ssvae_finetune"), w["models"].index("data_space")
+    assert wins["seeds"][0] == pytest.approx(w["matrix"][finetuned][data_space])
+    scratch = rows["SS-VAE from scratch: line count right"]
+    assert scratch["seeds"] == pytest.approx([m["lines"]["models"]["ssvae"]["count_accuracy"] for m in per_seed])
+    # the finetune starts from its seed's data-space model
+    start = load_checkpoint(out / "seed1" / "ssvae_finetune" / "model.pt")
+    assert start["extra"]["config"]["train"]["init_from"] == str(out / "seed1" / "data_space" / "model.pt")
     # the seeds really differ in training
     assert (out / "seed0" / "ssvae" / "config.yaml").read_text() != (
         out / "seed1" / "ssvae" / "config.yaml"
     ).read_text()
     text = path.read_text()
-    assert text.startswith("# Hashemi") and "targets met" in text and "| SS-VAE: line count right |" in text
+    assert text.startswith("# Hashemi") and "targets met" in text
+    assert "| SS-VAE finetuned from the data-space model: line count right |" in text
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed*/*/model.pt")}
     reproduce("hashemi", out, seeds=2, device="cpu", overrides=overrides)  # finished: nothing retrained
@@ -148,3 +156,22 @@ def extra_shift(recons, inputs):
             for z, v in zip(logits, inputs.mean((1, 2)))
         ]
     )[:, None, None]
+
+
+@pytest.mark.parametrize("suffix", ["_cpu", ""])
+def test_every_finetune_run_has_the_model_and_data_of_the_run_it_starts_from(suffix):
+    """A finetune in a paper's runs keeps its start's architecture (training refuses another) and must see
+    the same images, or its test split would hold images its start trained on."""
+    from microlatent.evaluation.reproduce import PAPERS
+    from microlatent.training import load_config
+
+    pairs = 0
+    for spec in PAPERS.values():
+        names = {label: name for label, name, _ in spec.runs}
+        for _, name, init_label in spec.runs:
+            if init_label:
+                tuned, start = load_config(name + suffix), load_config(names[init_label] + suffix)
+                assert tuned["model"] == start["model"], name
+                assert tuned["data"] == start["data"], name
+                pairs += 1
+    assert pairs >= 3  # cai's two finetunes and hashemi's
